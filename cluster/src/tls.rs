@@ -1,0 +1,242 @@
+//! Serving HTTPS with a certificate that can change under a running server.
+//!
+//! Kubernetes updates a mounted Secret by writing a new timestamped directory and swapping the
+//! `..data` symlink, so the certificate files are never written in place: watching the files
+//! themselves misses the change. [`watch_files`] watches the directories that hold them and
+//! reloads on any change there; a certificate that fails to load is logged and the previous one
+//! keeps serving. The resolver can also be fed from memory ([`ReloadingCert::replace`]) by a
+//! certificate manager.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use futures_util::StreamExt;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use inotify::{Inotify, WatchMask};
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} holds no PEM certificate")]
+    NoCertificate(String),
+    #[error("{0} holds no PEM private key")]
+    NoKey(String),
+    #[error("unusable private key in {path}: {source}")]
+    BadKey { path: String, source: rustls::Error },
+    #[error("the private key does not match the certificate: {0}")]
+    Mismatch(rustls::Error),
+    #[error("TLS setup failed: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Builds a serving certificate from PEM text; `source` names it in errors.
+pub fn certified_key_from_pem(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    source: &str,
+) -> Result<CertifiedKey, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(source.to_owned()));
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| TlsError::NoKey(source.to_owned()))?;
+    let signing_key = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|source_err| TlsError::BadKey {
+            path: source.to_owned(),
+            source: source_err,
+        })?;
+    let certified = CertifiedKey::new(certs, signing_key);
+    certified.keys_match().map_err(TlsError::Mismatch)?;
+    Ok(certified)
+}
+
+/// Where the serving certificate and its key are read from.
+#[derive(Debug, Clone)]
+pub struct CertificateFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl CertificateFiles {
+    pub fn load(&self) -> Result<CertifiedKey, TlsError> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| TlsError::Read {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        certified_key_from_pem(
+            &read(&self.cert)?,
+            &read(&self.key)?,
+            &format!("{} / {}", self.cert.display(), self.key.display()),
+        )
+    }
+}
+
+/// The certificate in force, swappable while connections are being served.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ReloadingCert {
+    pub fn new(initial: CertifiedKey) -> Arc<Self> {
+        Arc::new(Self {
+            current: RwLock::new(Arc::new(initial)),
+        })
+    }
+
+    pub fn replace(&self, next: CertifiedKey) {
+        let mut guard = self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *guard = Arc::new(next);
+    }
+
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// A server configuration (TLS 1.2 and 1.3, HTTP/1.1) that always presents the current
+    /// certificate.
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// Reloads `files` into `cert` whenever anything changes in the directories that hold them.
+/// Runs until the watch cannot continue; errors are logged, never fatal to serving.
+pub async fn watch_files(cert: Arc<ReloadingCert>, files: CertificateFiles) {
+    if let Err(err) = watch_files_inner(&cert, &files).await {
+        warn!(error = %err, "certificate reload stopped; the current certificate keeps serving");
+    }
+}
+
+async fn watch_files_inner(cert: &ReloadingCert, files: &CertificateFiles) -> std::io::Result<()> {
+    let inotify = Inotify::init()?;
+    let mask = WatchMask::CREATE
+        | WatchMask::MOVED_TO
+        | WatchMask::CLOSE_WRITE
+        | WatchMask::DELETE
+        | WatchMask::ATTRIB;
+    let mut dirs: Vec<PathBuf> = [&files.cert, &files.key]
+        .iter()
+        .map(|path| path.parent().unwrap_or(Path::new(".")).to_owned())
+        .collect();
+    dirs.dedup();
+    for dir in &dirs {
+        inotify.watches().add(dir, mask)?;
+    }
+    let mut events = inotify.into_event_stream([0u8; 4096])?;
+    while let Some(event) = events.next().await {
+        event?;
+        // A Secret update is several events in a row; settle before reading the pair.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match files.load() {
+            Ok(next) => {
+                if next.cert != cert.current().cert {
+                    cert.replace(next);
+                    info!(cert = %files.cert.display(), "reloaded serving certificate");
+                }
+            }
+            Err(err) => debug!(error = %err, "certificate files changed but do not load yet"),
+        }
+    }
+    Ok(())
+}
+
+/// Serves `app` over TLS on `listener` until `shutdown` resolves. Each connection is served
+/// with keep-alive; a client that does not finish its handshake in time is dropped.
+pub async fn serve(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = TlsAcceptor::from(config);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(err)) => {
+                    debug!(%peer, error = %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let service = TowerToHyperService::new(app);
+            let result = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+            if let Err(err) = result {
+                debug!(%peer, error = %err, "connection ended with an error");
+            }
+        });
+    }
+}

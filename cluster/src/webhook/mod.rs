@@ -1,0 +1,170 @@
+//! The mutating admission webhook: `POST /mutate` gives opted-in pods their dump directory.
+//!
+//! [`review`] decides (pure), [`inject`] plans the patch (pure); this module serves them over
+//! HTTPS with metrics and the log lines operators look for.
+
+pub mod inject;
+pub mod review;
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tracing::{error, info, warn};
+
+use crate::http::{Readiness, ops_routes};
+use inject::SkipReason;
+
+/// AdmissionReviews of large pods run to a few MiB; anything beyond this is not one.
+const MAX_BODY: usize = 8 * 1024 * 1024;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// The webhook's Prometheus metrics.
+#[derive(Clone)]
+pub struct WebhookMetrics {
+    requests: Family<Labels, Counter>,
+    injections: Counter,
+    skips: Family<Labels, Counter>,
+    latency: Histogram,
+}
+
+impl WebhookMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            requests: Family::default(),
+            injections: Counter::default(),
+            skips: Family::default(),
+            latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+        };
+        let registry = registry.sub_registry_with_prefix("coredog_webhook");
+        registry.register(
+            "requests",
+            "AdmissionReview requests by result",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "injections",
+            "Pods given a dump directory",
+            metrics.injections.clone(),
+        );
+        registry.register(
+            "skips",
+            "Pods or containers not injected, by reason",
+            metrics.skips.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer one AdmissionReview",
+            metrics.latency.clone(),
+        );
+        metrics
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct WebhookState {
+    pub host_dir: Arc<str>,
+    pub metrics: WebhookMetrics,
+}
+
+/// The webhook's routes: `/mutate` and the ops endpoints.
+pub fn router(state: WebhookState, registry: Arc<Registry>, readiness: Readiness) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+        .merge(ops_routes(registry, readiness))
+}
+
+async fn mutate(State(state): State<WebhookState>, body: Bytes) -> Response {
+    let started = Instant::now();
+    // The decision is pure code with no reason to panic; should it anyway, the pod is still
+    // admitted rather than left to the API server's timeout.
+    let outcome =
+        std::panic::catch_unwind(AssertUnwindSafe(|| review::review(&body, &state.host_dir)));
+    let metrics = &state.metrics;
+    let (result, response) = match outcome {
+        Ok(Ok(decision)) => {
+            record(metrics, &decision);
+            let result = if decision.injected.is_empty() {
+                "allowed"
+            } else {
+                "patched"
+            };
+            (result, axum::Json(decision.response).into_response())
+        }
+        Ok(Err(bad)) => {
+            warn!(error = %bad, "rejected a request that is not an AdmissionReview");
+            (
+                "bad_request",
+                (StatusCode::BAD_REQUEST, bad.to_string()).into_response(),
+            )
+        }
+        Err(_) => {
+            error!("internal error while deciding an AdmissionReview; admitting without a patch");
+            metrics
+                .skips
+                .get_or_create(&vec![("reason", SkipReason::InternalError.as_str())])
+                .inc();
+            match review::version_and_uid(&body) {
+                Some((version, uid)) => {
+                    let warning = [
+                        "coredog: internal error; the pod was admitted without a dump directory"
+                            .to_owned(),
+                    ];
+                    (
+                        "error",
+                        axum::Json(review::response(&version, &uid, None, &warning))
+                            .into_response(),
+                    )
+                }
+                None => (
+                    "error",
+                    (StatusCode::BAD_REQUEST, "unreadable AdmissionReview").into_response(),
+                ),
+            }
+        }
+    };
+    metrics
+        .requests
+        .get_or_create(&vec![("result", result)])
+        .inc();
+    metrics.latency.observe(started.elapsed().as_secs_f64());
+    response
+}
+
+fn record(metrics: &WebhookMetrics, decision: &review::Decision) {
+    for skip in &decision.skips {
+        metrics
+            .skips
+            .get_or_create(&vec![("reason", skip.as_str())])
+            .inc();
+    }
+    if !decision.injected.is_empty() {
+        metrics.injections.inc();
+        info!(
+            pod = %decision.pod,
+            containers = %decision.injected.join(","),
+            "Inject corefile volume for pod {}",
+            decision.pod
+        );
+    }
+    if decision.opted_in {
+        for warning in &decision.warnings {
+            let reason = warning.strip_prefix("coredog: ").unwrap_or(warning);
+            info!("Skip injection for pod {} - Reason: {reason}", decision.pod);
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! AdmissionReview in, AdmissionReview out (`admission.k8s.io/v1`, and `v1beta1` answered in
+//! kind). Pure: bytes in, a decision out.
+//!
+//! The webhook never denies. Anything it cannot or will not do is answered `allowed: true`
+//! without a patch; when the pod's owner asked for injection and did not get it, the reason is
+//! an admission warning, which kubectl prints. Only a body that is not an AdmissionReview at all
+//! gets an error (HTTP 400), because there is no request uid to answer.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use coredog_core::annotations::{self, OptInError};
+use k8s_openapi::api::core::v1::Pod;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use super::inject::{self, SkipReason};
+
+pub const V1: &str = "admission.k8s.io/v1";
+pub const V1BETA1: &str = "admission.k8s.io/v1beta1";
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BadReview {
+    #[error("body is not an AdmissionReview: {0}")]
+    NotJson(String),
+    #[error("unsupported apiVersion {0:?}; expected {V1} or {V1BETA1}")]
+    Version(String),
+    #[error("kind is {0:?}, not AdmissionReview")]
+    Kind(String),
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn<'a> {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(borrow)]
+    request: Option<RequestIn<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestIn<'a> {
+    uid: String,
+    #[serde(default)]
+    kind: Option<GroupVersionKind>,
+    #[serde(default)]
+    operation: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(borrow, default)]
+    object: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct GroupVersionKind {
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    kind: String,
+}
+
+/// Just enough of an object to decide whether it opted in, without reading the rest.
+#[derive(Deserialize)]
+struct ObjectHead {
+    #[serde(default)]
+    metadata: Option<MetaHead>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetaHead {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    generate_name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+/// The answer to one review, plus what it means for logs and metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The AdmissionReview to send back.
+    pub response: Value,
+    /// `namespace/name` of the pod (`namespace/generateName*` before it has a name).
+    pub pod: String,
+    /// Containers the patch gives a dump directory (empty: no patch).
+    pub injected: Vec<String>,
+    pub warnings: Vec<String>,
+    pub skips: Vec<SkipReason>,
+    /// Whether the pod asked for injection (warnings about it are worth a log line).
+    pub opted_in: bool,
+}
+
+/// Decides one AdmissionReview. `host_dir` is the node's dump root.
+pub fn review(body: &[u8], host_dir: &str) -> Result<Decision, BadReview> {
+    let review: ReviewIn<'_> =
+        serde_json::from_slice(body).map_err(|err| BadReview::NotJson(err.to_string()))?;
+    if review.api_version != V1 && review.api_version != V1BETA1 {
+        return Err(BadReview::Version(review.api_version));
+    }
+    if review.kind != "AdmissionReview" {
+        return Err(BadReview::Kind(review.kind));
+    }
+    let request = review.request.ok_or(BadReview::NoRequest)?;
+    let mut decision = Decision {
+        response: Value::Null,
+        pod: String::new(),
+        injected: Vec::new(),
+        warnings: Vec::new(),
+        skips: Vec::new(),
+        opted_in: false,
+    };
+    let patch = decide(&request, host_dir, &mut decision);
+    decision.response = response(&review.api_version, &request.uid, patch, &decision.warnings);
+    Ok(decision)
+}
+
+/// Fills `decision` and returns the JSONPatch, if any.
+fn decide(request: &RequestIn<'_>, host_dir: &str, decision: &mut Decision) -> Option<Vec<u8>> {
+    let is_pod = request
+        .kind
+        .as_ref()
+        .is_some_and(|gvk| gvk.group.is_empty() && gvk.kind == "Pod");
+    let Some(object) = request
+        .object
+        .filter(|_| is_pod && request.operation.as_deref() == Some("CREATE"))
+    else {
+        decision.skips.push(SkipReason::NotPodCreate);
+        return None;
+    };
+
+    let head: ObjectHead = match serde_json::from_str(object.get()) {
+        Ok(head) => head,
+        Err(err) => {
+            decision.skips.push(SkipReason::InternalError);
+            decision.pod = "?".to_owned();
+            decision
+                .warnings
+                .push(format!("coredog: cannot read the pod: {err}"));
+            return None;
+        }
+    };
+    let meta = head.metadata.unwrap_or(MetaHead {
+        name: None,
+        generate_name: None,
+        namespace: None,
+        annotations: None,
+    });
+    let namespace = request
+        .namespace
+        .clone()
+        .filter(|ns| !ns.is_empty())
+        .or(meta.namespace.clone().filter(|ns| !ns.is_empty()));
+    decision.pod = pod_ref(namespace.as_deref(), &meta);
+    let empty = BTreeMap::new();
+    let opt_in = annotations::read_opt_in(meta.annotations.as_ref().unwrap_or(&empty));
+    let request_spec = match opt_in {
+        Ok(None) => {
+            decision.skips.push(SkipReason::NotOptedIn);
+            return None;
+        }
+        Ok(Some(spec)) => spec,
+        Err(err) => {
+            decision.opted_in = true;
+            decision.skips.push(SkipReason::InvalidAnnotation);
+            decision
+                .warnings
+                .push(format!("coredog: {}", describe(&err)));
+            return None;
+        }
+    };
+    decision.opted_in = true;
+    let Some(namespace) = namespace else {
+        decision.skips.push(SkipReason::InternalError);
+        decision
+            .warnings
+            .push("coredog: the request names no namespace".to_owned());
+        return None;
+    };
+    let pod: Pod = match serde_json::from_str(object.get()) {
+        Ok(pod) => pod,
+        Err(err) => {
+            decision.skips.push(SkipReason::InternalError);
+            decision
+                .warnings
+                .push(format!("coredog: cannot read the pod: {err}"));
+            return None;
+        }
+    };
+    let plan = inject::plan(&pod, &namespace, host_dir, &request_spec);
+    decision.injected = plan.injected;
+    decision.warnings.extend(plan.warnings);
+    decision.skips.extend(plan.skips);
+    if plan.operations.is_empty() {
+        return None;
+    }
+    serde_json::to_vec(&plan.operations).ok()
+}
+
+fn describe(err: &OptInError) -> String {
+    format!("{err}; the pod was admitted without a dump directory")
+}
+
+fn pod_ref(namespace: Option<&str>, meta: &MetaHead) -> String {
+    let namespace = namespace.unwrap_or("?");
+    match (meta.name.as_deref(), meta.generate_name.as_deref()) {
+        (Some(name), _) if !name.is_empty() => format!("{namespace}/{name}"),
+        (_, Some(prefix)) if !prefix.is_empty() => format!("{namespace}/{prefix}*"),
+        _ => format!("{namespace}/?"),
+    }
+}
+
+/// The AdmissionReview answer: always allowed, with the patch and warnings if any.
+pub fn response(
+    api_version: &str,
+    uid: &str,
+    patch: Option<Vec<u8>>,
+    warnings: &[String],
+) -> Value {
+    let mut response = json!({ "uid": uid, "allowed": true });
+    if let Some(patch) = patch {
+        response["patchType"] = json!("JSONPatch");
+        response["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(patch));
+    }
+    if !warnings.is_empty() {
+        response["warnings"] = json!(warnings);
+    }
+    json!({ "apiVersion": api_version, "kind": "AdmissionReview", "response": response })
+}
+
+/// Reads only the version and uid of a review, to answer it after an internal failure.
+pub fn version_and_uid(body: &[u8]) -> Option<(String, String)> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Head {
+        api_version: String,
+        request: UidOnly,
+    }
+    #[derive(Deserialize)]
+    struct UidOnly {
+        uid: String,
+    }
+    let head: Head = serde_json::from_slice(body).ok()?;
+    Some((head.api_version, head.request.uid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn review_body(version: &str, operation: &str, pod: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": version,
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+                "kind": { "group": "", "version": "v1", "kind": "Pod" },
+                "resource": { "group": "", "version": "v1", "resource": "pods" },
+                "operation": operation,
+                "namespace": "shop",
+                "object": pod,
+            }
+        }))
+        .unwrap()
+    }
+
+    fn opted_in_pod() -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "generateName": "web-", "annotations": { "coredog.io/inject": "true", "coredog.io/path": "/corefile" } },
+            "spec": { "containers": [{ "name": "app", "image": "app" }] }
+        })
+    }
+
+    #[test]
+    fn an_opted_in_pod_gets_a_patch_in_the_version_asked() {
+        for version in [V1, V1BETA1] {
+            let decision = review(&review_body(version, "CREATE", opted_in_pod()), "/d").unwrap();
+            assert_eq!(decision.response["apiVersion"], version);
+            let response = &decision.response["response"];
+            assert_eq!(response["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+            assert_eq!(response["allowed"], true);
+            assert_eq!(response["patchType"], "JSONPatch");
+            assert!(response.get("warnings").is_none());
+            assert_eq!(decision.injected, ["app"]);
+            assert_eq!(decision.pod, "shop/web-*");
+        }
+    }
+
+    #[test]
+    fn pods_that_did_not_opt_in_get_nothing() {
+        let pod =
+            json!({ "metadata": { "name": "plain" }, "spec": { "containers": [{ "name": "a" }] } });
+        let decision = review(&review_body(V1, "CREATE", pod), "/d").unwrap();
+        assert_eq!(
+            decision.response["response"],
+            json!({ "uid": "705ab4f5-6393-11e8-b7cc-42010a800002", "allowed": true })
+        );
+        assert_eq!(decision.skips, [SkipReason::NotOptedIn]);
+        assert!(!decision.opted_in);
+    }
+
+    #[test]
+    fn updates_and_other_kinds_are_allowed_untouched() {
+        let decision = review(&review_body(V1, "UPDATE", opted_in_pod()), "/d").unwrap();
+        assert_eq!(decision.skips, [SkipReason::NotPodCreate]);
+        assert!(decision.response["response"].get("patch").is_none());
+    }
+
+    #[test]
+    fn a_bad_path_is_a_warning_not_a_denial() {
+        let mut pod = opted_in_pod();
+        pod["metadata"]["annotations"]["coredog.io/path"] = json!("/etc/cores");
+        let decision = review(&review_body(V1, "CREATE", pod), "/d").unwrap();
+        let response = &decision.response["response"];
+        assert_eq!(response["allowed"], true);
+        assert!(response.get("patch").is_none());
+        let warning = response["warnings"][0].as_str().unwrap();
+        assert!(warning.contains("/etc"), "{warning}");
+        assert_eq!(decision.skips, [SkipReason::InvalidAnnotation]);
+    }
+
+    #[test]
+    fn a_pod_that_does_not_deserialise_is_allowed_with_a_warning() {
+        let mut pod = opted_in_pod();
+        pod["spec"]["containers"] = json!("not a list");
+        let decision = review(&review_body(V1, "CREATE", pod), "/d").unwrap();
+        assert_eq!(decision.response["response"]["allowed"], true);
+        assert_eq!(decision.skips, [SkipReason::InternalError]);
+    }
+
+    #[test]
+    fn bodies_that_are_not_reviews_are_rejected() {
+        assert!(matches!(review(b"{", "/d"), Err(BadReview::NotJson(_))));
+        assert!(matches!(review(b"[]", "/d"), Err(BadReview::NotJson(_))));
+        assert_eq!(
+            review(
+                br#"{"apiVersion":"v1","kind":"AdmissionReview","request":{"uid":"u"}}"#,
+                "/d"
+            ),
+            Err(BadReview::Version("v1".to_owned()))
+        );
+        assert_eq!(
+            review(
+                br#"{"apiVersion":"admission.k8s.io/v1","kind":"Pod"}"#,
+                "/d"
+            ),
+            Err(BadReview::Kind("Pod".to_owned()))
+        );
+        assert_eq!(
+            review(
+                br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+                "/d"
+            ),
+            Err(BadReview::NoRequest)
+        );
+    }
+
+    #[test]
+    fn the_uid_can_be_read_alone() {
+        let body = review_body(V1, "CREATE", opted_in_pod());
+        assert_eq!(
+            version_and_uid(&body),
+            Some((
+                V1.to_owned(),
+                "705ab4f5-6393-11e8-b7cc-42010a800002".to_owned()
+            ))
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! How a pod opts in to core dump collection, and how the webhook records what it did.
+//!
+//! ```yaml
+//! metadata:
+//!   annotations:
+//!     coredog.io/inject: "true"        # required, exactly "true"
+//!     coredog.io/path: /corefile       # required, see mount_path
+//!     coredog.io/container: app,worker # optional; empty or absent = every container
+//! ```
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+use crate::mount_path::{MountPath, MountPathError};
+
+/// `"true"` opts the pod in.
+pub const INJECT: &str = "coredog.io/inject";
+/// The absolute path at which the chosen containers see their dump directory.
+pub const PATH: &str = "coredog.io/path";
+/// Comma-separated container names; absent or empty selects all containers and init containers.
+pub const CONTAINER: &str = "coredog.io/container";
+/// Written by the webhook: the comma-separated containers it gave a dump directory.
+pub const INJECTED: &str = "coredog.io/injected";
+/// Namespace label that turns the webhook off for a whole namespace.
+pub const WEBHOOK_NAMESPACE_LABEL: &str = "coredog.io/webhook";
+/// The value of [`WEBHOOK_NAMESPACE_LABEL`] that turns the webhook off.
+pub const WEBHOOK_DISABLED: &str = "disabled";
+
+/// Which containers of an opted-in pod receive the dump directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerSelection {
+    /// Every container and init container (never ephemeral containers).
+    All,
+    /// Only these names, in the order given, without duplicates.
+    Named(Vec<String>),
+}
+
+impl ContainerSelection {
+    /// Parses the value of [`CONTAINER`]; blanks around names and empty entries are ignored.
+    pub fn parse(raw: &str) -> Self {
+        let mut names: Vec<String> = Vec::new();
+        for name in raw
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+        {
+            if !names.iter().any(|known| known == name) {
+                names.push(name.to_owned());
+            }
+        }
+        if names.is_empty() {
+            Self::All
+        } else {
+            Self::Named(names)
+        }
+    }
+
+    pub fn selects(&self, container: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Named(names) => names.iter().any(|name| name == container),
+        }
+    }
+}
+
+/// What an opted-in pod asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InjectionRequest {
+    pub path: MountPath,
+    pub containers: ContainerSelection,
+}
+
+/// A pod that asked for injection but cannot have it. The message becomes an admission warning.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum OptInError {
+    #[error("{INJECT} is {0:?}; it must be \"true\" to opt in")]
+    InjectNotTrue(String),
+    #[error("{PATH} is required when {INJECT} is \"true\"")]
+    MissingPath,
+    #[error("{PATH}: {0}")]
+    BadPath(#[from] MountPathError),
+}
+
+/// Reads a pod's annotations.
+///
+/// `Ok(None)`: the pod did not opt in (no [`INJECT`], or `"false"`), and nothing is said.
+/// `Err`: the pod tried to opt in and the reason it cannot be served is worth telling its owner.
+pub fn read_opt_in(
+    annotations: &BTreeMap<String, String>,
+) -> Result<Option<InjectionRequest>, OptInError> {
+    let Some(inject) = annotations.get(INJECT) else {
+        return Ok(None);
+    };
+    match inject.as_str() {
+        "true" => {}
+        "false" | "" => return Ok(None),
+        other => return Err(OptInError::InjectNotTrue(other.to_owned())),
+    }
+    let raw_path = annotations.get(PATH).ok_or(OptInError::MissingPath)?;
+    let path = MountPath::parse(raw_path)?;
+    let containers = annotations
+        .get(CONTAINER)
+        .map_or(ContainerSelection::All, |raw| {
+            ContainerSelection::parse(raw)
+        });
+    Ok(Some(InjectionRequest { path, containers }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn pods_without_the_annotation_are_not_opted_in() {
+        assert_eq!(read_opt_in(&annotations(&[])), Ok(None));
+        assert_eq!(read_opt_in(&annotations(&[(PATH, "/corefile")])), Ok(None));
+        assert_eq!(read_opt_in(&annotations(&[(INJECT, "false")])), Ok(None));
+    }
+
+    #[test]
+    fn opt_in_needs_exactly_true_and_a_path() {
+        assert_eq!(
+            read_opt_in(&annotations(&[(INJECT, "yes"), (PATH, "/corefile")])),
+            Err(OptInError::InjectNotTrue("yes".to_owned()))
+        );
+        assert_eq!(
+            read_opt_in(&annotations(&[(INJECT, "true")])),
+            Err(OptInError::MissingPath)
+        );
+        assert!(matches!(
+            read_opt_in(&annotations(&[(INJECT, "true"), (PATH, "/etc")])),
+            Err(OptInError::BadPath(MountPathError::Reserved { .. }))
+        ));
+    }
+
+    #[test]
+    fn a_valid_opt_in_selects_containers() {
+        let request = read_opt_in(&annotations(&[
+            (INJECT, "true"),
+            (PATH, "/corefile"),
+            (CONTAINER, " app, worker,,app "),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(request.path.as_str(), "/corefile");
+        assert_eq!(
+            request.containers,
+            ContainerSelection::Named(vec!["app".to_owned(), "worker".to_owned()])
+        );
+        assert!(request.containers.selects("worker"));
+        assert!(!request.containers.selects("sidecar"));
+    }
+
+    #[test]
+    fn an_empty_container_list_selects_all() {
+        assert_eq!(ContainerSelection::parse(""), ContainerSelection::All);
+        assert_eq!(ContainerSelection::parse(" , "), ContainerSelection::All);
+        assert!(ContainerSelection::All.selects("anything"));
+    }
+}

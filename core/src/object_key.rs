@@ -1,0 +1,307 @@
+//! Where a dump and its record live in storage.
+//!
+//! ```text
+//! <StoreDir>/<namespace>/<pod>/<UTC time>_<container>_<exe>_<pid>_<id>.core.zst
+//! <StoreDir>/<namespace>/<pod>/<UTC time>_<container>_<exe>_<pid>_<id>.core.zst.json
+//! ```
+//!
+//! The record (`.json`) is written last: a dump without its record is incomplete. The id is
+//! derived from what identifies the file on its node, so shipping the same file again after a
+//! crash of the watcher overwrites the same two objects instead of adding a duplicate.
+//!
+//! A key carries enough to list dumps without reading their records (time, namespace, pod,
+//! container, exe, pid, id), and [`CoreKey::parse`] reads it back.
+
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Suffix of every record object.
+pub const RECORD_SUFFIX: &str = ".json";
+const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+const MAX_EXE_LEN: usize = 64;
+
+/// The short, stable identity of one dump: 16 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DumpId(String);
+
+impl DumpId {
+    pub const LEN: usize = 16;
+
+    /// Derives the id from the file's identity on its node: the same file found again (after a
+    /// restart, or by a rescan) gets the same id.
+    pub fn derive(node: &str, host_path: &str, size: u64, mtime_nanos: i128) -> Self {
+        let mut hasher = Sha256::new();
+        for part in [node.as_bytes(), host_path.as_bytes()] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        hasher.update(size.to_le_bytes());
+        hasher.update(mtime_nanos.to_le_bytes());
+        let digest = hasher.finalize();
+        Self(hex::encode(&digest[..Self::LEN / 2]))
+    }
+
+    /// Accepts an id as printed by `kubectl coredog list`.
+    pub fn parse(raw: &str) -> Option<Self> {
+        (raw.len() == Self::LEN
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DumpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How the dump's bytes are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Zstd,
+    None,
+}
+
+impl Compression {
+    /// The ending of the dump object's key.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Zstd => ".core.zst",
+            Self::None => ".core",
+        }
+    }
+}
+
+/// The normalised `StoreDir`: no leading or trailing '/', empty for the bucket's root.
+pub fn store_prefix(store_dir: &str) -> String {
+    store_dir.trim_matches('/').to_owned()
+}
+
+/// The prefix under which every dump of a namespace (and optionally a pod) is stored.
+pub fn listing_prefix(store_dir: &str, namespace: Option<&str>, pod: Option<&str>) -> String {
+    let mut prefix = store_prefix(store_dir);
+    for part in [namespace, pod].into_iter().map_while(|part| part) {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+    }
+    if !prefix.is_empty() {
+        prefix.push('/');
+    }
+    prefix
+}
+
+/// The fields a dump object's key is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreKey {
+    pub store_dir: String,
+    pub namespace: String,
+    pub pod: String,
+    pub time: Timestamp,
+    pub container: String,
+    pub exe: String,
+    pub pid: u32,
+    pub id: DumpId,
+    pub compression: Compression,
+}
+
+impl CoreKey {
+    /// The dump object's key. `exe` is made safe for a key here, so any executable name goes.
+    pub fn to_key(&self) -> String {
+        let file = format!(
+            "{}_{}_{}_{}_{}{}",
+            self.time.strftime(TIME_FORMAT),
+            self.container,
+            safe_exe(&self.exe),
+            self.pid,
+            self.id,
+            self.compression.extension()
+        );
+        let mut key = listing_prefix(&self.store_dir, Some(&self.namespace), Some(&self.pod));
+        key.push_str(&file);
+        key
+    }
+
+    /// The record object's key: the dump's key with `.json` appended.
+    pub fn record_key(&self) -> String {
+        record_key_for(&self.to_key())
+    }
+
+    /// Reads a dump object's key back. `None` for anything that is not one (records included).
+    pub fn parse(key: &str) -> Option<Self> {
+        let (compression, stem) =
+            if let Some(stem) = key.strip_suffix(Compression::Zstd.extension()) {
+                (Compression::Zstd, stem)
+            } else {
+                (
+                    Compression::None,
+                    key.strip_suffix(Compression::None.extension())?,
+                )
+            };
+        let mut parts = stem.rsplitn(4, '/');
+        let file = parts.next()?;
+        let pod = parts.next()?.to_owned();
+        let namespace = parts.next()?.to_owned();
+        let store_dir = parts.next().unwrap_or_default().to_owned();
+
+        let (time, rest) = file.split_once('_')?;
+        let (container, rest) = rest.split_once('_')?;
+        let (rest, id) = rest.rsplit_once('_')?;
+        let (exe, pid) = rest.rsplit_once('_')?;
+        let time = jiff::fmt::strtime::parse(TIME_FORMAT, time)
+            .ok()?
+            .to_datetime()
+            .ok()?
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()?
+            .timestamp();
+        Some(Self {
+            store_dir,
+            namespace,
+            pod,
+            time,
+            container: container.to_owned(),
+            exe: exe.to_owned(),
+            pid: pid.parse().ok()?,
+            id: DumpId::parse(id)?,
+            compression,
+        })
+    }
+}
+
+/// The record object's key for a dump object's key.
+pub fn record_key_for(core_key: &str) -> String {
+    format!("{core_key}{RECORD_SUFFIX}")
+}
+
+/// An executable name as it may appear in a key: ASCII letters, digits, `.`, `-`, `_` and `+`;
+/// anything else becomes `-`. Never empty.
+pub fn safe_exe(exe: &str) -> String {
+    let base = exe.rsplit('/').next().unwrap_or(exe);
+    let safe: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(MAX_EXE_LEN)
+        .collect();
+    if safe.is_empty() || safe.chars().all(|c| c == '.') {
+        "unknown".to_owned()
+    } else {
+        safe
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> CoreKey {
+        CoreKey {
+            store_dir: "corefiles".to_owned(),
+            namespace: "shop".to_owned(),
+            pod: "web-7d9f-x2x4z".to_owned(),
+            time: "2026-11-27T10:00:12Z".parse().unwrap(),
+            container: "app".to_owned(),
+            exe: "/usr/bin/my_server".to_owned(),
+            pid: 42,
+            id: DumpId::derive("node-1", "/corefile/shop/web/app/core", 10, 5),
+            compression: Compression::Zstd,
+        }
+    }
+
+    #[test]
+    fn keys_follow_the_layout_and_parse_back() {
+        let key = key();
+        let text = key.to_key();
+        assert_eq!(
+            text,
+            format!(
+                "corefiles/shop/web-7d9f-x2x4z/20261127T100012Z_app_my_server_42_{}.core.zst",
+                key.id
+            )
+        );
+        assert_eq!(key.record_key(), format!("{text}.json"));
+        let mut parsed = CoreKey::parse(&text).unwrap();
+        parsed.exe = key.exe.clone();
+        assert_eq!(parsed, key);
+        assert_eq!(CoreKey::parse(&key.record_key()), None);
+    }
+
+    #[test]
+    fn keys_without_store_dir_or_compression() {
+        let mut key = key();
+        key.store_dir = "/".to_owned();
+        key.compression = Compression::None;
+        key.exe = "a b/c\u{e9}".to_owned();
+        let text = key.to_key();
+        assert!(text.starts_with("shop/web-7d9f-x2x4z/"), "{text}");
+        assert!(text.ends_with(".core"), "{text}");
+        let parsed = CoreKey::parse(&text).unwrap();
+        assert_eq!(parsed.store_dir, "");
+        assert_eq!(parsed.exe, "c-");
+        assert_eq!(parsed.compression, Compression::None);
+    }
+
+    #[test]
+    fn ids_are_stable_and_distinct() {
+        let a = DumpId::derive("n", "/p", 1, 2);
+        assert_eq!(a, DumpId::derive("n", "/p", 1, 2));
+        assert_ne!(a, DumpId::derive("n", "/p", 1, 3));
+        assert_ne!(
+            DumpId::derive("ab", "c", 1, 2),
+            DumpId::derive("a", "bc", 1, 2)
+        );
+        assert_eq!(a.as_str().len(), DumpId::LEN);
+        assert_eq!(DumpId::parse(a.as_str()), Some(a));
+        assert_eq!(DumpId::parse("xyz"), None);
+    }
+
+    #[test]
+    fn listing_prefixes() {
+        assert_eq!(listing_prefix("corefiles/", None, None), "corefiles/");
+        assert_eq!(listing_prefix("", Some("shop"), None), "shop/");
+        assert_eq!(
+            listing_prefix("a/b", Some("shop"), Some("web")),
+            "a/b/shop/web/"
+        );
+        assert_eq!(listing_prefix("", None, None), "");
+    }
+
+    #[test]
+    fn exe_names_are_made_safe() {
+        assert_eq!(safe_exe(""), "unknown");
+        assert_eq!(safe_exe(".."), "unknown");
+        assert_eq!(safe_exe("/bin/sh"), "sh");
+        assert_eq!(safe_exe(&"x".repeat(100)).len(), MAX_EXE_LEN);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_exe_round_trips_to_its_safe_form(exe in "\\PC{0,80}", pid in 0u32..) {
+            let mut key = key();
+            key.exe = exe.clone();
+            key.pid = pid;
+            let parsed = CoreKey::parse(&key.to_key()).expect("a key we built parses");
+            proptest::prop_assert_eq!(parsed.exe, safe_exe(&exe));
+            proptest::prop_assert_eq!(parsed.pid, pid);
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The notification message template (`messageTemplate`).
+//!
+//! Text with `{variable}` placeholders. The variables are those the system this replaces
+//! offered, plus a few more; an unknown variable is a configuration error, found when the config
+//! is loaded rather than when the first crash is announced. Braces that do not enclose a
+//! variable name (`{"json": 1}`) are kept as they are.
+
+use std::fmt::Write as _;
+
+use thiserror::Error;
+
+use crate::record::DumpRecord;
+
+/// Every variable a template may use.
+pub const VARIABLES: &[&str] = &[
+    "pod.namespace",
+    "pod.name",
+    "pod.uid",
+    "pod.node",
+    "host.ip",
+    "corefile.path",
+    "corefile.filename",
+    "corefile.url",
+    "corefile.size",
+    "container.name",
+    "process.exe",
+    "process.pid",
+    "signal.name",
+    "image",
+    "node.name",
+];
+
+/// Used when the config sets no `messageTemplate`.
+pub const DEFAULT_TEMPLATE: &str = "\
+Core dump: {process.exe} crashed with {signal.name}
+Pod: {pod.namespace}/{pod.name}
+Container: {container.name}
+Node: {node.name}
+File: {corefile.filename} ({corefile.size})
+Download: {corefile.url}";
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("messageTemplate uses unknown variable {{{0}}}; known variables: {known}", known = VARIABLES.join(", "))]
+pub struct UnknownVariable(pub String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Variable(&'static str),
+}
+
+/// A parsed, checked template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageTemplate {
+    pieces: Vec<Piece>,
+}
+
+impl Default for MessageTemplate {
+    fn default() -> Self {
+        Self::parse(DEFAULT_TEMPLATE).unwrap_or(Self { pieces: Vec::new() })
+    }
+}
+
+fn looks_like_variable(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
+        && name.bytes().any(|b| b.is_ascii_alphabetic())
+}
+
+impl MessageTemplate {
+    pub fn parse(text: &str) -> Result<Self, UnknownVariable> {
+        let mut pieces = Vec::new();
+        let mut literal = String::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            let after = &rest[open + 1..];
+            let name = after.find('}').map(|close| &after[..close]);
+            match name {
+                Some(name) if looks_like_variable(name) => {
+                    let known = VARIABLES
+                        .iter()
+                        .find(|known| **known == name)
+                        .ok_or_else(|| UnknownVariable(name.to_owned()))?;
+                    literal.push_str(&rest[..open]);
+                    if !literal.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut literal)));
+                    }
+                    pieces.push(Piece::Variable(known));
+                    rest = &after[name.len() + 1..];
+                }
+                _ => {
+                    literal.push_str(&rest[..=open]);
+                    rest = after;
+                }
+            }
+        }
+        literal.push_str(rest);
+        if !literal.is_empty() {
+            pieces.push(Piece::Text(literal));
+        }
+        Ok(Self { pieces })
+    }
+
+    /// Fills the template for one dump; `url` is where people download it.
+    pub fn render(&self, record: &DumpRecord, url: &str) -> String {
+        let mut out = String::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(text) => out.push_str(text),
+                Piece::Variable(name) => out.push_str(&value(name, record, url)),
+            }
+        }
+        out
+    }
+}
+
+fn value(name: &str, record: &DumpRecord, url: &str) -> String {
+    let unknown = || "unknown".to_owned();
+    match name {
+        "pod.namespace" => record.namespace.clone(),
+        "pod.name" => record.pod.clone(),
+        "pod.uid" => record.pod_uid.clone().unwrap_or_else(unknown),
+        "pod.node" | "node.name" => record.node.clone(),
+        "host.ip" => record.host_ip.clone().unwrap_or_else(unknown),
+        "corefile.path" => record.host_path.clone(),
+        "corefile.filename" => record.file_name().to_owned(),
+        "corefile.url" => url.to_owned(),
+        "corefile.size" => human_bytes(record.size),
+        "container.name" => record.container.clone(),
+        "process.exe" => record.exe.clone(),
+        "process.pid" => record.pid.map_or_else(unknown, |pid| pid.to_string()),
+        "signal.name" => record.signal_name.clone().unwrap_or_else(unknown),
+        "image" => record.image.clone().unwrap_or_else(unknown),
+        _ => String::new(),
+    }
+}
+
+/// `1536` → `1.5 KiB`: sizes as people read them.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let mut out = String::new();
+    if unit == 0 {
+        let _ = write!(out, "{bytes} B");
+    } else {
+        let _ = write!(out, "{value:.1} {}", UNITS[unit]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::sample;
+
+    #[test]
+    fn the_seed_template_renders() {
+        let template = MessageTemplate::parse(
+            "Pod: {pod.namespace}/{pod.name}\nNode: {pod.node}\nFile: {corefile.filename}\nDownload: {corefile.url}\n",
+        )
+        .unwrap();
+        let text = template.render(&sample(), "https://example/dl");
+        assert_eq!(
+            text,
+            "Pod: shop/web\nNode: node-1\nFile: 20261127T100012Z_app_server_42_0123456789abcdef.core.zst\nDownload: https://example/dl\n"
+        );
+    }
+
+    #[test]
+    fn every_variable_has_a_value() {
+        let record = sample();
+        for name in VARIABLES {
+            let rendered = MessageTemplate::parse(&format!("{{{name}}}"))
+                .unwrap()
+                .render(&record, "u");
+            assert!(
+                !rendered.is_empty() && rendered != "unknown",
+                "{name} → {rendered:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_variables_are_refused_and_other_braces_kept() {
+        assert_eq!(
+            MessageTemplate::parse("hi {pod.nmae}"),
+            Err(UnknownVariable("pod.nmae".to_owned()))
+        );
+        let template = MessageTemplate::parse("{\"a\": 1} { } {} {pod.name").unwrap();
+        assert_eq!(
+            template.render(&sample(), ""),
+            "{\"a\": 1} { } {} {pod.name"
+        );
+    }
+
+    #[test]
+    fn the_default_template_is_valid() {
+        assert!(MessageTemplate::parse(DEFAULT_TEMPLATE).is_ok());
+        assert!(
+            MessageTemplate::default()
+                .render(&sample(), "u")
+                .contains("SIGSEGV")
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+}
