@@ -1,6 +1,7 @@
 //! CoreDog's in-cluster side: the admission webhook, the node watcher and the adapters they
 //! stand on. `main.rs` only parses arguments and wires these parts together.
 
+pub mod certs;
 pub mod http;
 pub mod telemetry;
 pub mod tls;

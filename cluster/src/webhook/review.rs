@@ -377,4 +377,66 @@ mod tests {
             ))
         );
     }
+
+    fn annotated_pod(annotations: &BTreeMap<String, String>, containers: &[String]) -> Value {
+        let containers: Vec<Value> = containers.iter().map(|name| json!({ "name": name })).collect();
+        json!({
+            "metadata": { "generateName": "p-", "annotations": annotations },
+            "spec": { "containers": containers, "initContainers": [{ "name": "init" }] }
+        })
+    }
+
+    fn assert_allowed(decision: &Decision) -> Result<(), proptest::test_runner::TestCaseError> {
+        proptest::prop_assert_eq!(&decision.response["response"]["allowed"], &json!(true));
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic_and_never_deny(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            if let Ok(decision) = review(&body, "/d") {
+                assert_allowed(&decision)?;
+            }
+        }
+
+        #[test]
+        fn corrupted_reviews_never_panic_and_never_deny(flips in proptest::collection::vec((0usize..4096, proptest::num::u8::ANY), 1..8)) {
+            let mut body = review_body(V1, "CREATE", opted_in_pod());
+            for (at, byte) in flips {
+                let at = at % body.len();
+                body[at] = byte;
+            }
+            if let Ok(decision) = review(&body, "/d") {
+                assert_allowed(&decision)?;
+            }
+        }
+
+        #[test]
+        fn arbitrary_annotations_never_deny_and_patches_apply(
+            inject in proptest::prop_oneof![proptest::strategy::Just("true".to_owned()), "\\PC{0,8}"],
+            path in proptest::prop_oneof![proptest::strategy::Just("/corefile".to_owned()), "/[a-z./]{0,12}", "\\PC{0,16}"],
+            selection in "[a-z, \\PC]{0,24}",
+            containers in proptest::collection::vec("[a-z]{1,3}", 1..4),
+        ) {
+            let annotations = BTreeMap::from([
+                (annotations::INJECT.to_owned(), inject),
+                (annotations::PATH.to_owned(), path),
+                (annotations::CONTAINER.to_owned(), selection),
+            ]);
+            let pod = annotated_pod(&annotations, &containers);
+            let decision = review(&review_body(V1, "CREATE", pod.clone()), "/d").expect("a well-formed review");
+            assert_allowed(&decision)?;
+            if let Some(patch) = decision.response["response"]["patch"].as_str() {
+                let bytes = base64::engine::general_purpose::STANDARD.decode(patch).unwrap();
+                let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+                let mut patched = pod;
+                json_patch::patch(&mut patched, &patch).unwrap();
+                let typed: Pod = serde_json::from_value(patched).unwrap();
+                let volumes = typed.spec.unwrap().volumes.unwrap();
+                proptest::prop_assert_eq!(volumes.len(), 1);
+            }
+        }
+    }
 }
