@@ -44,9 +44,14 @@ pub fn issue(dns_names: &[String], valid_days: u32) -> Result<IssuedCertificates
 
     let mut params = CertificateParams::new(dns_names.to_vec())?;
     if let Some(first) = dns_names.first() {
-        params.distinguished_name.push(DnType::CommonName, first.as_str());
+        params
+            .distinguished_name
+            .push(DnType::CommonName, first.as_str());
     }
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     params.not_before = not_before;
     params.not_after = not_after;
@@ -81,8 +86,12 @@ mod tests {
         let issued = issue(&service_dns_names("coredog-webhook", "coredog-system"), 365).unwrap();
         assert!(issued.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         assert_ne!(issued.ca_pem, issued.cert_pem);
-        crate::tls::certified_key_from_pem(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes(), "test")
-            .unwrap();
+        crate::tls::certified_key_from_pem(
+            issued.cert_pem.as_bytes(),
+            issued.key_pem.as_bytes(),
+            "test",
+        )
+        .unwrap();
         let days = (issued.not_after - jiff::Timestamp::now()).get_seconds() / 86_400;
         assert!((363..=365).contains(&days), "{days}");
         assert!(!format!("{issued:?}").contains("PRIVATE"));

@@ -58,12 +58,23 @@ impl Webhook {
         write_secret_volume(certs_dir.path(), "..2026_11_27_10_00_00.1", &issued);
         let mut command = Command::new(env!("CARGO_BIN_EXE_coredog"));
         command
-            .args(["webhook", "--listen", "127.0.0.1:0", "--host-dir", "/data/coredog-system/dumps"])
+            .args([
+                "webhook",
+                "--listen",
+                "127.0.0.1:0",
+                "--host-dir",
+                "/data/coredog-system/dumps",
+            ])
             .arg("--tls-cert")
             .arg(certs_dir.path().join("tls.crt"))
             .arg("--tls-key")
             .arg(certs_dir.path().join("tls.key"));
-        let (process, line) = spawn_until("webhook", &mut command, "webhook serving HTTPS", Duration::from_secs(20));
+        let (process, line) = spawn_until(
+            "webhook",
+            &mut command,
+            "webhook serving HTTPS",
+            Duration::from_secs(20),
+        );
         let address: SocketAddr = logfmt_value(&line, "address").unwrap().parse().unwrap();
         Self {
             _process: process,
@@ -88,13 +99,21 @@ impl Webhook {
     }
 
     async fn review(&self, version: &str, operation: &str, pod: &Value) -> Value {
-        let response = self.post(serde_json::to_vec(&review_request(version, operation, pod)).unwrap()).await;
+        let response = self
+            .post(serde_json::to_vec(&review_request(version, operation, pod)).unwrap())
+            .await;
         assert_eq!(response.status(), 200);
         let answer: Value = response.json().await.unwrap();
         assert_eq!(answer["apiVersion"], version);
         assert_eq!(answer["kind"], "AdmissionReview");
-        assert_eq!(answer["response"]["uid"], "b1f0c8e2-7a4d-4a7e-9f55-2f9d3c4e5a61");
-        assert_eq!(answer["response"]["allowed"], true, "the webhook never denies: {answer}");
+        assert_eq!(
+            answer["response"]["uid"],
+            "b1f0c8e2-7a4d-4a7e-9f55-2f9d3c4e5a61"
+        );
+        assert_eq!(
+            answer["response"]["allowed"], true,
+            "the webhook never denies: {answer}"
+        );
         answer["response"].clone()
     }
 }
@@ -123,7 +142,9 @@ fn review_request(version: &str, operation: &str, pod: &Value) -> Value {
 }
 
 fn fixture(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
@@ -155,7 +176,10 @@ fn without_nulls(value: &Value) -> Value {
 /// field the patched pod carries is one Kubernetes knows.
 fn strict_pod(value: &Value) -> Pod {
     let pod: Pod = serde_json::from_value(value.clone()).unwrap();
-    assert_eq!(without_nulls(&serde_json::to_value(&pod).unwrap()), without_nulls(value));
+    assert_eq!(
+        without_nulls(&serde_json::to_value(&pod).unwrap()),
+        without_nulls(value)
+    );
     pod
 }
 
@@ -168,7 +192,10 @@ fn validate_for_kubernetes_1_30(pods: &[Value]) {
             // The API server names a generateName pod after admission; so does this copy.
             let mut pod = without_nulls(pod);
             if pod["metadata"].get("name").is_none() {
-                let prefix = pod["metadata"]["generateName"].as_str().unwrap_or("pod-").to_owned();
+                let prefix = pod["metadata"]["generateName"]
+                    .as_str()
+                    .unwrap_or("pod-")
+                    .to_owned();
                 pod["metadata"]["name"] = json!(format!("{prefix}x2x4z"));
             }
             let path = dir.path().join(format!("pod-{index}.json"));
@@ -181,7 +208,10 @@ fn validate_for_kubernetes_1_30(pods: &[Value]) {
     }
 }
 
-fn mounts_of<'a>(pod: &'a Pod, container: &str) -> Vec<&'a k8s_openapi::api::core::v1::VolumeMount> {
+fn mounts_of<'a>(
+    pod: &'a Pod,
+    container: &str,
+) -> Vec<&'a k8s_openapi::api::core::v1::VolumeMount> {
     let spec = pod.spec.as_ref().unwrap();
     spec.containers
         .iter()
@@ -204,7 +234,16 @@ async fn a_deployment_pod_is_injected_under_its_real_name() {
     let patched = apply(&pod, &response);
     let typed = strict_pod(&patched);
 
-    let volume = typed.spec.as_ref().unwrap().volumes.as_ref().unwrap().iter().find(|v| v.name == "coredog-corefile").unwrap();
+    let volume = typed
+        .spec
+        .as_ref()
+        .unwrap()
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "coredog-corefile")
+        .unwrap();
     let host_path = volume.host_path.as_ref().unwrap();
     assert_eq!(host_path.path, "/data/coredog-system/dumps/default");
     assert_eq!(host_path.type_.as_deref(), Some("DirectoryOrCreate"));
@@ -212,14 +251,41 @@ async fn a_deployment_pod_is_injected_under_its_real_name() {
     let app_mounts = mounts_of(&typed, "app");
     assert_eq!(app_mounts.len(), 1);
     assert_eq!(app_mounts[0].mount_path, "/corefile");
-    assert_eq!(app_mounts[0].sub_path_expr.as_deref(), Some("$(COREDOG_POD_NAME)/app"));
-    assert!(mounts_of(&typed, "sidecar").is_empty(), "sidecar was not selected");
+    assert_eq!(
+        app_mounts[0].sub_path_expr.as_deref(),
+        Some("$(COREDOG_POD_NAME)/app")
+    );
+    assert!(
+        mounts_of(&typed, "sidecar").is_empty(),
+        "sidecar was not selected"
+    );
 
     let app = &typed.spec.as_ref().unwrap().containers[0];
-    let env = app.env.as_ref().unwrap().iter().find(|e| e.name == "COREDOG_POD_NAME").unwrap();
-    assert_eq!(env.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "metadata.name");
-    assert_eq!(typed.metadata.annotations.as_ref().unwrap()["coredog.io/injected"], "app");
-    assert_eq!(typed.metadata.name, None, "the webhook never invents a pod name");
+    let env = app
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|e| e.name == "COREDOG_POD_NAME")
+        .unwrap();
+    assert_eq!(
+        env.value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap()
+            .field_path,
+        "metadata.name"
+    );
+    assert_eq!(
+        typed.metadata.annotations.as_ref().unwrap()["coredog.io/injected"],
+        "app"
+    );
+    assert_eq!(
+        typed.metadata.name, None,
+        "the webhook never invents a pod name"
+    );
 
     // Reinvocation: the patched pod comes back and gets nothing more.
     let again = webhook.review(V1, "CREATE", &patched).await;
@@ -238,19 +304,41 @@ async fn selected_containers_and_init_containers_of_a_multi_container_pod() {
     assert!(warnings[0].as_str().unwrap().contains("\"ghost\""));
     let patched = apply(&pod, &response);
     let typed = strict_pod(&patched);
-    for (container, injected) in [("migrate", true), ("warmup", false), ("worker", true), ("exporter", false)] {
+    for (container, injected) in [
+        ("migrate", true),
+        ("warmup", false),
+        ("worker", true),
+        ("exporter", false),
+    ] {
         let mounts = mounts_of(&typed, container);
         assert_eq!(mounts.len(), usize::from(injected), "{container}");
         if injected {
             assert_eq!(mounts[0].mount_path, "/app/coredumps");
-            assert_eq!(mounts[0].sub_path_expr.as_deref(), Some(format!("$(COREDOG_POD_NAME)/{container}").as_str()));
+            assert_eq!(
+                mounts[0].sub_path_expr.as_deref(),
+                Some(format!("$(COREDOG_POD_NAME)/{container}").as_str())
+            );
         }
     }
     let worker = &typed.spec.as_ref().unwrap().containers[0];
-    assert_eq!(worker.env.as_ref().unwrap().len(), 2, "existing env is kept");
-    assert_eq!(worker.volume_mounts.as_ref().unwrap().len(), 2, "existing mounts are kept");
-    assert_eq!(typed.spec.as_ref().unwrap().volumes.as_ref().unwrap().len(), 2);
-    assert_eq!(typed.metadata.annotations.as_ref().unwrap()["coredog.io/injected"], "migrate,worker");
+    assert_eq!(
+        worker.env.as_ref().unwrap().len(),
+        2,
+        "existing env is kept"
+    );
+    assert_eq!(
+        worker.volume_mounts.as_ref().unwrap().len(),
+        2,
+        "existing mounts are kept"
+    );
+    assert_eq!(
+        typed.spec.as_ref().unwrap().volumes.as_ref().unwrap().len(),
+        2
+    );
+    assert_eq!(
+        typed.metadata.annotations.as_ref().unwrap()["coredog.io/injected"],
+        "migrate,worker"
+    );
     validate_for_kubernetes_1_30(&[patched]);
 }
 
@@ -260,7 +348,10 @@ async fn a_container_with_a_mount_at_the_path_is_skipped_and_the_pod_stays_valid
     let pod = fixture("existing-mount-pod.json");
     let response = webhook.review(V1, "CREATE", &pod).await;
     let warning = response["warnings"][0].as_str().unwrap();
-    assert!(warning.contains("\"old\"") && warning.contains("/corefile"), "{warning}");
+    assert!(
+        warning.contains("\"old\"") && warning.contains("/corefile"),
+        "{warning}"
+    );
     let patched = apply(&pod, &response);
     let typed = strict_pod(&patched);
     assert!(mounts_of(&typed, "old").is_empty());
@@ -271,18 +362,35 @@ async fn a_container_with_a_mount_at_the_path_is_skipped_and_the_pod_stays_valid
 #[tokio::test]
 async fn bad_paths_are_warnings_and_the_pod_is_admitted_unchanged() {
     let webhook = Webhook::start();
-    for path in ["/", "/etc", "/var/log/cores", "relative", "/a/../etc", "/corefile/", "/core\nfile", "/usr"] {
+    for path in [
+        "/",
+        "/etc",
+        "/var/log/cores",
+        "relative",
+        "/a/../etc",
+        "/corefile/",
+        "/core\nfile",
+        "/usr",
+    ] {
         let mut pod = fixture("deployment-pod.json");
         pod["metadata"]["annotations"]["coredog.io/path"] = json!(path);
         let response = webhook.review(V1, "CREATE", &pod).await;
         assert!(response.get("patch").is_none(), "{path}: {response}");
         let warnings = response["warnings"].as_array().unwrap();
-        assert!(warnings[0].as_str().unwrap().contains("coredog.io/path"), "{path}: {warnings:?}");
+        assert!(
+            warnings[0].as_str().unwrap().contains("coredog.io/path"),
+            "{path}: {warnings:?}"
+        );
     }
     let mut pod = fixture("deployment-pod.json");
     pod["metadata"]["annotations"]["coredog.io/inject"] = json!("yes");
     let response = webhook.review(V1, "CREATE", &pod).await;
-    assert!(response["warnings"][0].as_str().unwrap().contains("coredog.io/inject"));
+    assert!(
+        response["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("coredog.io/inject")
+    );
 }
 
 #[tokio::test]
@@ -291,8 +399,13 @@ async fn pods_that_did_not_opt_in_and_other_operations_get_nothing() {
     let mut pod = fixture("deployment-pod.json");
     pod["metadata"]["annotations"] = json!({});
     let response = webhook.review(V1, "CREATE", &pod).await;
-    assert_eq!(response, json!({ "uid": "b1f0c8e2-7a4d-4a7e-9f55-2f9d3c4e5a61", "allowed": true }));
-    let response = webhook.review(V1, "UPDATE", &fixture("deployment-pod.json")).await;
+    assert_eq!(
+        response,
+        json!({ "uid": "b1f0c8e2-7a4d-4a7e-9f55-2f9d3c4e5a61", "allowed": true })
+    );
+    let response = webhook
+        .review(V1, "UPDATE", &fixture("deployment-pod.json"))
+        .await;
     assert!(response.get("patch").is_none());
 }
 
@@ -319,13 +432,17 @@ async fn bodies_that_are_not_admission_reviews_get_400() {
         assert!(!response.text().await.unwrap().is_empty());
     }
     // Still serving after all that.
-    webhook.review(V1, "CREATE", &fixture("deployment-pod.json")).await;
+    webhook
+        .review(V1, "CREATE", &fixture("deployment-pod.json"))
+        .await;
 }
 
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let webhook = Webhook::start();
-    webhook.review(V1, "CREATE", &fixture("deployment-pod.json")).await;
+    webhook
+        .review(V1, "CREATE", &fixture("deployment-pod.json"))
+        .await;
     let mut pod = fixture("deployment-pod.json");
     pod["metadata"]["annotations"]["coredog.io/path"] = json!("/etc");
     webhook.review(V1, "CREATE", &pod).await;
@@ -334,7 +451,15 @@ async fn health_readiness_and_metrics() {
         let response = webhook.client.get(webhook.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
     }
-    let metrics = webhook.client.get(webhook.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = webhook
+        .client
+        .get(webhook.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for expected in [
         "coredog_webhook_requests_total{result=\"patched\"} 1",
         "coredog_webhook_requests_total{result=\"allowed\"} 1",
@@ -342,7 +467,10 @@ async fn health_readiness_and_metrics() {
         "coredog_webhook_skips_total{reason=\"invalid_annotation\"} 1",
         "coredog_webhook_request_duration_seconds_count 2",
     ] {
-        assert!(metrics.contains(expected), "missing {expected:?} in\n{metrics}");
+        assert!(
+            metrics.contains(expected),
+            "missing {expected:?} in\n{metrics}"
+        );
     }
 }
 
@@ -352,10 +480,18 @@ async fn a_renewed_secret_is_served_without_a_restart() {
     let renewed = certs::issue(&["localhost".to_owned()], 30).unwrap();
     let trusting_renewed = client_trusting(&renewed.ca_pem, webhook.address);
     assert!(
-        trusting_renewed.get(webhook.url("/healthz")).send().await.is_err(),
+        trusting_renewed
+            .get(webhook.url("/healthz"))
+            .send()
+            .await
+            .is_err(),
         "the renewed CA must not be trusted before the swap"
     );
-    write_secret_volume(webhook.certs_dir.path(), "..2026_11_27_11_00_00.2", &renewed);
+    write_secret_volume(
+        webhook.certs_dir.path(),
+        "..2026_11_27_11_00_00.2",
+        &renewed,
+    );
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
@@ -364,7 +500,10 @@ async fn a_renewed_secret_is_served_without_a_restart() {
         if fresh.get(webhook.url("/healthz")).send().await.is_ok() {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the renewed certificate was never served");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the renewed certificate was never served"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

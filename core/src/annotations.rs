@@ -89,21 +89,25 @@ pub enum OptInError {
 pub fn read_opt_in(
     annotations: &BTreeMap<String, String>,
 ) -> Result<Option<InjectionRequest>, OptInError> {
-    let Some(inject) = annotations.get(INJECT) else {
+    read_opt_in_with(|key| annotations.get(key).map(String::as_str))
+}
+
+/// [`read_opt_in`] over any annotation lookup (the webhook reads borrowed annotations).
+pub fn read_opt_in_with<'a>(
+    annotation: impl Fn(&str) -> Option<&'a str>,
+) -> Result<Option<InjectionRequest>, OptInError> {
+    let Some(inject) = annotation(INJECT) else {
         return Ok(None);
     };
-    match inject.as_str() {
+    match inject {
         "true" => {}
         "false" | "" => return Ok(None),
         other => return Err(OptInError::InjectNotTrue(other.to_owned())),
     }
-    let raw_path = annotations.get(PATH).ok_or(OptInError::MissingPath)?;
+    let raw_path = annotation(PATH).ok_or(OptInError::MissingPath)?;
     let path = MountPath::parse(raw_path)?;
-    let containers = annotations
-        .get(CONTAINER)
-        .map_or(ContainerSelection::All, |raw| {
-            ContainerSelection::parse(raw)
-        });
+    let containers =
+        annotation(CONTAINER).map_or(ContainerSelection::All, ContainerSelection::parse);
     Ok(Some(InjectionRequest { path, containers }))
 }
 

@@ -11,8 +11,9 @@
 
 use coredog_core::annotations::{ContainerSelection, INJECTED, InjectionRequest};
 use coredog_core::layout::{POD_NAME_ENV, VOLUME_NAME, namespace_host_dir, sub_path_expr};
-use k8s_openapi::api::core::v1::{Container, Pod, Volume};
 use serde_json::{Value, json};
+
+use super::pod_view::{ContainerView, PodView, VolumeView};
 
 /// Why a pod or a container got nothing; the label of the skip metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,7 +79,7 @@ enum ContainerState {
     EnvConflict,
 }
 
-fn is_pod_name_env(container: &Container) -> Option<bool> {
+fn is_pod_name_env(container: &ContainerView<'_>) -> Option<bool> {
     let env = container
         .env
         .as_ref()?
@@ -92,7 +93,7 @@ fn is_pod_name_env(container: &Container) -> Option<bool> {
     Some(from_pod_name)
 }
 
-fn container_state(container: &Container, path: &str) -> ContainerState {
+fn container_state(container: &ContainerView<'_>, path: &str) -> ContainerState {
     let mounts = container.volume_mounts.as_deref().unwrap_or_default();
     let env = is_pod_name_env(container);
     if mounts.iter().any(|mount| mount.name == VOLUME_NAME) {
@@ -105,7 +106,7 @@ fn container_state(container: &Container, path: &str) -> ContainerState {
         .iter()
         .find(|mount| mount.mount_path.trim_end_matches('/') == path)
     {
-        return ContainerState::MountConflict(mount.name.clone());
+        return ContainerState::MountConflict(mount.name.to_string());
     }
     if env == Some(false) {
         return ContainerState::EnvConflict;
@@ -139,7 +140,12 @@ fn pointer_escape(key: &str) -> String {
 }
 
 /// Plans the injection of `request` into `pod`, created in `namespace`.
-pub fn plan(pod: &Pod, namespace: &str, host_dir: &str, request: &InjectionRequest) -> Plan {
+pub fn plan(
+    pod: &PodView<'_>,
+    namespace: &str,
+    host_dir: &str,
+    request: &InjectionRequest,
+) -> Plan {
     let mut plan = Plan::default();
     let Some(spec) = pod.spec.as_ref() else {
         plan.skip(
@@ -197,7 +203,7 @@ pub fn plan(pod: &Pod, namespace: &str, host_dir: &str, request: &InjectionReque
                             "subPathExpr": sub_path_expr(&container.name),
                         }),
                     ));
-                    plan.injected.push(container.name.clone());
+                    plan.injected.push(container.name.to_string());
                     newly_injected += 1;
                 }
                 ContainerState::AlreadyInjected {
@@ -207,7 +213,7 @@ pub fn plan(pod: &Pod, namespace: &str, host_dir: &str, request: &InjectionReque
                     if needs_env {
                         container_ops.push(append(&format!("{base}/env"), has_env_list, pod_name_env()));
                     }
-                    plan.injected.push(container.name.clone());
+                    plan.injected.push(container.name.to_string());
                 }
                 ContainerState::MountConflict(volume) => plan.skip(
                     SkipReason::MountConflict,
@@ -247,7 +253,7 @@ pub fn plan(pod: &Pod, namespace: &str, host_dir: &str, request: &InjectionReque
                 "hostPath": { "path": namespace_host_dir(host_dir, namespace), "type": "DirectoryOrCreate" }
             }),
         )),
-        Some(Volume { host_path: Some(_), .. }) => {}
+        Some(VolumeView { host_path: Some(_), .. }) => {}
         Some(_) => {
             let mut refused = Plan::default();
             refused.skip(
@@ -260,9 +266,8 @@ pub fn plan(pod: &Pod, namespace: &str, host_dir: &str, request: &InjectionReque
     plan.operations.extend(container_ops);
 
     let injected = plan.injected.join(",");
-    let annotations = pod.metadata.annotations.as_ref();
-    if annotations.and_then(|map| map.get(INJECTED)) != Some(&injected) {
-        plan.operations.push(if annotations.is_some() {
+    if pod.metadata.annotation(INJECTED) != Some(injected.as_str()) {
+        plan.operations.push(if pod.metadata.annotations.is_some() {
             json!({ "op": "add", "path": format!("/metadata/annotations/{}", pointer_escape(INJECTED)), "value": injected })
         } else {
             json!({ "op": "add", "path": "/metadata/annotations", "value": { INJECTED: injected } })
@@ -279,6 +284,7 @@ mod tests {
     use super::*;
     use coredog_core::annotations::read_opt_in;
     use coredog_core::layout::DEFAULT_HOST_DIR;
+    use k8s_openapi::api::core::v1::Pod;
 
     fn pod(value: Value) -> Pod {
         serde_json::from_value(value).unwrap()
@@ -306,7 +312,9 @@ mod tests {
     }
 
     fn plan_for(pod: &Pod) -> Plan {
-        plan(pod, "shop", DEFAULT_HOST_DIR, &request(pod))
+        let text = serde_json::to_string(pod).unwrap();
+        let view: PodView<'_> = serde_json::from_str(&text).unwrap();
+        plan(&view, "shop", DEFAULT_HOST_DIR, &request(pod))
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! HTTPS with metrics and the log lines operators look for.
 
 pub mod inject;
+pub mod pod_view;
 pub mod review;
 
 use std::panic::AssertUnwindSafe;
@@ -13,7 +14,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use prometheus_client::metrics::counter::Counter;
@@ -28,7 +29,7 @@ use inject::SkipReason;
 /// AdmissionReviews of large pods run to a few MiB; anything beyond this is not one.
 const MAX_BODY: usize = 8 * 1024 * 1024;
 
-type Labels = Vec<(&'static str, &'static str)>;
+type Labels = [(&'static str, &'static str); 1];
 
 /// The webhook's Prometheus metrics.
 #[derive(Clone)]
@@ -103,7 +104,7 @@ async fn mutate(State(state): State<WebhookState>, body: Bytes) -> Response {
             } else {
                 "patched"
             };
-            (result, axum::Json(decision.response).into_response())
+            (result, json_response(decision.review.to_json()))
         }
         Ok(Err(bad)) => {
             warn!(error = %bad, "rejected a request that is not an AdmissionReview");
@@ -116,19 +117,15 @@ async fn mutate(State(state): State<WebhookState>, body: Bytes) -> Response {
             error!("internal error while deciding an AdmissionReview; admitting without a patch");
             metrics
                 .skips
-                .get_or_create(&vec![("reason", SkipReason::InternalError.as_str())])
+                .get_or_create(&[("reason", SkipReason::InternalError.as_str())])
                 .inc();
             match review::version_and_uid(&body) {
                 Some((version, uid)) => {
-                    let warning = [
-                        "coredog: internal error; the pod was admitted without a dump directory"
-                            .to_owned(),
-                    ];
-                    (
-                        "error",
-                        axum::Json(review::response(&version, &uid, None, &warning))
-                            .into_response(),
-                    )
+                    let warning =
+                        "coredog: internal error; the pod was admitted without a dump directory";
+                    let answer =
+                        review::ReviewOut::allowed(&version, &uid, None, vec![warning.to_owned()]);
+                    ("error", json_response(answer.to_json()))
                 }
                 None => (
                     "error",
@@ -137,24 +134,25 @@ async fn mutate(State(state): State<WebhookState>, body: Bytes) -> Response {
             }
         }
     };
-    metrics
-        .requests
-        .get_or_create(&vec![("result", result)])
-        .inc();
+    metrics.requests.get_or_create(&[("result", result)]).inc();
     metrics.latency.observe(started.elapsed().as_secs_f64());
     response
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn record(metrics: &WebhookMetrics, decision: &review::Decision) {
     for skip in &decision.skips {
         metrics
             .skips
-            .get_or_create(&vec![("reason", skip.as_str())])
+            .get_or_create(&[("reason", skip.as_str())])
             .inc();
     }
     if !decision.injected.is_empty() {
         metrics.injections.inc();
-        info!(
+        tracing::debug!(
             pod = %decision.pod,
             containers = %decision.injected.join(","),
             "Inject corefile volume for pod {}",
@@ -162,7 +160,7 @@ fn record(metrics: &WebhookMetrics, decision: &review::Decision) {
         );
     }
     if decision.opted_in {
-        for warning in &decision.warnings {
+        for warning in decision.warnings() {
             let reason = warning.strip_prefix("coredog: ").unwrap_or(warning);
             info!("Skip injection for pod {} - Reason: {reason}", decision.pod);
         }

@@ -6,17 +6,16 @@
 //! an admission warning, which kubectl prints. Only a body that is not an AdmissionReview at all
 //! gets an error (HTTP 400), because there is no request uid to answer.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 use base64::Engine as _;
 use coredog_core::annotations::{self, OptInError};
-use k8s_openapi::api::core::v1::Pod;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 use thiserror::Error;
 
 use super::inject::{self, SkipReason};
+use super::pod_view::{MetaView, PodView};
 
 pub const V1: &str = "admission.k8s.io/v1";
 pub const V1BETA1: &str = "admission.k8s.io/v1beta1";
@@ -33,137 +32,189 @@ pub enum BadReview {
     NoRequest,
 }
 
+/// An AdmissionReview whose object is read as a pod in the same pass.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn<'a> {
-    #[serde(default)]
-    api_version: String,
-    #[serde(default)]
-    kind: String,
+struct ReviewIn<'a, Object> {
+    #[serde(default, borrow)]
+    api_version: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kind: Cow<'a, str>,
+    request: Option<RequestIn<'a, Object>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestIn<'a, Object> {
     #[serde(borrow)]
-    request: Option<RequestIn<'a>>,
+    uid: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kind: Option<GroupVersionKind<'a>>,
+    #[serde(default, borrow)]
+    operation: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    namespace: Option<Cow<'a, str>>,
+    object: Option<Object>,
 }
 
 #[derive(Deserialize)]
+struct GroupVersionKind<'a> {
+    #[serde(default, borrow)]
+    group: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kind: Cow<'a, str>,
+}
+
+/// The answer sent back: always allowed, with the patch and warnings if any.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestIn<'a> {
-    uid: String,
-    #[serde(default)]
-    kind: Option<GroupVersionKind>,
-    #[serde(default)]
-    operation: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(borrow, default)]
-    object: Option<&'a RawValue>,
+pub struct ReviewOut {
+    pub api_version: String,
+    pub kind: &'static str,
+    pub response: ResponseOut,
 }
 
-#[derive(Deserialize)]
-struct GroupVersionKind {
-    #[serde(default)]
-    group: String,
-    #[serde(default)]
-    kind: String,
-}
-
-/// Just enough of an object to decide whether it opted in, without reading the rest.
-#[derive(Deserialize)]
-struct ObjectHead {
-    #[serde(default)]
-    metadata: Option<MetaHead>,
-}
-
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct MetaHead {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    generate_name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    annotations: Option<BTreeMap<String, String>>,
+pub struct ResponseOut {
+    pub uid: String,
+    pub allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<&'static str>,
+    /// Base64 of the JSONPatch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl ReviewOut {
+    pub fn allowed(
+        api_version: &str,
+        uid: &str,
+        patch: Option<&[u8]>,
+        warnings: Vec<String>,
+    ) -> Self {
+        Self {
+            api_version: api_version.to_owned(),
+            kind: "AdmissionReview",
+            response: ResponseOut {
+                uid: uid.to_owned(),
+                allowed: true,
+                patch_type: patch.map(|_| "JSONPatch"),
+                patch: patch.map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes)),
+                warnings,
+            },
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
 }
 
 /// The answer to one review, plus what it means for logs and metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     /// The AdmissionReview to send back.
-    pub response: Value,
+    pub review: ReviewOut,
     /// `namespace/name` of the pod (`namespace/generateName*` before it has a name).
     pub pod: String,
     /// Containers the patch gives a dump directory (empty: no patch).
     pub injected: Vec<String>,
-    pub warnings: Vec<String>,
     pub skips: Vec<SkipReason>,
     /// Whether the pod asked for injection (warnings about it are worth a log line).
     pub opted_in: bool,
 }
 
+impl Decision {
+    pub fn warnings(&self) -> &[String] {
+        &self.review.response.warnings
+    }
+}
+
 /// Decides one AdmissionReview. `host_dir` is the node's dump root.
 pub fn review(body: &[u8], host_dir: &str) -> Result<Decision, BadReview> {
-    let review: ReviewIn<'_> =
-        serde_json::from_slice(body).map_err(|err| BadReview::NotJson(err.to_string()))?;
+    // One pass reads the review and its pod together. Only when that fails is the body read
+    // again, to tell a pod the webhook cannot read (admitted, with a warning) from a body that
+    // is not a review at all (400).
+    match serde_json::from_slice::<ReviewIn<'_, PodView<'_>>>(body) {
+        Ok(review) => {
+            let (version, request) = check(review)?;
+            let mut decision = Decision::new(version, &request.uid);
+            let patch = decide(&request, host_dir, &mut decision);
+            decision.review.response.patch_type = patch.as_ref().map(|_| "JSONPatch");
+            decision.review.response.patch =
+                patch.map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes));
+            Ok(decision)
+        }
+        Err(pod_err) => {
+            let review: ReviewIn<'_, &RawValue> =
+                serde_json::from_slice(body).map_err(|err| BadReview::NotJson(err.to_string()))?;
+            let (version, request) = check(review)?;
+            let mut decision = Decision::new(version, &request.uid);
+            decision.skips.push(SkipReason::InternalError);
+            decision.opted_in = true;
+            decision.pod = "?".to_owned();
+            decision
+                .review
+                .response
+                .warnings
+                .push(format!("coredog: cannot read the pod: {pod_err}"));
+            Ok(decision)
+        }
+    }
+}
+
+fn check<'a, O>(review: ReviewIn<'a, O>) -> Result<(Cow<'a, str>, RequestIn<'a, O>), BadReview> {
     if review.api_version != V1 && review.api_version != V1BETA1 {
-        return Err(BadReview::Version(review.api_version));
+        return Err(BadReview::Version(review.api_version.into_owned()));
     }
     if review.kind != "AdmissionReview" {
-        return Err(BadReview::Kind(review.kind));
+        return Err(BadReview::Kind(review.kind.into_owned()));
     }
     let request = review.request.ok_or(BadReview::NoRequest)?;
-    let mut decision = Decision {
-        response: Value::Null,
-        pod: String::new(),
-        injected: Vec::new(),
-        warnings: Vec::new(),
-        skips: Vec::new(),
-        opted_in: false,
-    };
-    let patch = decide(&request, host_dir, &mut decision);
-    decision.response = response(&review.api_version, &request.uid, patch, &decision.warnings);
-    Ok(decision)
+    Ok((review.api_version, request))
+}
+
+impl Decision {
+    fn new(api_version: Cow<'_, str>, uid: &str) -> Self {
+        Self {
+            review: ReviewOut::allowed(&api_version, uid, None, Vec::new()),
+            pod: String::new(),
+            injected: Vec::new(),
+            skips: Vec::new(),
+            opted_in: false,
+        }
+    }
 }
 
 /// Fills `decision` and returns the JSONPatch, if any.
-fn decide(request: &RequestIn<'_>, host_dir: &str, decision: &mut Decision) -> Option<Vec<u8>> {
+fn decide(
+    request: &RequestIn<'_, PodView<'_>>,
+    host_dir: &str,
+    decision: &mut Decision,
+) -> Option<Vec<u8>> {
     let is_pod = request
         .kind
         .as_ref()
         .is_some_and(|gvk| gvk.group.is_empty() && gvk.kind == "Pod");
-    let Some(object) = request
+    let Some(pod) = request
         .object
+        .as_ref()
         .filter(|_| is_pod && request.operation.as_deref() == Some("CREATE"))
     else {
         decision.skips.push(SkipReason::NotPodCreate);
         return None;
     };
-
-    let head: ObjectHead = match serde_json::from_str(object.get()) {
-        Ok(head) => head,
-        Err(err) => {
-            decision.skips.push(SkipReason::InternalError);
-            decision.pod = "?".to_owned();
-            decision
-                .warnings
-                .push(format!("coredog: cannot read the pod: {err}"));
-            return None;
-        }
-    };
-    let meta = head.metadata.unwrap_or(MetaHead {
-        name: None,
-        generate_name: None,
-        namespace: None,
-        annotations: None,
-    });
+    let meta = &pod.metadata;
     let namespace = request
         .namespace
-        .clone()
+        .as_deref()
         .filter(|ns| !ns.is_empty())
-        .or(meta.namespace.clone().filter(|ns| !ns.is_empty()));
-    decision.pod = pod_ref(namespace.as_deref(), &meta);
-    let empty = BTreeMap::new();
-    let opt_in = annotations::read_opt_in(meta.annotations.as_ref().unwrap_or(&empty));
+        .or(meta.namespace.as_deref().filter(|ns| !ns.is_empty()));
+    let warnings = &mut decision.review.response.warnings;
+    let opt_in = annotations::read_opt_in_with(|key| meta.annotation(key));
     let request_spec = match opt_in {
         Ok(None) => {
             decision.skips.push(SkipReason::NotOptedIn);
@@ -171,35 +222,23 @@ fn decide(request: &RequestIn<'_>, host_dir: &str, decision: &mut Decision) -> O
         }
         Ok(Some(spec)) => spec,
         Err(err) => {
+            decision.pod = pod_ref(namespace, meta);
             decision.opted_in = true;
             decision.skips.push(SkipReason::InvalidAnnotation);
-            decision
-                .warnings
-                .push(format!("coredog: {}", describe(&err)));
+            warnings.push(format!("coredog: {}", describe(&err)));
             return None;
         }
     };
+    decision.pod = pod_ref(namespace, meta);
     decision.opted_in = true;
     let Some(namespace) = namespace else {
         decision.skips.push(SkipReason::InternalError);
-        decision
-            .warnings
-            .push("coredog: the request names no namespace".to_owned());
+        warnings.push("coredog: the request names no namespace".to_owned());
         return None;
     };
-    let pod: Pod = match serde_json::from_str(object.get()) {
-        Ok(pod) => pod,
-        Err(err) => {
-            decision.skips.push(SkipReason::InternalError);
-            decision
-                .warnings
-                .push(format!("coredog: cannot read the pod: {err}"));
-            return None;
-        }
-    };
-    let plan = inject::plan(&pod, &namespace, host_dir, &request_spec);
+    let plan = inject::plan(pod, namespace, host_dir, &request_spec);
     decision.injected = plan.injected;
-    decision.warnings.extend(plan.warnings);
+    warnings.extend(plan.warnings);
     decision.skips.extend(plan.skips);
     if plan.operations.is_empty() {
         return None;
@@ -211,7 +250,7 @@ fn describe(err: &OptInError) -> String {
     format!("{err}; the pod was admitted without a dump directory")
 }
 
-fn pod_ref(namespace: Option<&str>, meta: &MetaHead) -> String {
+fn pod_ref(namespace: Option<&str>, meta: &MetaView<'_>) -> String {
     let namespace = namespace.unwrap_or("?");
     match (meta.name.as_deref(), meta.generate_name.as_deref()) {
         (Some(name), _) if !name.is_empty() => format!("{namespace}/{name}"),
@@ -220,43 +259,25 @@ fn pod_ref(namespace: Option<&str>, meta: &MetaHead) -> String {
     }
 }
 
-/// The AdmissionReview answer: always allowed, with the patch and warnings if any.
-pub fn response(
-    api_version: &str,
-    uid: &str,
-    patch: Option<Vec<u8>>,
-    warnings: &[String],
-) -> Value {
-    let mut response = json!({ "uid": uid, "allowed": true });
-    if let Some(patch) = patch {
-        response["patchType"] = json!("JSONPatch");
-        response["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(patch));
-    }
-    if !warnings.is_empty() {
-        response["warnings"] = json!(warnings);
-    }
-    json!({ "apiVersion": api_version, "kind": "AdmissionReview", "response": response })
-}
-
 /// Reads only the version and uid of a review, to answer it after an internal failure.
 pub fn version_and_uid(body: &[u8]) -> Option<(String, String)> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Head {
-        api_version: String,
-        request: UidOnly,
-    }
-    #[derive(Deserialize)]
-    struct UidOnly {
-        uid: String,
-    }
-    let head: Head = serde_json::from_slice(body).ok()?;
-    Some((head.api_version, head.request.uid))
+    let review: ReviewIn<'_, &RawValue> = serde_json::from_slice(body).ok()?;
+    let (version, request) = check(review).ok()?;
+    Some((version.into_owned(), request.uid.into_owned()))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::core::v1::Pod;
+    use serde_json::{Value, json};
+
     use super::*;
+
+    fn response_of(decision: &Decision) -> Value {
+        serde_json::to_value(&decision.review).unwrap()
+    }
 
     fn review_body(version: &str, operation: &str, pod: Value) -> Vec<u8> {
         serde_json::to_vec(&json!({
@@ -286,8 +307,8 @@ mod tests {
     fn an_opted_in_pod_gets_a_patch_in_the_version_asked() {
         for version in [V1, V1BETA1] {
             let decision = review(&review_body(version, "CREATE", opted_in_pod()), "/d").unwrap();
-            assert_eq!(decision.response["apiVersion"], version);
-            let response = &decision.response["response"];
+            assert_eq!(response_of(&decision)["apiVersion"], version);
+            let response = &response_of(&decision)["response"];
             assert_eq!(response["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
             assert_eq!(response["allowed"], true);
             assert_eq!(response["patchType"], "JSONPatch");
@@ -303,7 +324,7 @@ mod tests {
             json!({ "metadata": { "name": "plain" }, "spec": { "containers": [{ "name": "a" }] } });
         let decision = review(&review_body(V1, "CREATE", pod), "/d").unwrap();
         assert_eq!(
-            decision.response["response"],
+            response_of(&decision)["response"],
             json!({ "uid": "705ab4f5-6393-11e8-b7cc-42010a800002", "allowed": true })
         );
         assert_eq!(decision.skips, [SkipReason::NotOptedIn]);
@@ -314,7 +335,7 @@ mod tests {
     fn updates_and_other_kinds_are_allowed_untouched() {
         let decision = review(&review_body(V1, "UPDATE", opted_in_pod()), "/d").unwrap();
         assert_eq!(decision.skips, [SkipReason::NotPodCreate]);
-        assert!(decision.response["response"].get("patch").is_none());
+        assert!(response_of(&decision)["response"].get("patch").is_none());
     }
 
     #[test]
@@ -322,7 +343,7 @@ mod tests {
         let mut pod = opted_in_pod();
         pod["metadata"]["annotations"]["coredog.io/path"] = json!("/etc/cores");
         let decision = review(&review_body(V1, "CREATE", pod), "/d").unwrap();
-        let response = &decision.response["response"];
+        let response = &response_of(&decision)["response"];
         assert_eq!(response["allowed"], true);
         assert!(response.get("patch").is_none());
         let warning = response["warnings"][0].as_str().unwrap();
@@ -335,7 +356,7 @@ mod tests {
         let mut pod = opted_in_pod();
         pod["spec"]["containers"] = json!("not a list");
         let decision = review(&review_body(V1, "CREATE", pod), "/d").unwrap();
-        assert_eq!(decision.response["response"]["allowed"], true);
+        assert_eq!(response_of(&decision)["response"]["allowed"], true);
         assert_eq!(decision.skips, [SkipReason::InternalError]);
     }
 
@@ -379,7 +400,10 @@ mod tests {
     }
 
     fn annotated_pod(annotations: &BTreeMap<String, String>, containers: &[String]) -> Value {
-        let containers: Vec<Value> = containers.iter().map(|name| json!({ "name": name })).collect();
+        let containers: Vec<Value> = containers
+            .iter()
+            .map(|name| json!({ "name": name }))
+            .collect();
         json!({
             "metadata": { "generateName": "p-", "annotations": annotations },
             "spec": { "containers": containers, "initContainers": [{ "name": "init" }] }
@@ -387,7 +411,7 @@ mod tests {
     }
 
     fn assert_allowed(decision: &Decision) -> Result<(), proptest::test_runner::TestCaseError> {
-        proptest::prop_assert_eq!(&decision.response["response"]["allowed"], &json!(true));
+        proptest::prop_assert!(response_of(decision)["response"]["allowed"] == json!(true));
         Ok(())
     }
 
@@ -428,7 +452,7 @@ mod tests {
             let pod = annotated_pod(&annotations, &containers);
             let decision = review(&review_body(V1, "CREATE", pod.clone()), "/d").expect("a well-formed review");
             assert_allowed(&decision)?;
-            if let Some(patch) = decision.response["response"]["patch"].as_str() {
+            if let Some(patch) = response_of(&decision)["response"]["patch"].as_str() {
                 let bytes = base64::engine::general_purpose::STANDARD.decode(patch).unwrap();
                 let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
                 let mut patched = pod;

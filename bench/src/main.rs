@@ -1,0 +1,339 @@
+//! `coredog-bench`: CoreDog's benchmarks, each against a peer measured in the same run.
+//!
+//! - `webhook`: `/mutate` throughput and latency over TLS with keep-alive, against a minimal
+//!   axum + rustls server that answers a fixed response (the ceiling), on the same TLS stack.
+//! - `echo-server`: that ceiling server (started by `webhook`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use coredog::tls::{CertificateFiles, ReloadingCert};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(name = "coredog-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Compare `coredog webhook` with the TLS echo ceiling.
+    Webhook {
+        /// The `coredog` binary to measure.
+        #[arg(long, default_value = "target/release/coredog")]
+        coredog: PathBuf,
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent keep-alive connections.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Alternating rounds per target; the median round is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// The ceiling: a minimal axum + rustls server answering a fixed AdmissionReview.
+    EchoServer {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        tls_cert: PathBuf,
+        #[arg(long)]
+        tls_key: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Cmd::EchoServer {
+            listen,
+            tls_cert,
+            tls_key,
+        } => runtime.block_on(echo_server(listen, tls_cert, tls_key)),
+        Cmd::Webhook {
+            coredog,
+            seconds,
+            connections,
+            rounds,
+        } => runtime.block_on(webhook_bench(
+            &coredog,
+            Duration::from_secs(seconds),
+            connections,
+            rounds,
+        )),
+    }
+}
+
+const FIXED_RESPONSE: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"b1f0c8e2-7a4d-4a7e-9f55-2f9d3c4e5a61","allowed":true}}"#;
+
+async fn echo_server(listen: SocketAddr, cert: PathBuf, key: PathBuf) -> anyhow::Result<()> {
+    let files = CertificateFiles { cert, key };
+    let resolver = ReloadingCert::new(files.load()?);
+    let app = axum::Router::new().route(
+        "/mutate",
+        axum::routing::post(|_body: Bytes| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                FIXED_RESPONSE,
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    eprintln!("echo serving address={}", listener.local_addr()?);
+    coredog::tls::serve(
+        listener,
+        resolver.server_config()?,
+        app,
+        std::future::pending(),
+    )
+    .await;
+    Ok(())
+}
+
+/// A server process stopped when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(command: &mut Command, marker: &str) -> anyhow::Result<(Server, SocketAddr)> {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    let server = Server(child);
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        let line = line?;
+        if line.contains(marker) {
+            let address = line
+                .split_whitespace()
+                .find_map(|field| field.strip_prefix("address="))
+                .context("no address in the ready line")?
+                .parse()?;
+            // Keep draining so the server never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            return Ok((server, address));
+        }
+    }
+    bail!("{command:?} exited before it was ready")
+}
+
+#[derive(Debug, Clone)]
+struct RunResult {
+    requests_per_second: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+async fn load(
+    address: SocketAddr,
+    ca: &Path,
+    body: Bytes,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<RunResult> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca)? {
+        roots.add(cert?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(coredog::tls::provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let connector = connector.clone();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(address).await?;
+            tcp.set_nodelay(true)?;
+            let tls = connector
+                .connect(ServerName::try_from("localhost")?, tcp)
+                .await?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+            tokio::spawn(connection);
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let request = hyper::Request::post("/mutate")
+                    .header("host", "localhost")
+                    .header("content-type", "application/json")
+                    .body(Full::new(body.clone()))?;
+                let sent = Instant::now();
+                let response = sender.send_request(request).await?;
+                let status = response.status();
+                response.into_body().collect().await?;
+                if !status.is_success() {
+                    bail!("status {status}");
+                }
+                latencies.push(sent.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    Ok(RunResult {
+        requests_per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: at(0.50),
+        p99: at(0.99),
+    })
+}
+
+fn review(pod: Value) -> Bytes {
+    Bytes::from(
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "b1f0c8e2-7a4d-4a7e-9f55-2f9d3c4e5a61",
+                "kind": { "group": "", "version": "v1", "kind": "Pod" },
+                "resource": { "group": "", "version": "v1", "resource": "pods" },
+                "namespace": "default",
+                "operation": "CREATE",
+                "userInfo": { "username": "system:serviceaccount:kube-system:replicaset-controller" },
+                "object": pod,
+                "dryRun": false
+            }
+        }))
+        .unwrap_or_default(),
+    )
+}
+
+fn median(mut runs: Vec<RunResult>) -> RunResult {
+    runs.sort_by(|a, b| a.requests_per_second.total_cmp(&b.requests_per_second));
+    runs[runs.len() / 2].clone()
+}
+
+async fn webhook_bench(
+    coredog: &Path,
+    duration: Duration,
+    connections: usize,
+    rounds: usize,
+) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("coredog-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let issued = coredog::certs::issue(&["localhost".to_owned()], 1)?;
+    let (cert, key, ca) = (dir.join("tls.crt"), dir.join("tls.key"), dir.join("ca.crt"));
+    std::fs::write(&cert, &issued.cert_pem)?;
+    std::fs::write(&key, &issued.key_pem)?;
+    std::fs::write(&ca, &issued.ca_pem)?;
+
+    let (_webhook, webhook_address) = start(
+        Command::new(coredog)
+            .args(["webhook", "--listen", "127.0.0.1:0", "--tls-cert"])
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key),
+        "webhook serving HTTPS",
+    )?;
+    let (_echo, echo_address) = start(
+        Command::new(std::env::current_exe()?)
+            .args(["echo-server", "--listen", "127.0.0.1:0", "--tls-cert"])
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key),
+        "echo serving",
+    )?;
+
+    let opted_in: Value = serde_json::from_str(include_str!(
+        "../../cluster/tests/fixtures/deployment-pod.json"
+    ))?;
+    let mut plain = opted_in.clone();
+    plain["metadata"]["annotations"] = json!({});
+    let bodies = [
+        ("opted-in pod", review(opted_in)),
+        ("not opted-in pod", review(plain)),
+    ];
+
+    println!(
+        "webhook /mutate over TLS, keep-alive, {connections} connections, {rounds} alternating rounds of {}s (median round)",
+        duration.as_secs()
+    );
+    println!(
+        "{:<18} {:<18} {:>10} {:>9} {:>9}",
+        "body", "server", "req/s", "p50 ms", "p99 ms"
+    );
+    let mut summary = Vec::new();
+    for (label, body) in &bodies {
+        // Warm both servers (TLS session setup, allocator) before measuring.
+        load(
+            echo_address,
+            &ca,
+            body.clone(),
+            connections,
+            Duration::from_millis(500),
+        )
+        .await?;
+        load(
+            webhook_address,
+            &ca,
+            body.clone(),
+            connections,
+            Duration::from_millis(500),
+        )
+        .await?;
+        let (mut echo_runs, mut webhook_runs) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            echo_runs.push(load(echo_address, &ca, body.clone(), connections, duration).await?);
+            webhook_runs
+                .push(load(webhook_address, &ca, body.clone(), connections, duration).await?);
+        }
+        let (echo, webhook) = (median(echo_runs), median(webhook_runs));
+        for (server, result) in [("ceiling (echo)", &echo), ("coredog webhook", &webhook)] {
+            println!(
+                "{label:<18} {server:<18} {:>10.0} {:>9.3} {:>9.3}",
+                result.requests_per_second,
+                result.p50.as_secs_f64() * 1e3,
+                result.p99.as_secs_f64() * 1e3
+            );
+        }
+        let ratio = webhook.requests_per_second / echo.requests_per_second;
+        println!("{label:<18} {:<18} {ratio:>10.2}x of the ceiling", "ratio");
+        summary.push(json!({
+            "body": label,
+            "ceiling_rps": echo.requests_per_second.round(),
+            "webhook_rps": webhook.requests_per_second.round(),
+            "ratio": (ratio * 100.0).round() / 100.0,
+            "webhook_p50_ms": (webhook.p50.as_secs_f64() * 1e6).round() / 1e3,
+            "webhook_p99_ms": (webhook.p99.as_secs_f64() * 1e6).round() / 1e3,
+            "ceiling_p99_ms": (echo.p99.as_secs_f64() * 1e6).round() / 1e3,
+        }));
+    }
+    println!("{}", serde_json::to_string(&summary)?);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
