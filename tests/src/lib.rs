@@ -82,8 +82,14 @@ pub fn spawn_until(
         .unwrap_or_else(|err| panic!("cannot start {name}: {err}"));
     let (sender, receiver) = mpsc::channel::<String>();
     for stream in [
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -165,7 +171,10 @@ mod tests {
     #[test]
     fn logfmt_values() {
         let line = r#"time=1 level=info msg="webhook serving" address=127.0.0.1:8443 note="a b""#;
-        assert_eq!(super::logfmt_value(line, "address").as_deref(), Some("127.0.0.1:8443"));
+        assert_eq!(
+            super::logfmt_value(line, "address").as_deref(),
+            Some("127.0.0.1:8443")
+        );
         assert_eq!(super::logfmt_value(line, "note").as_deref(), Some("a b"));
         assert_eq!(super::logfmt_value(line, "missing"), None);
     }

@@ -1,0 +1,108 @@
+{{/*
+The chart's name, for the app.kubernetes.io/name label.
+*/}}
+{{- define "coredog.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The prefix of every object's name: the release name, or "<release>-coredog" when the release
+name does not already contain the chart's name. Suffixes such as "-webhook" are appended to it,
+so it is cut short enough for them.
+*/}}
+{{- define "coredog.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "coredog.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Names of the objects other objects refer to. */}}
+{{- define "coredog.webhookName" -}}{{ include "coredog.fullname" . }}-webhook{{- end }}
+{{- define "coredog.watcherName" -}}{{ include "coredog.fullname" . }}-watcher{{- end }}
+{{- define "coredog.tlsSecretName" -}}{{ include "coredog.fullname" . }}-webhook-tls{{- end }}
+{{- define "coredog.credentialsSecretName" -}}{{ include "coredog.fullname" . }}-storage-credentials{{- end }}
+
+{{/* The Secret that holds the watcher's config.yaml: the user's, or the one this chart renders. */}}
+{{- define "coredog.configSecretName" -}}
+{{- if .Values.config.existingSecret }}
+{{- .Values.config.existingSecret }}
+{{- else }}
+{{- include "coredog.fullname" . }}-config
+{{- end }}
+{{- end }}
+
+{{/* The labels every object carries. */}}
+{{- define "coredog.labels" -}}
+helm.sh/chart: {{ include "coredog.chart" . }}
+app.kubernetes.io/name: {{ include "coredog.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: coredog
+{{- end }}
+
+{{/* Labels of the webhook's objects; call with the root context. */}}
+{{- define "coredog.webhook.labels" -}}
+{{ include "coredog.labels" . }}
+app.kubernetes.io/component: webhook
+{{- end }}
+
+{{- define "coredog.webhook.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "coredog.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: webhook
+{{- end }}
+
+{{/* Labels of the watcher's objects; call with the root context. */}}
+{{- define "coredog.watcher.labels" -}}
+{{ include "coredog.labels" . }}
+app.kubernetes.io/component: watcher
+{{- end }}
+
+{{- define "coredog.watcher.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "coredog.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: watcher
+{{- end }}
+
+{{- define "coredog.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+The watcher configuration text, checked: it must be YAML mapping keys to values, and storage
+credentials belong in a Secret, which is where this text goes.
+*/}}
+{{- define "coredog.configText" -}}
+{{- $text := .Values.config.coredog | default "" }}
+{{- $parsed := fromYaml $text }}
+{{- if hasKey $parsed "Error" }}
+{{- fail (printf "config.coredog is not valid YAML: %s" (get $parsed "Error")) }}
+{{- end }}
+{{- $text }}
+{{- end }}
+
+{{/* The node directory that holds every namespace's dumps, without a trailing '/'. */}}
+{{- define "coredog.hostDir" -}}
+{{- $dir := .Values.hostDir | trimSuffix "/" }}
+{{- if or (not (hasPrefix "/" .Values.hostDir)) (eq $dir "") }}
+{{- fail (printf "hostDir %q must be an absolute path other than /" .Values.hostDir) }}
+{{- end }}
+{{- $dir }}
+{{- end }}
+
+{{- define "coredog.logFormatArgs" -}}
+- --log-format
+- {{ .Values.logFormat | quote }}
+{{- end }}
