@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod http;
+pub mod notify;
 pub mod telemetry;
 pub mod tls;
 pub mod webhook;

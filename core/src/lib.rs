@@ -12,7 +12,8 @@
 //! - [`record`]: the JSON document that describes one stored dump;
 //! - [`config`]: the configuration file shared by the watcher and the plugin;
 //! - [`template`]: the notification message template and its variables;
-//! - [`signal`]: signal numbers and names as Linux defines them.
+//! - [`signal`]: signal numbers and names as Linux defines them;
+//! - [`node_status`]: what a node's watcher reports about its node.
 //!
 //! Nothing in the rest of the workspace builds a host path, an object key or a record by hand:
 //! it goes through these types, so that a change of layout is a change in one place.
@@ -21,6 +22,7 @@ pub mod annotations;
 pub mod config;
 pub mod layout;
 pub mod mount_path;
+pub mod node_status;
 pub mod object_key;
 pub mod record;
 pub mod signal;

@@ -1,0 +1,83 @@
+//! What a node's watcher reports about its node, for `kubectl coredog doctor`.
+//!
+//! The watcher writes it as JSON into the annotation [`NODE_STATUS_ANNOTATION`] of its own pod,
+//! at start and whenever it changes, so the plugin can read every node's state with one pod list
+//! and no exec or ssh.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// The watcher pod annotation that carries [`NodeStatus`].
+pub const NODE_STATUS_ANNOTATION: &str = "coredog.io/node-status";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    pub node: String,
+    /// `kernel.core_pattern` as the watcher read it (`None` when it could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core_pattern: Option<String>,
+    /// Whether the watcher set the pattern itself (node setup) and what it replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_core_pattern: Option<String>,
+    /// The directory the watcher watches (the node's dump root as mounted in its pod).
+    pub corefile_dir: String,
+    /// `ok`, or why storage cannot be reached.
+    pub storage: String,
+    /// Dumps waiting on this node, and their bytes.
+    pub backlog_files: u64,
+    pub backlog_bytes: u64,
+    pub updated_at: Timestamp,
+}
+
+/// Whether a core pattern writes into `mount_path` inside a container: the kernel resolves a
+/// pattern that is a path in the crashing process's mount namespace, so the pattern's directory
+/// must be the path pods mount their dump directory at. A pattern starting with `|` pipes the
+/// core to a program instead, and never reaches CoreDog.
+pub fn pattern_writes_into(core_pattern: &str, mount_path: &str) -> bool {
+    let pattern = core_pattern.trim();
+    if pattern.starts_with('|') || !pattern.starts_with('/') {
+        return false;
+    }
+    match pattern.rsplit_once('/') {
+        Some((dir, _file)) => dir.trim_end_matches('/') == mount_path.trim_end_matches('/'),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_and_mount_paths() {
+        assert!(pattern_writes_into(
+            "/corefile/core.%e.%p.%h.%t",
+            "/corefile"
+        ));
+        assert!(!pattern_writes_into("/corefile/core.%e", "/data/dumps"));
+        assert!(!pattern_writes_into(
+            "|/usr/lib/systemd/systemd-coredump %P",
+            "/corefile"
+        ));
+        assert!(!pattern_writes_into("core", "/corefile"));
+        assert!(!pattern_writes_into("/corefile/sub/core", "/corefile"));
+    }
+
+    #[test]
+    fn status_round_trips() {
+        let status = NodeStatus {
+            node: "n1".into(),
+            core_pattern: Some("/corefile/core.%e.%p.%h.%t".into()),
+            previous_core_pattern: None,
+            corefile_dir: "/corefile".into(),
+            storage: "ok".into(),
+            backlog_files: 0,
+            backlog_bytes: 0,
+            updated_at: "2026-11-27T10:00:00Z".parse().unwrap(),
+        };
+        let json = serde_json::to_string(&status).unwrap();
+        assert!(json.contains("\"corePattern\""));
+        assert_eq!(serde_json::from_str::<NodeStatus>(&json).unwrap(), status);
+    }
+}
