@@ -153,6 +153,146 @@ pub fn kubernetes_validate(version: &str, files: &[PathBuf]) -> Result<(), Strin
     }
 }
 
+/// A free TCP port on 127.0.0.1 (bound once and released: good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .unwrap_or_else(|err| panic!("no free port: {err}"))
+}
+
+/// The status code of a plain, unsigned `GET path` on 127.0.0.1:`port`, if anything answers.
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// A real S3 server: SeaweedFS (`weed mini`) on loopback, with SigV4 authentication enforced
+/// for one identity and one bucket created at start. Stopped when dropped; [`SeaweedFs::stop`]
+/// and [`SeaweedFs::restart`] take it down and bring it back with the same data and ports, for
+/// outage tests.
+pub struct SeaweedFs {
+    process: Option<ChildGuard>,
+    dir: tempfile::TempDir,
+    ports: [u16; 10],
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl SeaweedFs {
+    pub fn start(bucket: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("no temp dir: {err}"));
+        let access_key = "AKIDCOREDOGTEST".to_owned();
+        let secret_key = "coredog-test-secret-key-0123456789".to_owned();
+        let identities = format!(
+            r#"{{"identities":[{{"name":"coredog","credentials":[{{"accessKey":"{access_key}","secretKey":"{secret_key}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+        );
+        std::fs::write(dir.path().join("identities.json"), identities)
+            .unwrap_or_else(|err| panic!("cannot write identities: {err}"));
+        let mut server = Self {
+            process: None,
+            dir,
+            ports: std::array::from_fn(|_| free_port()),
+            bucket: bucket.to_owned(),
+            access_key,
+            secret_key,
+        };
+        server.restart();
+        server
+    }
+
+    pub fn s3_port(&self) -> u16 {
+        self.ports[6]
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3_port())
+    }
+
+    /// A CoreDog `StorageConfig` block for this server.
+    pub fn storage_config_yaml(&self, store_dir: &str) -> String {
+        format!(
+            "StorageConfig:\n  protocol: s3\n  s3AccesskeyID: {}\n  s3SecretAccessKey: {}\n  s3Region: us-east-1\n  S3Bucket: {}\n  S3Endpoint: {}\n  StoreDir: {store_dir}\n",
+            self.access_key,
+            self.secret_key,
+            self.bucket,
+            self.endpoint()
+        )
+    }
+
+    /// Takes the server down (its data stays).
+    pub fn stop(&mut self) {
+        self.process = None;
+    }
+
+    /// Starts (or starts again) the server and waits until S3 answers.
+    pub fn restart(&mut self) {
+        self.process = None;
+        let [
+            master,
+            master_grpc,
+            volume,
+            volume_grpc,
+            filer,
+            filer_grpc,
+            s3,
+            s3_grpc,
+            admin,
+            admin_grpc,
+        ] = self.ports;
+        let data = self.dir.path().join("data");
+        let _ = std::fs::create_dir_all(&data);
+        let mut command = Command::new(tool("weed"));
+        command
+            .arg("mini")
+            .arg(format!("-dir={}", data.display()))
+            .args([
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-admin.ui=false",
+                "-webdav=false",
+            ])
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .arg(format!("-master.port={master}"))
+            .arg(format!("-master.port.grpc={master_grpc}"))
+            .arg(format!("-volume.port={volume}"))
+            .arg(format!("-volume.port.grpc={volume_grpc}"))
+            .arg(format!("-filer.port={filer}"))
+            .arg(format!("-filer.port.grpc={filer_grpc}"))
+            .arg(format!("-s3.port={s3}"))
+            .arg(format!("-s3.port.grpc={s3_grpc}"))
+            .arg(format!("-admin.port={admin}"))
+            .arg(format!("-admin.port.grpc={admin_grpc}"))
+            .arg(format!(
+                "-s3.config={}",
+                self.dir.path().join("identities.json").display()
+            ))
+            .arg(format!("-bucket={}", self.bucket));
+        let (guard, _) = spawn_until("seaweedfs", &mut command, "S3", Duration::from_secs(30));
+        self.process = Some(guard);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        // Unsigned requests are refused once the S3 gateway is up and enforcing auth.
+        while http_status(s3, &format!("/{}", self.bucket)) != Some(403) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "SeaweedFS S3 did not come up on port {s3}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -1,0 +1,394 @@
+//! A mounted shared filesystem (Tencent CFS, NFS, any POSIX mount) as the store.
+//!
+//! An object key is a relative path below the mount. A dump is written to a temporary name in
+//! its final directory, fsynced, renamed into place and the directory fsynced, so a reader (or
+//! a watcher restarted mid-write) never sees a partial dump under its final name.
+
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::path::{Component, Path, PathBuf};
+
+use coredog_core::config::StorageConfig;
+use jiff::Timestamp;
+use tokio::sync::mpsc;
+
+use crate::{ListPage, ObjectInfo, StoreError};
+
+const PAGE_SIZE: usize = 1000;
+
+pub struct CfsStore {
+    root: PathBuf,
+}
+
+fn io_error<'a>(
+    operation: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        operation,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| StoreError::Io {
+            operation: "run blocking file work",
+            path: String::new(),
+            source: std::io::Error::other(err.to_string()),
+        })?
+}
+
+impl CfsStore {
+    pub fn from_config(storage: &StorageConfig) -> Result<Self, StoreError> {
+        let root = storage
+            .cfs_mount_path
+            .as_deref()
+            .map(str::trim)
+            .filter(|path| !path.is_empty())
+            .ok_or_else(|| {
+                StoreError::Config("StorageConfig.CFSMountPath is required for cfs".to_owned())
+            })?;
+        Ok(Self::new(root))
+    }
+
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn describe(&self) -> String {
+        format!("cfs:{}", self.root.display())
+    }
+
+    /// The file an object key names; keys that would leave the mount are refused.
+    pub fn path_of(&self, key: &str) -> Result<PathBuf, StoreError> {
+        let relative = Path::new(key);
+        if key.is_empty()
+            || !relative
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)))
+        {
+            return Err(StoreError::Config(format!(
+                "{key:?} is not a plain relative key"
+            )));
+        }
+        Ok(self.root.join(relative))
+    }
+
+    pub async fn upload(
+        &self,
+        key: &str,
+        mut parts: mpsc::Receiver<Vec<u8>>,
+    ) -> Result<u64, StoreError> {
+        let path = self.path_of(key)?;
+        let tmp = temporary_name(&path);
+        let (file, tmp) = {
+            let tmp = tmp.clone();
+            blocking(move || {
+                if let Some(dir) = tmp.parent() {
+                    std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
+                }
+                let file = std::fs::File::create(&tmp).map_err(io_error("create", &tmp))?;
+                Ok((file, tmp))
+            })
+            .await?
+        };
+        let mut file = Some(file);
+        let mut size = 0u64;
+        let written = async {
+            while let Some(part) = parts.recv().await {
+                size += part.len() as u64;
+                let mut handle = file.take().ok_or_else(|| StoreError::Source {
+                    key: key.to_owned(),
+                    reason: "file handle lost".to_owned(),
+                })?;
+                let tmp = tmp.clone();
+                file = Some(
+                    blocking(move || {
+                        handle.write_all(&part).map_err(io_error("write", &tmp))?;
+                        Ok(handle)
+                    })
+                    .await?,
+                );
+            }
+            let handle = file.take();
+            let (tmp, path) = (tmp.clone(), path.clone());
+            blocking(move || {
+                if let Some(handle) = handle {
+                    handle.sync_all().map_err(io_error("fsync", &tmp))?;
+                }
+                std::fs::rename(&tmp, &path).map_err(io_error("rename", &path))?;
+                if let Some(dir) = path.parent() {
+                    std::fs::File::open(dir)
+                        .and_then(|dir_handle| dir_handle.sync_all())
+                        .map_err(io_error("fsync directory", dir))?;
+                }
+                Ok(())
+            })
+            .await
+        }
+        .await;
+        if let Err(err) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(err);
+        }
+        Ok(size)
+    }
+
+    pub async fn put_bytes(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let (sender, receiver) = mpsc::channel(1);
+        let _ = sender.send(bytes.to_vec()).await;
+        drop(sender);
+        self.upload(key, receiver).await.map(drop)
+    }
+
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        let path = self.path_of(key)?;
+        let key = key.to_owned();
+        blocking(move || match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => Ok(Some(ObjectInfo {
+                key,
+                size: meta.len(),
+                last_modified: modified(&meta),
+            })),
+            Ok(_) => Ok(None),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(io_error("stat", &path)(err)),
+        })
+        .await
+    }
+
+    /// Lists files whose key starts with `prefix`, in key order, a page at a time; the
+    /// continuation is the last key of the previous page.
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        continuation: Option<&str>,
+    ) -> Result<ListPage, StoreError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_owned();
+        let after = continuation.map(str::to_owned);
+        blocking(move || {
+            // Only the directory the prefix names is walked, not the whole mount.
+            let dir_part = prefix.rsplit_once('/').map_or("", |(dir, _)| dir);
+            let start = if dir_part.is_empty() {
+                root.clone()
+            } else {
+                root.join(dir_part)
+            };
+            let mut objects = Vec::new();
+            walk(&root, &start, &mut |key, meta| {
+                if key.starts_with(&prefix)
+                    && !is_temporary(key)
+                    && after.as_deref().is_none_or(|after| key > after)
+                {
+                    objects.push(ObjectInfo {
+                        key: key.to_owned(),
+                        size: meta.len(),
+                        last_modified: modified(meta),
+                    });
+                }
+            })?;
+            objects.sort_by(|a, b| a.key.cmp(&b.key));
+            let next = (objects.len() > PAGE_SIZE).then(|| objects[PAGE_SIZE - 1].key.clone());
+            objects.truncate(PAGE_SIZE);
+            Ok(ListPage { objects, next })
+        })
+        .await
+    }
+
+    pub async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        let path = self.path_of(key)?;
+        let key = key.to_owned();
+        blocking(move || match std::fs::read(&path) {
+            Ok(bytes) => Ok(bytes),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::NotFound(key))
+            }
+            Err(err) => Err(io_error("read", &path)(err)),
+        })
+        .await
+    }
+
+    pub async fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        end_inclusive: u64,
+    ) -> Result<bytes::Bytes, StoreError> {
+        let path = self.path_of(key)?;
+        let key = key.to_owned();
+        blocking(move || {
+            let mut file = match std::fs::File::open(&path) {
+                Ok(file) => file,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::NotFound(key));
+                }
+                Err(err) => return Err(io_error("open", &path)(err)),
+            };
+            file.seek(SeekFrom::Start(start))
+                .map_err(io_error("seek", &path))?;
+            let mut buffer = Vec::new();
+            file.take(end_inclusive.saturating_sub(start) + 1)
+                .read_to_end(&mut buffer)
+                .map_err(io_error("read", &path))?;
+            Ok(bytes::Bytes::from(buffer))
+        })
+        .await
+    }
+}
+
+fn temporary_name(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+fn is_temporary(key: &str) -> bool {
+    key.rsplit('/')
+        .next()
+        .is_some_and(|name| name.starts_with('.') && name.contains(".tmp-"))
+}
+
+fn modified(meta: &std::fs::Metadata) -> Option<Timestamp> {
+    meta.modified()
+        .ok()
+        .and_then(|time| Timestamp::try_from(time).ok())
+}
+
+fn walk(
+    root: &Path,
+    dir: &Path,
+    visit: &mut dyn FnMut(&str, &std::fs::Metadata),
+) -> Result<(), StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(io_error("list", dir)(err)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_error("list", dir))?;
+        let path = entry.path();
+        // Never follow links: a listing shows what is on the mount, nothing it points at.
+        let meta = std::fs::symlink_metadata(&path).map_err(io_error("stat", &path))?;
+        if meta.is_dir() {
+            walk(root, &path, visit)?;
+        } else if meta.is_file() {
+            if let Some(key) = path.strip_prefix(root).ok().and_then(Path::to_str) {
+                visit(key, &meta);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn objects_are_written_atomically_listed_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CfsStore::new(dir.path());
+        let (sender, receiver) = mpsc::channel(1);
+        let writer = tokio::spawn(async move {
+            for part in [b"hello ".to_vec(), b"world".to_vec()] {
+                sender.send(part).await.unwrap();
+            }
+        });
+        let size = store
+            .upload("corefiles/ns/pod/a.core", receiver)
+            .await
+            .unwrap();
+        writer.await.unwrap();
+        assert_eq!(size, 11);
+        store
+            .put_bytes("corefiles/ns/pod/a.core.json", b"{}")
+            .await
+            .unwrap();
+        store
+            .put_bytes("corefiles/ns/other/b.core", b"x")
+            .await
+            .unwrap();
+
+        let page = store.list_page("corefiles/ns/pod/", None).await.unwrap();
+        let keys: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["corefiles/ns/pod/a.core", "corefiles/ns/pod/a.core.json"]
+        );
+        assert_eq!(
+            store
+                .list_page("corefiles/", None)
+                .await
+                .unwrap()
+                .objects
+                .len(),
+            3
+        );
+        assert_eq!(
+            store.get_bytes("corefiles/ns/pod/a.core").await.unwrap(),
+            b"hello world"
+        );
+        assert_eq!(
+            &store
+                .get_range("corefiles/ns/pod/a.core", 6, 10)
+                .await
+                .unwrap()[..],
+            b"world"
+        );
+        assert_eq!(
+            store
+                .head("corefiles/ns/pod/a.core")
+                .await
+                .unwrap()
+                .unwrap()
+                .size,
+            11
+        );
+        assert_eq!(store.head("corefiles/none").await.unwrap(), None);
+        assert!(matches!(
+            store.get_bytes("corefiles/none").await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(store.path_of("../etc/passwd").is_err());
+        assert!(store.path_of("/etc/passwd").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_failed_upload_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CfsStore::new(dir.path());
+        std::fs::write(
+            dir.path().join("blocker"),
+            b"a file where a directory should be",
+        )
+        .unwrap();
+        let (sender, receiver) = mpsc::channel(1);
+        drop(sender);
+        assert!(store.upload("blocker/x.core", receiver).await.is_err());
+        let page = store.list_page("", None).await.unwrap();
+        assert_eq!(page.objects.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn listings_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CfsStore::new(dir.path());
+        for index in 0..(PAGE_SIZE + 5) {
+            let path = dir.path().join(format!("p/{index:05}"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"").unwrap();
+        }
+        let first = store.list_page("p/", None).await.unwrap();
+        assert_eq!(first.objects.len(), PAGE_SIZE);
+        let second = store.list_page("p/", first.next.as_deref()).await.unwrap();
+        assert_eq!(second.objects.len(), 5);
+        assert_eq!(second.next, None);
+    }
+}

@@ -1,0 +1,225 @@
+//! Where CoreDog keeps dumps.
+//!
+//! Two kinds of storage, one interface ([`Store`]):
+//!
+//! - [`s3::S3Store`]: AWS S3 and every S3-compatible service (Tencent COS, Aliyun OSS, MinIO,
+//!   SeaweedFS, ...), through rust-s3's multipart calls under CoreDog's own bounded pipeline.
+//! - [`cfs::CfsStore`]: a mounted shared filesystem (Tencent CFS, NFS): the object key is a
+//!   path below the mount, written to a temporary name, fsynced and renamed.
+//!
+//! Uploads are streamed: the caller sends parts through a channel and the store uploads at most
+//! `parts_in_flight` of them at once, so memory stays at
+//! `part_size × (parts_in_flight + 2)` whatever the dump's size. Every part is retried with
+//! exponential backoff and jitter; an upload that fails for good is aborted (no orphan parts)
+//! and reported, and the caller retries it later.
+
+pub mod cfs;
+mod retry;
+pub mod s3;
+
+use coredog_core::config::{Protocol, StorageConfig};
+use jiff::Timestamp;
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+pub use retry::RetryPolicy;
+
+/// One object in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: Option<Timestamp>,
+}
+
+/// One page of a listing, and where the next one starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    pub objects: Vec<ObjectInfo>,
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("storage configuration: {0}")]
+    Config(String),
+    #[error("{operation} {key}: {source}")]
+    S3 {
+        operation: &'static str,
+        key: String,
+        source: ::s3::error::S3Error,
+    },
+    #[error("{operation} {path}: {source}")]
+    Io {
+        operation: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("the upload of {key} was given no data source: {reason}")]
+    Source { key: String, reason: String },
+}
+
+impl StoreError {
+    /// A short label for metrics (`failures_total{reason}`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "config",
+            Self::S3 { .. } => "s3",
+            Self::Io { .. } => "io",
+            Self::NotFound(_) => "not_found",
+            Self::Source { .. } => "source",
+        }
+    }
+}
+
+/// How an upload is streamed.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadOptions {
+    /// Parts uploaded at once.
+    pub parts_in_flight: usize,
+    pub retry: RetryPolicy,
+}
+
+impl UploadOptions {
+    pub fn from_config(storage: &StorageConfig) -> Self {
+        Self {
+            parts_in_flight: storage.parts_in_flight.max(1) as usize,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// What the caller feeds an upload: parts in order, then either the end (`Ok(())` from
+/// [`PartSender::finish`]) or dropped on failure, which aborts the upload.
+pub struct PartSender {
+    parts: mpsc::Sender<Vec<u8>>,
+}
+
+impl PartSender {
+    /// Sends the next part; waits while the store has no room for it. `Err` when the upload has
+    /// already failed (its error comes from the upload future).
+    pub fn send_blocking(&self, part: Vec<u8>) -> Result<(), ()> {
+        self.parts.blocking_send(part).map_err(|_| ())
+    }
+
+    pub async fn send(&self, part: Vec<u8>) -> Result<(), ()> {
+        self.parts.send(part).await.map_err(|_| ())
+    }
+}
+
+/// Creates the part channel of one upload. Its capacity is one part: with the part being
+/// filled by the sender and `parts_in_flight` parts being uploaded, that is the memory bound.
+pub fn part_channel() -> (PartSender, mpsc::Receiver<Vec<u8>>) {
+    let (parts, receiver) = mpsc::channel(1);
+    (PartSender { parts }, receiver)
+}
+
+/// The storage a config names.
+pub enum Store {
+    S3(s3::S3Store),
+    Cfs(cfs::CfsStore),
+}
+
+impl Store {
+    /// Opens the storage `storage` describes, with credentials from the config, the files it
+    /// names, the environment, or (for S3 without static keys) the provider chain.
+    pub fn from_config(storage: &StorageConfig) -> Result<Self, StoreError> {
+        match storage.protocol {
+            Protocol::Cfs => Ok(Self::Cfs(cfs::CfsStore::from_config(storage)?)),
+            Protocol::S3 | Protocol::Cos | Protocol::Oss => {
+                Ok(Self::S3(s3::S3Store::from_config(storage)?))
+            }
+        }
+    }
+
+    /// `s3://bucket at https://endpoint` or `cfs:/mnt/cfs`: for logs, never with secrets.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::S3(store) => store.describe(),
+            Self::Cfs(store) => store.describe(),
+        }
+    }
+
+    /// Streams the parts received on `parts` into the object `key`. Returns the stored size
+    /// once the object is complete and durable; on error nothing is left behind (the multipart
+    /// upload is aborted, the temporary file removed).
+    pub async fn upload(
+        &self,
+        key: &str,
+        content_type: &str,
+        parts: mpsc::Receiver<Vec<u8>>,
+        options: UploadOptions,
+    ) -> Result<u64, StoreError> {
+        match self {
+            Self::S3(store) => store.upload(key, content_type, parts, options).await,
+            Self::Cfs(store) => store.upload(key, parts).await,
+        }
+    }
+
+    /// Stores a small object in one request (records), retried.
+    pub async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        content_type: &str,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::S3(store) => store.put_bytes(key, bytes, content_type).await,
+            Self::Cfs(store) => store.put_bytes(key, bytes).await,
+        }
+    }
+
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        match self {
+            Self::S3(store) => store.head(key).await,
+            Self::Cfs(store) => store.head(key).await,
+        }
+    }
+
+    /// One page (up to 1000 objects) of the keys under `prefix`, in key order.
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        continuation: Option<&str>,
+    ) -> Result<ListPage, StoreError> {
+        match self {
+            Self::S3(store) => store.list_page(prefix, continuation).await,
+            Self::Cfs(store) => store.list_page(prefix, continuation).await,
+        }
+    }
+
+    pub async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        match self {
+            Self::S3(store) => store.get_bytes(key).await,
+            Self::Cfs(store) => store.get_bytes(key).await,
+        }
+    }
+
+    /// Bytes `start..=end_inclusive` of `key`.
+    pub async fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        end_inclusive: u64,
+    ) -> Result<bytes::Bytes, StoreError> {
+        match self {
+            Self::S3(store) => store.get_range(key, start, end_inclusive).await,
+            Self::Cfs(store) => store.get_range(key, start, end_inclusive).await,
+        }
+    }
+
+    /// Where people download `key`: a presigned GET valid for `expires_seconds`, or the path
+    /// on the shared filesystem.
+    pub async fn download_url(
+        &self,
+        key: &str,
+        expires_seconds: u32,
+    ) -> Result<String, StoreError> {
+        match self {
+            Self::S3(store) => store.presign_get(key, expires_seconds).await,
+            Self::Cfs(store) => Ok(store.path_of(key)?.display().to_string()),
+        }
+    }
+}
