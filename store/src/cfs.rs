@@ -278,10 +278,13 @@ fn walk(
         let meta = std::fs::symlink_metadata(&path).map_err(io_error("stat", &path))?;
         if meta.is_dir() {
             walk(root, &path, visit)?;
-        } else if meta.is_file() {
-            if let Some(key) = path.strip_prefix(root).ok().and_then(Path::to_str) {
-                visit(key, &meta);
-            }
+        } else if let Some(key) = path
+            .strip_prefix(root)
+            .ok()
+            .and_then(Path::to_str)
+            .filter(|_| meta.is_file())
+        {
+            visit(key, &meta);
         }
     }
     Ok(())

@@ -91,6 +91,11 @@ impl UploadOptions {
     }
 }
 
+/// The upload a part was sent to has stopped (failed); its error says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("the upload stopped before all parts were sent")]
+pub struct UploadClosed;
+
 /// What the caller feeds an upload: parts in order, then either the end (`Ok(())` from
 /// [`PartSender::finish`]) or dropped on failure, which aborts the upload.
 pub struct PartSender {
@@ -100,12 +105,12 @@ pub struct PartSender {
 impl PartSender {
     /// Sends the next part; waits while the store has no room for it. `Err` when the upload has
     /// already failed (its error comes from the upload future).
-    pub fn send_blocking(&self, part: Vec<u8>) -> Result<(), ()> {
-        self.parts.blocking_send(part).map_err(|_| ())
+    pub fn send_blocking(&self, part: Vec<u8>) -> Result<(), UploadClosed> {
+        self.parts.blocking_send(part).map_err(|_| UploadClosed)
     }
 
-    pub async fn send(&self, part: Vec<u8>) -> Result<(), ()> {
-        self.parts.send(part).await.map_err(|_| ())
+    pub async fn send(&self, part: Vec<u8>) -> Result<(), UploadClosed> {
+        self.parts.send(part).await.map_err(|_| UploadClosed)
     }
 }
 
