@@ -9,9 +9,8 @@ use std::path::{Component, Path, PathBuf};
 
 use coredog_core::config::StorageConfig;
 use jiff::Timestamp;
-use tokio::sync::mpsc;
 
-use crate::{ListPage, ObjectInfo, StoreError};
+use crate::{ListPage, ObjectInfo, PartReceiver, StoreError, abandoned, part_channel};
 
 const PAGE_SIZE: usize = 1000;
 
@@ -78,11 +77,7 @@ impl CfsStore {
         Ok(self.root.join(relative))
     }
 
-    pub async fn upload(
-        &self,
-        key: &str,
-        mut parts: mpsc::Receiver<Vec<u8>>,
-    ) -> Result<u64, StoreError> {
+    pub async fn upload(&self, key: &str, mut parts: PartReceiver) -> Result<u64, StoreError> {
         let path = self.path_of(key)?;
         let tmp = temporary_name(&path);
         let (file, tmp) = {
@@ -99,7 +94,7 @@ impl CfsStore {
         let mut file = Some(file);
         let mut size = 0u64;
         let written = async {
-            while let Some(part) = parts.recv().await {
+            while let Some(part) = parts.next().await {
                 size += part.len() as u64;
                 let mut handle = file.take().ok_or_else(|| StoreError::Source {
                     key: key.to_owned(),
@@ -113,6 +108,9 @@ impl CfsStore {
                     })
                     .await?,
                 );
+            }
+            if !parts.completed() {
+                return Err(abandoned(key));
             }
             let handle = file.take();
             let (tmp, path) = (tmp.clone(), path.clone());
@@ -139,10 +137,14 @@ impl CfsStore {
     }
 
     pub async fn put_bytes(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let (sender, receiver) = mpsc::channel(1);
-        let _ = sender.send(bytes.to_vec()).await;
-        drop(sender);
-        self.upload(key, receiver).await.map(drop)
+        let (sender, receiver) = part_channel();
+        let uploaded = self.upload(key, receiver);
+        let fed = async move {
+            let _ = sender.send(bytes.to_vec()).await;
+            sender.finish();
+        };
+        let (uploaded, ()) = tokio::join!(uploaded, fed);
+        uploaded.map(drop)
     }
 
     pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
@@ -298,11 +300,12 @@ mod tests {
     async fn objects_are_written_atomically_listed_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let store = CfsStore::new(dir.path());
-        let (sender, receiver) = mpsc::channel(1);
+        let (sender, receiver) = part_channel();
         let writer = tokio::spawn(async move {
             for part in [b"hello ".to_vec(), b"world".to_vec()] {
                 sender.send(part).await.unwrap();
             }
+            sender.finish();
         });
         let size = store
             .upload("corefiles/ns/pod/a.core", receiver)
@@ -372,9 +375,18 @@ mod tests {
             b"a file where a directory should be",
         )
         .unwrap();
-        let (sender, receiver) = mpsc::channel(1);
-        drop(sender);
+        let (sender, receiver) = part_channel();
+        sender.finish();
         assert!(store.upload("blocker/x.core", receiver).await.is_err());
+        let (sender, receiver) = part_channel();
+        let abandoned = tokio::spawn(async move {
+            sender.send(b"half a core".to_vec()).await.unwrap();
+        });
+        assert!(matches!(
+            store.upload("ok/x.core", receiver).await,
+            Err(StoreError::Source { .. })
+        ));
+        abandoned.await.unwrap();
         let page = store.list_page("", None).await.unwrap();
         assert_eq!(page.objects.len(), 1);
     }

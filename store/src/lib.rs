@@ -19,7 +19,10 @@ pub mod s3;
 
 use coredog_core::config::{Protocol, StorageConfig};
 use jiff::Timestamp;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use thiserror::Error;
+
 use tokio::sync::mpsc;
 
 pub use retry::RetryPolicy;
@@ -96,10 +99,12 @@ impl UploadOptions {
 #[error("the upload stopped before all parts were sent")]
 pub struct UploadClosed;
 
-/// What the caller feeds an upload: parts in order, then either the end (`Ok(())` from
-/// [`PartSender::finish`]) or dropped on failure, which aborts the upload.
+/// The producer's end of an upload: parts in order, then [`PartSender::finish`]. Dropping it
+/// without `finish` (the source failed, or changed while being read) aborts the upload, so a
+/// partial dump never becomes an object.
 pub struct PartSender {
     parts: mpsc::Sender<Vec<u8>>,
+    finished: Arc<AtomicBool>,
 }
 
 impl PartSender {
@@ -112,13 +117,53 @@ impl PartSender {
     pub async fn send(&self, part: Vec<u8>) -> Result<(), UploadClosed> {
         self.parts.send(part).await.map_err(|_| UploadClosed)
     }
+
+    /// Every part has been sent: the upload may complete.
+    pub fn finish(self) {
+        self.finished.store(true, Ordering::Release);
+    }
+}
+
+/// The store's end of an upload.
+pub struct PartReceiver {
+    parts: mpsc::Receiver<Vec<u8>>,
+    finished: Arc<AtomicBool>,
+}
+
+impl PartReceiver {
+    pub async fn next(&mut self) -> Option<Vec<u8>> {
+        self.parts.recv().await
+    }
+
+    /// After [`PartReceiver::next`] returned `None`: whether the producer finished, rather than
+    /// gave up.
+    pub fn completed(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
 }
 
 /// Creates the part channel of one upload. Its capacity is one part: with the part being
 /// filled by the sender and `parts_in_flight` parts being uploaded, that is the memory bound.
-pub fn part_channel() -> (PartSender, mpsc::Receiver<Vec<u8>>) {
+pub fn part_channel() -> (PartSender, PartReceiver) {
     let (parts, receiver) = mpsc::channel(1);
-    (PartSender { parts }, receiver)
+    let finished = Arc::new(AtomicBool::new(false));
+    (
+        PartSender {
+            parts,
+            finished: finished.clone(),
+        },
+        PartReceiver {
+            parts: receiver,
+            finished,
+        },
+    )
+}
+
+fn abandoned(key: &str) -> StoreError {
+    StoreError::Source {
+        key: key.to_owned(),
+        reason: "the source stopped before the last part".to_owned(),
+    }
 }
 
 /// The storage a config names.
@@ -147,14 +192,15 @@ impl Store {
         }
     }
 
-    /// Streams the parts received on `parts` into the object `key`. Returns the stored size
+    /// Streams the parts received on `parts` into the object `key`; completes only when the
+    /// sender finished. Returns the stored size
     /// once the object is complete and durable; on error nothing is left behind (the multipart
     /// upload is aborted, the temporary file removed).
     pub async fn upload(
         &self,
         key: &str,
         content_type: &str,
-        parts: mpsc::Receiver<Vec<u8>>,
+        parts: PartReceiver,
         options: UploadOptions,
     ) -> Result<u64, StoreError> {
         match self {

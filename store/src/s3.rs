@@ -15,11 +15,13 @@ use s3::creds::Credentials;
 use s3::error::S3Error;
 use s3::region::Region;
 use s3::serde_types::Part;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::{ListPage, ObjectInfo, RetryPolicy, StoreError, UploadOptions};
+use crate::{
+    ListPage, ObjectInfo, PartReceiver, RetryPolicy, StoreError, UploadOptions, abandoned,
+};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const PAGE_SIZE: usize = 1000;
@@ -95,14 +97,20 @@ impl S3Store {
         &self,
         key: &str,
         content_type: &str,
-        mut parts: mpsc::Receiver<Vec<u8>>,
+        mut parts: PartReceiver,
         options: UploadOptions,
     ) -> Result<u64, StoreError> {
-        let Some(first) = parts.recv().await else {
+        let Some(first) = parts.next().await else {
+            if !parts.completed() {
+                return Err(abandoned(key));
+            }
             self.put_bytes(key, &[], content_type).await?;
             return Ok(0);
         };
-        let Some(second) = parts.recv().await else {
+        let Some(second) = parts.next().await else {
+            if !parts.completed() {
+                return Err(abandoned(key));
+            }
             // A dump that fits one part is one PUT: no multipart bookkeeping to leave behind.
             self.put_bytes(key, &first, content_type).await?;
             return Ok(first.len() as u64);
@@ -153,7 +161,7 @@ impl S3Store {
         upload_id: &str,
         content_type: &str,
         first_parts: [Vec<u8>; 2],
-        mut parts: mpsc::Receiver<Vec<u8>>,
+        mut parts: PartReceiver,
         options: UploadOptions,
     ) -> Result<(Vec<Part>, u64), StoreError> {
         let slots = std::sync::Arc::new(Semaphore::new(options.parts_in_flight.max(1)));
@@ -180,8 +188,11 @@ impl S3Store {
             }
             let Some(data) = (match first_parts.next() {
                 Some(data) => Some(data),
-                None => parts.recv().await,
+                None => parts.next().await,
             }) else {
+                if !parts.completed() {
+                    return Err(abandoned(key));
+                }
                 break;
             };
             number += 1;

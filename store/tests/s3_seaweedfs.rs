@@ -35,6 +35,7 @@ async fn multipart_uploads_list_and_read_back() {
         for chunk in chunks {
             sender.send_blocking(chunk).unwrap();
         }
+        sender.finish();
     });
     let options = UploadOptions {
         parts_in_flight: 2,
@@ -125,7 +126,7 @@ async fn small_dumps_are_one_put_and_listing_pages() {
 
     let (sender, receiver) = part_channel();
     sender.send(b"tiny core".to_vec()).await.unwrap();
-    drop(sender);
+    sender.finish();
     let options = UploadOptions::from_config(&Default::default());
     assert_eq!(
         store
