@@ -36,7 +36,23 @@ impl RetryPolicy {
     }
 
     /// Runs `operation` until it succeeds or the tries are used up; returns the last error.
-    pub async fn run<T, E, F, Fut>(&self, what: &str, mut operation: F) -> Result<T, E>
+    pub async fn run<T, E, F, Fut>(&self, what: &str, operation: F) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: std::fmt::Display,
+    {
+        self.run_while(what, |_| true, operation).await
+    }
+
+    /// [`RetryPolicy::run`], but an error `transient` says is final is returned at once (a
+    /// missing object or refused credentials do not improve with waiting).
+    pub async fn run_while<T, E, F, Fut>(
+        &self,
+        what: &str,
+        transient: impl Fn(&E) -> bool,
+        mut operation: F,
+    ) -> Result<T, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -46,7 +62,7 @@ impl RetryPolicy {
         loop {
             match operation().await {
                 Ok(value) => return Ok(value),
-                Err(err) if attempt < self.attempts => {
+                Err(err) if attempt < self.attempts && transient(&err) => {
                     let pause = self.backoff(attempt);
                     debug!(attempt, error = %err, pause_ms = pause.as_millis() as u64, "{what} failed; retrying");
                     tokio::time::sleep(pause).await;

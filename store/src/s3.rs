@@ -44,6 +44,15 @@ fn is_not_found(err: &S3Error) -> bool {
     matches!(err, S3Error::HttpFailWithBody(404, _))
 }
 
+/// Whether waiting may help: server errors, throttling, timeouts and network failures do;
+/// other answers (missing object, refused credentials, bad request) are final.
+fn is_transient(err: &S3Error) -> bool {
+    match err {
+        S3Error::HttpFailWithBody(status, _) => *status >= 500 || *status == 408 || *status == 429,
+        _ => true,
+    }
+}
+
 impl S3Store {
     pub fn from_config(storage: &StorageConfig) -> Result<Self, StoreError> {
         let endpoint = storage
@@ -117,7 +126,7 @@ impl S3Store {
         };
         let upload_id = self
             .retry
-            .run("initiate multipart upload", || {
+            .run_while("initiate multipart upload", is_transient, || {
                 self.bucket.initiate_multipart_upload(key, content_type)
             })
             .await
@@ -143,7 +152,7 @@ impl S3Store {
         };
         let completed = self
             .retry
-            .run("complete multipart upload", || {
+            .run_while("complete multipart upload", is_transient, || {
                 self.bucket
                     .complete_multipart_upload(key, &upload_id, completed_parts.clone())
             })
@@ -207,7 +216,7 @@ impl S3Store {
                 let _slot = slot;
                 let bytes = data.len() as u64;
                 let part = retry
-                    .run("upload part", || {
+                    .run_while("upload part", is_transient, || {
                         bucket.put_multipart_chunk(
                             data.clone(),
                             &key,
@@ -249,7 +258,7 @@ impl S3Store {
         content_type: &str,
     ) -> Result<(), StoreError> {
         self.retry
-            .run("put object", || {
+            .run_while("put object", is_transient, || {
                 self.bucket
                     .put_object_with_content_type(key, bytes, content_type)
             })
@@ -261,7 +270,7 @@ impl S3Store {
     pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
         let result = self
             .retry
-            .run("head object", || self.bucket.head_object(key))
+            .run_while("head object", is_transient, || self.bucket.head_object(key))
             .await;
         match result {
             Ok((head, 200)) => Ok(Some(ObjectInfo {
@@ -286,7 +295,7 @@ impl S3Store {
     ) -> Result<ListPage, StoreError> {
         let (result, _status) = self
             .retry
-            .run("list objects", || {
+            .run_while("list objects", is_transient, || {
                 self.bucket.list_page(
                     prefix.to_owned(),
                     None,
@@ -316,7 +325,7 @@ impl S3Store {
     pub async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         match self
             .retry
-            .run("get object", || self.bucket.get_object(key))
+            .run_while("get object", is_transient, || self.bucket.get_object(key))
             .await
         {
             Ok(response) => Ok(response.to_vec()),
@@ -333,7 +342,7 @@ impl S3Store {
     ) -> Result<bytes::Bytes, StoreError> {
         match self
             .retry
-            .run("get object range", || {
+            .run_while("get object range", is_transient, || {
                 self.bucket
                     .get_object_range(key, start, Some(end_inclusive))
             })
