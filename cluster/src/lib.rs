@@ -6,6 +6,7 @@ pub mod http;
 pub mod notify;
 pub mod telemetry;
 pub mod tls;
+pub mod watcher;
 pub mod webhook;
 
 /// Resolves when the process is asked to stop (SIGTERM from the kubelet, or Ctrl-C).

@@ -7,11 +7,19 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use coredog::http::Readiness;
+use coredog::notify::Notifier;
 use coredog::telemetry::{self, LogFormat};
 use coredog::tls::{self, CertificateFiles, ReloadingCert};
+use coredog::watcher::discover::Discovery;
+use coredog::watcher::pods::PodDirectory;
+use coredog::watcher::ship::Shipper;
+use coredog::watcher::{Pacing, Watcher, WatcherMetrics};
 use coredog::webhook::{self, WebhookMetrics, WebhookState};
+use coredog_core::config::Config;
 use coredog_core::layout::DEFAULT_HOST_DIR;
+use coredog_store::Store;
 use prometheus_client::registry::Registry;
+use std::time::Duration;
 use tracing::info;
 
 // The webhook allocates many small, short-lived values per request on every worker thread;
@@ -37,6 +45,28 @@ struct Cli {
 enum Command {
     /// Serve the mutating admission webhook that gives opted-in pods a dump directory.
     Webhook(WebhookArgs),
+    /// Watch this node's dump directory and ship every core to storage.
+    Watcher(WatcherArgs),
+}
+
+#[derive(clap::Args)]
+struct WatcherArgs {
+    /// The configuration file (the same YAML `kubectl coredog` reads).
+    #[arg(
+        long,
+        env = "COREDOG_CONFIG",
+        default_value = "/etc/coredog/config.yaml"
+    )]
+    config: PathBuf,
+    /// The node's dump root as mounted here; default: the config's CorefileDir.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    listen: SocketAddr,
+    /// This node's name, recorded with every dump.
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -65,6 +95,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Webhook(args) => run_webhook(args).await,
+            Command::Watcher(args) => run_watcher(args).await,
         }
     })
 }
@@ -101,5 +132,76 @@ async fn run_webhook(args: WebhookArgs) -> anyhow::Result<()> {
     )
     .await;
     info!("webhook stopped");
+    Ok(())
+}
+
+async fn run_watcher(args: WatcherArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("cannot read the configuration {}", args.config.display()))?;
+    let config = Config::from_yaml(&text)
+        .with_context(|| format!("invalid configuration {}", args.config.display()))?;
+    let root = args
+        .dir
+        .unwrap_or_else(|| PathBuf::from(&config.corefile_dir));
+    let node = match args.node_name {
+        Some(name) => name,
+        None => rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let store = Store::from_config(&config.storage).context("cannot open storage")?;
+    info!(storage = %store.describe(), root = %root.display(), node, "watcher starting");
+
+    let mut registry = Registry::default();
+    let metrics = WatcherMetrics::register(&mut registry);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .context("cannot build the HTTP client")?;
+    let notifier = Arc::new(
+        Notifier::from_config(&config, http, &mut registry)
+            .context("invalid notification settings")?,
+    );
+    let readiness = Readiness::default();
+    let ops = coredog::http::ops_routes(Arc::new(registry), readiness.clone());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    info!(address = %listener.local_addr()?, "watcher serving metrics");
+    tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, ops).await {
+            tracing::warn!(error = %err, "metrics server stopped");
+        }
+    });
+
+    let config = Arc::new(config);
+    let rescan = Duration::from_secs(u64::from(config.watcher.rescan_interval_seconds));
+    let (found_tx, found_rx) = tokio::sync::mpsc::channel(1024);
+    let discovery = Discovery::new(root.clone(), rescan);
+    tokio::spawn(async move {
+        if let Err(err) = discovery.run(found_tx).await {
+            tracing::error!(error = %err, "watching the dump directory failed");
+        }
+    });
+    let watcher = Watcher {
+        shipper: Arc::new(Shipper {
+            root,
+            node,
+            store: Arc::new(store),
+            config: config.clone(),
+            pods: PodDirectory::default(),
+        }),
+        notifier: notifier.clone(),
+        metrics,
+        pacing: Pacing::from_config(&config),
+    };
+    readiness.set(true);
+    watcher.run(found_rx, coredog::shutdown_signal()).await;
+    readiness.set(false);
+    info!("watcher stopping");
+    if let Ok(notifier) = Arc::try_unwrap(notifier) {
+        notifier.shutdown(Duration::from_secs(5)).await;
+    }
     Ok(())
 }

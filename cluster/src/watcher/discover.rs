@@ -1,0 +1,167 @@
+//! Finding files at the dump depth of `<root>/<namespace>/<pod>/<container>/<file>`.
+//!
+//! inotify watches every directory down to the container depth, including directories created
+//! later. A file is complete when the kernel closes it (`IN_CLOSE_WRITE`), which is how a core
+//! dump ends; a file found any other way (the sweep at start, a periodic rescan, the rescan
+//! after an inotify queue overflow, a file moved in) is reported as swept and taken only once
+//! it stops changing. Watches never follow symlinks and never go below the container depth, so
+//! a tenant cannot point the watcher at the rest of the node.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use coredog_core::layout::{CONTAINER_DEPTH, DUMP_DEPTH, depth};
+use futures_util::StreamExt;
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+/// How a file was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// The writer closed it: complete now.
+    Closed(PathBuf),
+    /// Seen by a scan: complete once its size and mtime stop changing.
+    Swept(PathBuf),
+}
+
+impl Found {
+    pub fn relative(&self) -> &Path {
+        match self {
+            Self::Closed(path) | Self::Swept(path) => path,
+        }
+    }
+}
+
+/// Watches `root` and sends what it finds (paths relative to `root`) until `found` closes.
+pub struct Discovery {
+    root: PathBuf,
+    rescan_every: Duration,
+}
+
+impl Discovery {
+    pub fn new(root: impl Into<PathBuf>, rescan_every: Duration) -> Self {
+        Self {
+            root: root.into(),
+            rescan_every,
+        }
+    }
+
+    pub async fn run(self, found: mpsc::Sender<Found>) -> std::io::Result<()> {
+        let inotify = Inotify::init()?;
+        let mut tree = Tree {
+            root: self.root.clone(),
+            inotify_watches: inotify.watches(),
+            dirs: HashMap::new(),
+        };
+        let mut events = inotify.into_event_stream(vec![0u8; 64 * 1024])?;
+        // Watches first, then the sweep: a file written between the two is seen by both, never by
+        // neither.
+        tree.scan(Path::new(""), &found).await;
+        info!(root = %self.root.display(), directories = tree.dirs.len(), "watching for core files");
+        let mut rescan = tokio::time::interval(self.rescan_every);
+        rescan.tick().await;
+        loop {
+            tokio::select! {
+                event = events.next() => {
+                    let Some(event) = event else { return Ok(()) };
+                    let event = match event {
+                        Ok(event) => event,
+                        Err(err) => {
+                            warn!(error = %err, "reading inotify events failed; rescanning");
+                            tree.scan(Path::new(""), &found).await;
+                            continue;
+                        }
+                    };
+                    if event.mask.contains(EventMask::Q_OVERFLOW) {
+                        warn!("inotify queue overflowed; rescanning the whole tree");
+                        tree.scan(Path::new(""), &found).await;
+                        continue;
+                    }
+                    if event.mask.contains(EventMask::IGNORED) {
+                        tree.dirs.remove(&event.wd);
+                        continue;
+                    }
+                    let Some(dir) = tree.dirs.get(&event.wd).cloned() else { continue };
+                    let Some(name) = event.name else { continue };
+                    let relative = dir.join(name);
+                    let Some(at) = depth(&relative) else { continue };
+                    if event.mask.contains(EventMask::ISDIR) {
+                        if at <= CONTAINER_DEPTH {
+                            tree.scan(&relative, &found).await;
+                        }
+                    } else if at <= DUMP_DEPTH {
+                        let report = if event.mask.contains(EventMask::CLOSE_WRITE) && at == DUMP_DEPTH {
+                            Found::Closed(relative)
+                        } else {
+                            Found::Swept(relative)
+                        };
+                        if found.send(report).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                _ = rescan.tick() => {
+                    debug!("periodic rescan");
+                    tree.scan(Path::new(""), &found).await;
+                }
+                () = found.closed() => return Ok(()),
+            }
+        }
+    }
+}
+
+struct Tree {
+    root: PathBuf,
+    inotify_watches: inotify::Watches,
+    dirs: HashMap<WatchDescriptor, PathBuf>,
+}
+
+impl Tree {
+    /// Watches `relative` and every directory below it down to the container depth, and reports
+    /// every file at the dump depth.
+    async fn scan(&mut self, relative: &Path, found: &mpsc::Sender<Found>) {
+        let mut pending = vec![relative.to_path_buf()];
+        while let Some(dir) = pending.pop() {
+            let Some(at) = depth(&dir) else { continue };
+            let full = self.root.join(&dir);
+            let mask = if at == CONTAINER_DEPTH {
+                WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO | WatchMask::CREATE
+            } else {
+                WatchMask::CREATE | WatchMask::MOVED_TO
+            } | WatchMask::DONT_FOLLOW
+                | WatchMask::ONLYDIR;
+            match self.inotify_watches.add(&full, mask) {
+                Ok(wd) => {
+                    self.dirs.insert(wd, dir.clone());
+                }
+                Err(err) => {
+                    debug!(dir = %full.display(), error = %err, "cannot watch");
+                    continue;
+                }
+            }
+            let entries = match std::fs::read_dir(&full) {
+                Ok(entries) => entries,
+                Err(err) => {
+                    debug!(dir = %full.display(), error = %err, "cannot list");
+                    continue;
+                }
+            };
+            for entry in entries.flatten() {
+                // `file_type` does not follow symlinks: a linked directory is not entered.
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                let child = dir.join(entry.file_name());
+                if kind.is_dir() && at < CONTAINER_DEPTH {
+                    pending.push(child);
+                } else if !kind.is_dir() && found.send(Found::Swept(child)).await.is_err() {
+                    // Files above the dump depth are reported too: the shipper refuses them, once,
+                    // with the reason.
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! The node watcher: every core found, shipped compressed and verified, deleted only when safe,
+//! announced once.
+//!
+//! Data flows one way: [`discover`] finds files → this module decides when each is ready and
+//! runs at most `uploadConcurrency` [`ship`] tasks → the store → notices. A file that fails to
+//! ship stays on disk and is retried with backoff; a file that is refused (not a core, not a
+//! regular file, wrong place) is logged once and never touched.
+
+pub mod discover;
+pub mod elf;
+pub mod file;
+pub mod pods;
+pub mod ship;
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::notify::Notifier;
+use discover::Found;
+use ship::{ShipError, Shipped, Shipper};
+
+type Labels = [(&'static str, &'static str); 1];
+
+/// The watcher's Prometheus metrics (`coredog_watcher_*`).
+#[derive(Clone)]
+pub struct WatcherMetrics {
+    detected: Counter,
+    uploaded: Counter,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    upload_duration: Histogram,
+    failures: Family<Labels, Counter>,
+    refused: Family<Labels, Counter>,
+    backlog_files: Gauge,
+    backlog_bytes: Gauge,
+}
+
+impl WatcherMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            detected: Counter::default(),
+            uploaded: Counter::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            upload_duration: Histogram::new(exponential_buckets(0.05, 2.0, 14)),
+            failures: Family::default(),
+            refused: Family::default(),
+            backlog_files: Gauge::default(),
+            backlog_bytes: Gauge::default(),
+        };
+        let registry = registry.sub_registry_with_prefix("coredog_watcher");
+        registry.register(
+            "cores_detected",
+            "Files found that may be cores",
+            metrics.detected.clone(),
+        );
+        registry.register(
+            "cores_uploaded",
+            "Cores stored with their record",
+            metrics.uploaded.clone(),
+        );
+        registry.register("bytes_in", "Bytes of cores read", metrics.bytes_in.clone());
+        registry.register(
+            "bytes_out",
+            "Bytes stored (after compression)",
+            metrics.bytes_out.clone(),
+        );
+        registry.register(
+            "upload_duration_seconds",
+            "From taking a core to its record being stored",
+            metrics.upload_duration.clone(),
+        );
+        registry.register(
+            "upload_failures",
+            "Failed shipping attempts by reason",
+            metrics.failures.clone(),
+        );
+        registry.register(
+            "files_refused",
+            "Files never read, by reason",
+            metrics.refused.clone(),
+        );
+        registry.register(
+            "backlog_files",
+            "Cores on this node not yet stored",
+            metrics.backlog_files.clone(),
+        );
+        registry.register(
+            "backlog_bytes",
+            "Bytes of cores not yet stored",
+            metrics.backlog_bytes.clone(),
+        );
+        metrics
+    }
+}
+
+/// How the watcher paces itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    pub upload_concurrency: usize,
+    /// A swept file must keep its size and mtime this long before it is taken.
+    pub settle: Duration,
+    /// First retry after a failure; doubles up to `max_retry`.
+    pub first_retry: Duration,
+    pub max_retry: Duration,
+    /// A file failing this long is announced.
+    pub failure_notice_after: Duration,
+}
+
+impl Pacing {
+    pub fn from_config(config: &coredog_core::config::Config) -> Self {
+        Self {
+            upload_concurrency: config.watcher.upload_concurrency.max(1) as usize,
+            settle: Duration::from_secs(2),
+            first_retry: Duration::from_secs(5),
+            max_retry: Duration::from_secs(300),
+            failure_notice_after: Duration::from_secs(u64::from(
+                config.watcher.failure_notice_after_seconds,
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    size: u64,
+    mtime_nanos: i128,
+    inode: u64,
+}
+
+fn seen(root: &Path, relative: &Path) -> Option<Seen> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(root.join(relative)).ok()?;
+    Some(Seen {
+        size: meta.size(),
+        mtime_nanos: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        inode: meta.ino(),
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    /// Found by a scan; taken once it stops changing.
+    Settling {
+        since: Instant,
+    },
+    Queued,
+    Shipping,
+    Retrying {
+        at: Instant,
+    },
+    /// Stored, and kept on the node (`DeleteLocalCorefile: false`).
+    Stored,
+    /// Never to be read; logged once.
+    Refused,
+}
+
+/// A file whose shipping keeps failing.
+#[derive(Debug, Clone, Copy)]
+struct Failing {
+    attempts: u32,
+    since: Instant,
+    announced: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    state: State,
+    seen: Seen,
+    failing: Option<Failing>,
+}
+
+/// Decides when each found file ships, and runs the shipping tasks.
+pub struct Watcher {
+    pub shipper: Arc<Shipper>,
+    pub notifier: Arc<Notifier>,
+    pub metrics: WatcherMetrics,
+    pub pacing: Pacing,
+}
+
+type Finished = (PathBuf, Result<Shipped, ShipError>, Duration);
+
+impl Watcher {
+    /// Runs until `found` closes or `shutdown` resolves. Shipping in progress at shutdown is
+    /// dropped: nothing was deleted, and the next start ships it again to the same keys.
+    pub async fn run(self, mut found: mpsc::Receiver<Found>, shutdown: impl Future<Output = ()>) {
+        let root = self.shipper.root.clone();
+        let mut files: HashMap<PathBuf, Entry> = HashMap::new();
+        let mut queue: VecDeque<PathBuf> = VecDeque::new();
+        let mut running: JoinSet<Finished> = JoinSet::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut ticks = 0u64;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                report = found.recv() => match report {
+                    Some(report) => self.on_found(&root, report, &mut files, &mut queue),
+                    None => break,
+                },
+                Some(finished) = running.join_next(), if !running.is_empty() => {
+                    if let Ok(finished) = finished {
+                        self.on_finished(&root, finished, &mut files);
+                    }
+                }
+                _ = tick.tick() => {
+                    ticks += 1;
+                    self.on_tick(&root, &mut files, &mut queue, ticks.is_multiple_of(40));
+                }
+                () = &mut shutdown => break,
+            }
+            while running.len() < self.pacing.upload_concurrency {
+                let Some(relative) = queue.pop_front() else {
+                    break;
+                };
+                let Some(entry) = files.get_mut(&relative) else {
+                    continue;
+                };
+                entry.state = State::Shipping;
+                let shipper = self.shipper.clone();
+                running.spawn(async move {
+                    let started = Instant::now();
+                    let result = shipper.ship(&relative).await;
+                    (relative, result, started.elapsed())
+                });
+            }
+        }
+    }
+
+    fn on_found(
+        &self,
+        root: &Path,
+        report: Found,
+        files: &mut HashMap<PathBuf, Entry>,
+        queue: &mut VecDeque<PathBuf>,
+    ) {
+        let closed = matches!(report, Found::Closed(_));
+        let relative = report.relative().to_path_buf();
+        let Some(now_seen) = seen(root, &relative) else {
+            files.remove(&relative);
+            return;
+        };
+        let entry = files.get(&relative).copied();
+        let fresh = match entry {
+            None => {
+                self.metrics.detected.inc();
+                true
+            }
+            Some(Entry {
+                state: State::Queued | State::Shipping,
+                ..
+            }) => false,
+            // A file rewritten since it was stored or refused is a new file.
+            Some(Entry {
+                state: State::Stored | State::Refused,
+                seen,
+                ..
+            }) => seen != now_seen,
+            Some(Entry {
+                state: State::Settling { .. },
+                ..
+            }) => closed,
+            Some(Entry {
+                state: State::Retrying { .. },
+                ..
+            }) => false,
+        };
+        if !fresh {
+            return;
+        }
+        let state = if closed {
+            queue.push_back(relative.clone());
+            State::Queued
+        } else {
+            State::Settling {
+                since: Instant::now(),
+            }
+        };
+        files.insert(
+            relative,
+            Entry {
+                state,
+                seen: now_seen,
+                failing: None,
+            },
+        );
+    }
+
+    fn on_tick(
+        &self,
+        root: &Path,
+        files: &mut HashMap<PathBuf, Entry>,
+        queue: &mut VecDeque<PathBuf>,
+        sweep_gone: bool,
+    ) {
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        let (mut backlog_files, mut backlog_bytes) = (0i64, 0i64);
+        for (relative, entry) in files.iter_mut() {
+            match entry.state {
+                State::Settling { since } if now.duration_since(since) >= self.pacing.settle => {
+                    match seen(root, relative) {
+                        None => gone.push(relative.clone()),
+                        Some(current) if current == entry.seen => {
+                            entry.state = State::Queued;
+                            queue.push_back(relative.clone());
+                        }
+                        Some(current) => {
+                            entry.state = State::Settling { since: now };
+                            entry.seen = current;
+                        }
+                    }
+                }
+                State::Retrying { at } if at <= now => {
+                    entry.state = State::Queued;
+                    queue.push_back(relative.clone());
+                }
+                State::Stored | State::Refused if sweep_gone && seen(root, relative).is_none() => {
+                    gone.push(relative.clone());
+                }
+                _ => {}
+            }
+            if !matches!(entry.state, State::Stored | State::Refused) {
+                backlog_files += 1;
+                backlog_bytes += i64::try_from(entry.seen.size).unwrap_or(i64::MAX);
+            }
+        }
+        for relative in gone {
+            files.remove(&relative);
+        }
+        self.metrics.backlog_files.set(backlog_files);
+        self.metrics.backlog_bytes.set(backlog_bytes);
+    }
+
+    fn on_finished(
+        &self,
+        root: &Path,
+        (relative, result, took): Finished,
+        files: &mut HashMap<PathBuf, Entry>,
+    ) {
+        let host_path = root.join(&relative).display().to_string();
+        let previous = files.get(&relative).copied();
+        match result {
+            Ok(shipped) => {
+                self.metrics.uploaded.inc();
+                self.metrics.bytes_in.inc_by(shipped.record.size);
+                self.metrics.bytes_out.inc_by(shipped.record.stored_size);
+                self.metrics.upload_duration.observe(took.as_secs_f64());
+                if previous
+                    .and_then(|entry| entry.failing)
+                    .is_some_and(|failing| failing.announced)
+                {
+                    self.notifier.upload_recovered(&host_path);
+                }
+                if !shipped.already_stored {
+                    self.notifier
+                        .dump_stored(&shipped.record, &shipped.download_url);
+                }
+                if shipped.local_removed {
+                    files.remove(&relative);
+                } else if let Some(entry) = files.get_mut(&relative) {
+                    entry.state = State::Stored;
+                }
+            }
+            Err(ShipError::Refused { reason, message }) => {
+                self.metrics
+                    .refused
+                    .get_or_create(&[("reason", reason)])
+                    .inc();
+                warn!(reason, "refused file {host_path:?}: {message}");
+                if let Some(entry) = files.get_mut(&relative) {
+                    entry.state = State::Refused;
+                }
+            }
+            Err(ShipError::Changing) => {
+                info!("still being written, waiting for it to settle: {host_path}");
+                match (seen(root, &relative), files.get_mut(&relative)) {
+                    (Some(current), Some(entry)) => {
+                        entry.state = State::Settling {
+                            since: Instant::now(),
+                        };
+                        entry.seen = current;
+                    }
+                    _ => {
+                        files.remove(&relative);
+                    }
+                }
+            }
+            Err(err @ ShipError::Failed(_)) => {
+                self.metrics
+                    .failures
+                    .get_or_create(&[("reason", err.reason())])
+                    .inc();
+                let now = Instant::now();
+                let Some(entry) = files.get_mut(&relative) else {
+                    return;
+                };
+                let failing = entry.failing.get_or_insert(Failing {
+                    attempts: 0,
+                    since: now,
+                    announced: false,
+                });
+                failing.attempts += 1;
+                let failing_for = now.duration_since(failing.since);
+                if !failing.announced && failing_for >= self.pacing.failure_notice_after {
+                    self.notifier
+                        .upload_failing(&host_path, &err.to_string(), failing_for);
+                    failing.announced = true;
+                }
+                let pause = self
+                    .pacing
+                    .first_retry
+                    .saturating_mul(1u32 << (failing.attempts - 1).min(10))
+                    .min(self.pacing.max_retry);
+                warn!(attempt = failing.attempts, retry_in_s = pause.as_secs(), error = %err, "store a corefile error: {host_path}");
+                entry.state = State::Retrying { at: now + pause };
+            }
+        }
+    }
+}

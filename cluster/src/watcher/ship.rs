@@ -1,0 +1,522 @@
+//! Shipping one core: open it safely, describe it from its notes, stream it (hashed and
+//! compressed) into storage, write its record, then — and only then — remove the local file and
+//! announce it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use coredog_core::config::{Config, GcType};
+use coredog_core::layout::DumpLocation;
+use coredog_core::object_key::{Compression, CoreKey, DumpId};
+use coredog_core::record::{DumpRecord, SCHEMA_VERSION};
+use coredog_core::signal;
+use coredog_store::{PartSender, Store, UploadClosed, UploadOptions, part_channel};
+use jiff::Timestamp;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use tracing::{info, warn};
+
+use super::elf::{CoreInfo, ElfError, read_core_info};
+use super::file::{Identity, OpenedFile, Refusal, open_beneath};
+use super::pods::{PodDirectory, PodFacts};
+
+/// Bytes read from the core per read call.
+const READ_BUFFER: usize = 1024 * 1024;
+
+#[derive(Debug, Error)]
+pub enum ShipError {
+    /// Not a core, or not a file the watcher may read: never read, shipped or deleted.
+    #[error("refused: {message}")]
+    Refused {
+        reason: &'static str,
+        message: String,
+    },
+    /// Still being written: taken again once it stops changing.
+    #[error("the file changed while it was being read")]
+    Changing,
+    /// Storage failed; the file stays and is retried later.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ShipError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Refused { reason, .. } => reason,
+            Self::Changing => "changing",
+            Self::Failed(_) => "storage",
+        }
+    }
+}
+
+fn refused(reason: &'static str, message: impl ToString) -> ShipError {
+    ShipError::Refused {
+        reason,
+        message: message.to_string(),
+    }
+}
+
+/// What shipping a file did.
+#[derive(Debug)]
+pub struct Shipped {
+    pub record: DumpRecord,
+    /// The record was already in storage (a restart between storing and deleting).
+    pub already_stored: bool,
+    /// The local file was removed or truncated.
+    pub local_removed: bool,
+    pub download_url: String,
+}
+
+/// Everything shipping needs, shared by every shipping task.
+pub struct Shipper {
+    pub root: PathBuf,
+    pub node: String,
+    pub store: Arc<Store>,
+    pub config: Arc<Config>,
+    pub pods: PodDirectory,
+}
+
+/// What the core's file name says when the pattern is `core.%e.%p.%h.%t`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct NameFacts {
+    pub exe: Option<String>,
+    pub pid: Option<u32>,
+    pub hostname: Option<String>,
+    pub time: Option<Timestamp>,
+}
+
+/// Reads `core.%e.%p.%h.%t` (and its prefixes, such as `core.%p`) from a file name. The
+/// executable name may itself contain dots, so the pid is the last all-digit part that has a
+/// hostname after it.
+pub fn parse_core_name(name: &str) -> NameFacts {
+    let Some(rest) = name.strip_prefix("core.") else {
+        return NameFacts::default();
+    };
+    let mut parts: Vec<&str> = rest.split('.').collect();
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    let mut facts = NameFacts::default();
+    if parts.len() >= 2 && parts.last().is_some_and(|last| digits(last)) {
+        let seconds: i64 = parts
+            .last()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_default();
+        // Times before 2001 are not `%t`; they are the pid of `core.%e.%p`.
+        if seconds > 978_307_200 {
+            facts.time = Timestamp::from_second(seconds).ok();
+            parts.pop();
+        }
+    }
+    if parts.len() == 1 && digits(parts[0]) {
+        facts.pid = parts[0].parse().ok();
+        return facts;
+    }
+    let pid_at = (1..parts.len()).rev().find(|&at| digits(parts[at]));
+    match pid_at {
+        Some(at) => {
+            facts.exe = Some(parts[..at].join("."));
+            facts.pid = parts[at].parse().ok();
+            let host = parts[at + 1..].join(".");
+            facts.hostname = (!host.is_empty()).then_some(host);
+        }
+        None => facts.exe = Some(parts.join(".")).filter(|exe| !exe.is_empty()),
+    }
+    facts
+}
+
+/// Feeds parts of exactly `part_size` bytes (the last one shorter) to an upload.
+struct PartWriter {
+    buffer: Vec<u8>,
+    part_size: usize,
+    sender: PartSender,
+    written: u64,
+}
+
+impl PartWriter {
+    fn flush_part(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let part = std::mem::replace(&mut self.buffer, Vec::with_capacity(self.part_size));
+        self.sender.send_blocking(part).map_err(|UploadClosed| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, UploadClosed)
+        })
+    }
+}
+
+impl Write for PartWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let room = self.part_size - self.buffer.len();
+        let take = room.min(data.len());
+        self.buffer.extend_from_slice(&data[..take]);
+        self.written += take as u64;
+        if self.buffer.len() == self.part_size {
+            self.flush_part()?;
+        }
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What reading the core produced.
+struct ReadOutcome {
+    sha256: String,
+    stored_size: u64,
+}
+
+#[derive(Debug, Error)]
+enum ReadError {
+    #[error("the file changed while it was being read")]
+    Changing,
+    #[error("the upload stopped")]
+    UploadStopped,
+    #[error("reading the core: {0}")]
+    Io(std::io::Error),
+}
+
+fn io_read_error(err: std::io::Error) -> ReadError {
+    if err.kind() == std::io::ErrorKind::BrokenPipe {
+        ReadError::UploadStopped
+    } else {
+        ReadError::Io(err)
+    }
+}
+
+/// Reads `opened` from start to the size it had when opened, hashing the original bytes and
+/// compressing them into parts. Runs on a blocking thread.
+fn read_into_parts(
+    opened: &OpenedFile,
+    compression: Compression,
+    level: i32,
+    part_size: usize,
+    sender: PartSender,
+) -> Result<ReadOutcome, ReadError> {
+    use std::os::unix::fs::FileExt;
+    let size = opened.identity.size;
+    let writer = PartWriter {
+        buffer: Vec::with_capacity(part_size),
+        part_size,
+        sender,
+        written: 0,
+    };
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; READ_BUFFER];
+    let mut copy = |sink: &mut dyn Write| -> Result<(), ReadError> {
+        let mut offset = 0u64;
+        while offset < size {
+            let want = READ_BUFFER.min(usize::try_from(size - offset).unwrap_or(READ_BUFFER));
+            let got = opened
+                .file
+                .read_at(&mut buffer[..want], offset)
+                .map_err(ReadError::Io)?;
+            if got == 0 {
+                return Err(ReadError::Changing);
+            }
+            hasher.update(&buffer[..got]);
+            sink.write_all(&buffer[..got]).map_err(io_read_error)?;
+            offset += got as u64;
+        }
+        Ok(())
+    };
+    let mut writer = match compression {
+        Compression::Zstd => {
+            let mut encoder =
+                zstd::stream::write::Encoder::new(writer, level).map_err(ReadError::Io)?;
+            // Worker threads compress while this one reads and hashes.
+            let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4)) as u32;
+            encoder.multithread(workers).map_err(ReadError::Io)?;
+            copy(&mut encoder)?;
+            encoder.finish().map_err(io_read_error)?
+        }
+        Compression::None => {
+            let mut writer = writer;
+            copy(&mut writer)?;
+            writer
+        }
+    };
+    if !opened
+        .current()
+        .is_ok_and(|now| now.unchanged(&opened.identity))
+    {
+        return Err(ReadError::Changing);
+    }
+    writer.flush_part().map_err(io_read_error)?;
+    let stored_size = writer.written;
+    writer.sender.finish();
+    Ok(ReadOutcome {
+        sha256: hex::encode(hasher.finalize()),
+        stored_size,
+    })
+}
+
+impl Shipper {
+    /// Ships the file at `relative` (below the watched root).
+    pub async fn ship(&self, relative: &Path) -> Result<Shipped, ShipError> {
+        let location =
+            DumpLocation::from_relative(relative).map_err(|err| refused("layout", err))?;
+        let host_path = self.root.join(relative);
+        let host_path_text = host_path.display().to_string();
+        let (root, rel) = (self.root.clone(), relative.to_path_buf());
+        let (opened, info) =
+            tokio::task::spawn_blocking(move || -> Result<(OpenedFile, CoreInfo), ShipError> {
+                let opened =
+                    open_beneath(&root, &rel).map_err(|err: Refusal| refused(err.reason(), err))?;
+                let info = read_core_info(&opened.file).map_err(|err| match err {
+                    ElfError::NotElf | ElfError::NotCore(_) => refused("not_core", err),
+                    ElfError::Io(io) => {
+                        ShipError::Failed(format!("reading the core's notes: {io}"))
+                    }
+                })?;
+                Ok((opened, info))
+            })
+            .await
+            .map_err(|err| ShipError::Failed(format!("shipping task failed: {err}")))??;
+        info!("capture a file:{host_path_text}");
+        info!(
+            "resolved pod from webhook path: {}/{}",
+            location.namespace, location.pod
+        );
+
+        let identity: Identity = opened.identity;
+        let storage = &self.config.storage;
+        let compression = storage.compression.compression();
+        let name = parse_core_name(&location.file_name);
+        let mtime =
+            Timestamp::from_nanosecond(identity.mtime_nanos).unwrap_or_else(|_| Timestamp::now());
+        let exe = info
+            .exe
+            .clone()
+            .or_else(|| info.command.clone())
+            .or_else(|| name.exe.clone())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let pid = info.pid.or(name.pid);
+        let key = CoreKey {
+            store_dir: storage.store_dir.clone(),
+            namespace: location.namespace.clone(),
+            pod: location.pod.clone(),
+            time: name.time.unwrap_or(mtime),
+            container: location.container.clone(),
+            exe: exe.clone(),
+            pid: pid.unwrap_or(0),
+            id: DumpId::derive(
+                &self.node,
+                &host_path_text,
+                identity.size,
+                identity.mtime_nanos,
+            ),
+            compression,
+        };
+        let (core_key, record_key) = (key.to_key(), key.record_key());
+
+        let stored = self.stored_record(&record_key).await;
+        let (record, already_stored) = match stored {
+            Some(record) => {
+                info!(key = %core_key, "already stored before a restart: {host_path_text}");
+                (record, true)
+            }
+            None => {
+                let (outcome, opened_back) = self.upload(opened, &core_key, compression).await?;
+                let pod = self
+                    .pods
+                    .facts(&location.namespace, &location.pod, &location.container);
+                let record = self.record(
+                    &key,
+                    &core_key,
+                    &location,
+                    &info,
+                    &name,
+                    identity,
+                    &outcome,
+                    pod,
+                    &host_path_text,
+                    exe,
+                    pid,
+                );
+                self.store
+                    .put_bytes(&record_key, &record.to_json(), "application/json")
+                    .await
+                    .map_err(|err| ShipError::Failed(format!("storing the record: {err}")))?;
+                info!(key = %core_key, size = record.size, stored = record.stored_size, "uploaded corefile: {host_path_text}");
+                return self
+                    .finish(record, false, opened_back, &host_path_text, &core_key)
+                    .await;
+            }
+        };
+        let reopened = {
+            let (root, rel) = (self.root.clone(), relative.to_path_buf());
+            tokio::task::spawn_blocking(move || open_beneath(&root, &rel))
+                .await
+                .map_err(|err| ShipError::Failed(err.to_string()))?
+                .map_err(|err| refused(err.reason(), err))?
+        };
+        self.finish(record, already_stored, reopened, &host_path_text, &core_key)
+            .await
+    }
+
+    async fn stored_record(&self, record_key: &str) -> Option<DumpRecord> {
+        match self.store.head(record_key).await {
+            Ok(Some(_)) => match self.store.get_bytes(record_key).await {
+                Ok(bytes) => DumpRecord::from_json(&bytes).ok(),
+                Err(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    async fn upload(
+        &self,
+        opened: OpenedFile,
+        core_key: &str,
+        compression: Compression,
+    ) -> Result<(ReadOutcome, OpenedFile), ShipError> {
+        let storage = &self.config.storage;
+        let (sender, receiver) = part_channel();
+        let (level, part_size) = (storage.compression_level, storage.part_size());
+        let reader = tokio::task::spawn_blocking(move || {
+            let outcome = read_into_parts(&opened, compression, level, part_size, sender);
+            (outcome, opened)
+        });
+        let content_type = match compression {
+            Compression::Zstd => "application/zstd",
+            Compression::None => "application/octet-stream",
+        };
+        let options = UploadOptions::from_config(storage);
+        let (read, uploaded) = tokio::join!(
+            reader,
+            self.store.upload(core_key, content_type, receiver, options)
+        );
+        let (outcome, opened) =
+            read.map_err(|err| ShipError::Failed(format!("reading task failed: {err}")))?;
+        match (outcome, uploaded) {
+            (Ok(outcome), Ok(_)) => Ok((outcome, opened)),
+            (Err(ReadError::Changing), _) => Err(ShipError::Changing),
+            (_, Err(err)) => Err(ShipError::Failed(err.to_string())),
+            (Err(err), Ok(_)) => Err(ShipError::Failed(err.to_string())),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        key: &CoreKey,
+        core_key: &str,
+        location: &DumpLocation,
+        info: &CoreInfo,
+        name: &NameFacts,
+        identity: Identity,
+        outcome: &ReadOutcome,
+        pod: PodFacts,
+        host_path: &str,
+        exe: String,
+        pid: Option<u32>,
+    ) -> DumpRecord {
+        DumpRecord {
+            schema_version: SCHEMA_VERSION,
+            id: key.id.clone(),
+            key: core_key.to_owned(),
+            time: key.time,
+            uploaded_at: Timestamp::now(),
+            namespace: location.namespace.clone(),
+            pod: location.pod.clone(),
+            container: location.container.clone(),
+            pod_uid: pod.uid,
+            node: self.node.clone(),
+            host_ip: pod.host_ip,
+            image: pod.image,
+            labels: pod.labels,
+            exe,
+            pid,
+            signal: info.signal,
+            signal_name: info.signal.and_then(signal::name),
+            cmdline: info.cmdline.clone(),
+            uid: info.uid,
+            hostname: name.hostname.clone(),
+            size: identity.size,
+            stored_size: outcome.stored_size,
+            sha256: outcome.sha256.clone(),
+            compression: key.compression,
+            host_path: host_path.to_owned(),
+        }
+    }
+
+    async fn finish(
+        &self,
+        record: DumpRecord,
+        already_stored: bool,
+        opened: OpenedFile,
+        host_path: &str,
+        core_key: &str,
+    ) -> Result<Shipped, ShipError> {
+        let mut local_removed = false;
+        if self.config.deletes_local_corefile() {
+            let gc_type = self.config.gc_type;
+            let removed = tokio::task::spawn_blocking(move || match gc_type {
+                GcType::Rm => opened.remove(),
+                GcType::Truncate => opened.truncate(),
+            })
+            .await
+            .map_err(|err| ShipError::Failed(err.to_string()))?;
+            match removed {
+                Ok(()) => {
+                    local_removed = true;
+                    match gc_type {
+                        GcType::Rm => info!("deleted local corefile: {host_path}"),
+                        GcType::Truncate => info!("truncated local corefile: {host_path}"),
+                    }
+                }
+                Err(err) => {
+                    warn!(error = %err, "stored, but could not remove local corefile: {host_path}")
+                }
+            }
+        }
+        let download_url = match self
+            .store
+            .download_url(core_key, self.config.storage.presigned_url_expire_seconds)
+            .await
+        {
+            Ok(url) => url,
+            Err(err) => {
+                warn!(error = %err, "cannot make a download link");
+                core_key.to_owned()
+            }
+        };
+        Ok(Shipped {
+            record,
+            already_stored,
+            local_removed,
+            download_url,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_names() {
+        let facts = parse_core_name("core.server.42.web-7d9f.1764237612");
+        assert_eq!(facts.exe.as_deref(), Some("server"));
+        assert_eq!(facts.pid, Some(42));
+        assert_eq!(facts.hostname.as_deref(), Some("web-7d9f"));
+        assert_eq!(facts.time.map(|t| t.as_second()), Some(1_764_237_612));
+
+        let facts = parse_core_name("core.python3.11.7.host.1764237612");
+        assert_eq!(
+            (facts.exe.as_deref(), facts.pid),
+            (Some("python3.11"), Some(7))
+        );
+
+        assert_eq!(parse_core_name("core.1234").pid, Some(1234));
+        assert_eq!(parse_core_name("core"), NameFacts::default());
+        assert_eq!(parse_core_name("core.sh").exe.as_deref(), Some("sh"));
+        let facts = parse_core_name("core.sh.77");
+        assert_eq!(
+            (facts.exe.as_deref(), facts.pid, facts.time),
+            (Some("sh"), Some(77), None)
+        );
+    }
+}
