@@ -2,6 +2,7 @@
 //! stand on. `main.rs` only parses arguments and wires these parts together.
 
 pub mod certs;
+pub mod demo;
 pub mod http;
 pub mod notify;
 pub mod telemetry;

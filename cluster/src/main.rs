@@ -47,6 +47,20 @@ enum Command {
     Webhook(WebhookArgs),
     /// Watch this node's dump directory and ship every core to storage.
     Watcher(WatcherArgs),
+    /// Run the whole pipeline on this machine: a real crash, shipped and described.
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Where to put the node directory, the storage and the config (default: a new temporary
+    /// directory, kept afterwards).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Use the storage of this configuration file (for example an S3 endpoint) instead of a
+    /// local directory.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -87,7 +101,13 @@ struct WebhookArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    // The demo talks to a person; the servers talk to log collectors.
+    let default_level = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
+    telemetry::init(cli.log_format, default_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -96,6 +116,12 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Webhook(args) => run_webhook(args).await,
             Command::Watcher(args) => run_watcher(args).await,
+            Command::Demo(args) => coredog::demo::run(coredog::demo::DemoOptions {
+                dir: args.dir,
+                config: args.config,
+            })
+            .await
+            .map(drop),
         }
     })
 }
