@@ -109,6 +109,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DumpRecord> {
         notifier,
         metrics,
         pacing: Pacing::from_config(&config),
+        kube: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let watching = tokio::spawn(watcher.run(found_rx, async move {

@@ -11,12 +11,15 @@ use coredog::notify::Notifier;
 use coredog::telemetry::{self, LogFormat};
 use coredog::tls::{self, CertificateFiles, ReloadingCert};
 use coredog::watcher::discover::Discovery;
+use coredog::watcher::housekeeping;
+use coredog::watcher::kube::{KubeLink, Whereabouts};
 use coredog::watcher::pods::PodDirectory;
 use coredog::watcher::ship::Shipper;
 use coredog::watcher::{Pacing, Watcher, WatcherMetrics};
 use coredog::webhook::{self, WebhookMetrics, WebhookState};
 use coredog_core::config::Config;
 use coredog_core::layout::DEFAULT_HOST_DIR;
+use coredog_core::node_status::NodeStatus;
 use coredog_store::Store;
 use prometheus_client::registry::Registry;
 use std::time::Duration;
@@ -202,6 +205,40 @@ async fn run_watcher(args: WatcherArgs) -> anyhow::Result<()> {
     });
 
     let config = Arc::new(config);
+    let store = Arc::new(store);
+    let pods = PodDirectory::default();
+    let kube = KubeLink::connect(Whereabouts {
+        node: node.clone(),
+        pod_name: std::env::var("POD_NAME").ok(),
+        pod_namespace: std::env::var("POD_NAMESPACE").ok(),
+    })
+    .await;
+    if let Some(link) = kube.clone() {
+        tokio::spawn(link.clone().feed_pods(pods.clone()));
+        tokio::spawn(report_node_status(
+            link,
+            node.clone(),
+            root.clone(),
+            store.clone(),
+            config.clone(),
+            metrics.clone(),
+        ));
+    }
+    {
+        let (root, pods) = (root.clone(), pods.clone());
+        let grace = Duration::from_secs(u64::from(config.watcher.pod_dir_grace_seconds));
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(600));
+            loop {
+                every.tick().await;
+                let (root, pods) = (root.clone(), pods.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    housekeeping::remove_gone_pod_dirs(&root, &pods, grace)
+                })
+                .await;
+            }
+        });
+    }
     let rescan = Duration::from_secs(u64::from(config.watcher.rescan_interval_seconds));
     let (found_tx, found_rx) = tokio::sync::mpsc::channel(1024);
     let discovery = Discovery::new(root.clone(), rescan);
@@ -214,13 +251,14 @@ async fn run_watcher(args: WatcherArgs) -> anyhow::Result<()> {
         shipper: Arc::new(Shipper {
             root,
             node,
-            store: Arc::new(store),
+            store,
             config: config.clone(),
-            pods: PodDirectory::default(),
+            pods,
         }),
         notifier: notifier.clone(),
         metrics,
         pacing: Pacing::from_config(&config),
+        kube,
     };
     readiness.set(true);
     watcher.run(found_rx, coredog::shutdown_signal()).await;
@@ -230,4 +268,39 @@ async fn run_watcher(args: WatcherArgs) -> anyhow::Result<()> {
         notifier.shutdown(Duration::from_secs(5)).await;
     }
     Ok(())
+}
+
+/// Writes this node's status on the watcher pod now and every minute, for `kubectl coredog doctor`.
+async fn report_node_status(
+    link: KubeLink,
+    node: String,
+    root: PathBuf,
+    store: Arc<Store>,
+    config: Arc<Config>,
+    metrics: WatcherMetrics,
+) {
+    let probe_prefix =
+        coredog_core::object_key::listing_prefix(&config.storage.store_dir, None, None);
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        let storage = match store.list_page(&probe_prefix, None).await {
+            Ok(_) => "ok".to_owned(),
+            Err(err) => format!("error: {err}"),
+        };
+        let (backlog_files, backlog_bytes) = metrics.backlog();
+        let status = NodeStatus {
+            node: node.clone(),
+            core_pattern: std::fs::read_to_string("/proc/sys/kernel/core_pattern")
+                .ok()
+                .map(|pattern| pattern.trim().to_owned()),
+            previous_core_pattern: None,
+            corefile_dir: root.display().to_string(),
+            storage,
+            backlog_files,
+            backlog_bytes,
+            updated_at: jiff::Timestamp::now(),
+        };
+        link.report_status(&status).await;
+    }
 }

@@ -9,6 +9,8 @@
 pub mod discover;
 pub mod elf;
 pub mod file;
+pub mod housekeeping;
+pub mod kube;
 pub mod pods;
 pub mod ship;
 
@@ -48,6 +50,13 @@ pub struct WatcherMetrics {
 }
 
 impl WatcherMetrics {
+    /// Cores on this node not yet stored, and their bytes.
+    pub fn backlog(&self) -> (u64, u64) {
+        let files = u64::try_from(self.backlog_files.get()).unwrap_or_default();
+        let bytes = u64::try_from(self.backlog_bytes.get()).unwrap_or_default();
+        (files, bytes)
+    }
+
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             detected: Counter::default(),
@@ -188,6 +197,8 @@ pub struct Watcher {
     pub notifier: Arc<Notifier>,
     pub metrics: WatcherMetrics,
     pub pacing: Pacing,
+    /// Publishes `CoreDumped` events when the API is reachable.
+    pub kube: Option<kube::KubeLink>,
 }
 
 type Finished = (PathBuf, Result<Shipped, ShipError>, Duration);

@@ -29,6 +29,8 @@ pub struct PodEntry {
 #[derive(Debug, Clone, Default)]
 pub struct PodDirectory {
     pods: Arc<RwLock<HashMap<(String, String), PodEntry>>>,
+    /// Whether a full list has arrived: until then, "unknown" does not mean "gone".
+    synced: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PodDirectory {
@@ -80,6 +82,13 @@ impl PodDirectory {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         *pods = entries.into_iter().collect();
+        self.synced
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the directory reflects the API (a full list has arrived).
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
