@@ -4,11 +4,13 @@
 pub mod certs;
 pub mod demo;
 pub mod http;
+pub mod node_setup;
 pub mod notify;
 pub mod telemetry;
 pub mod tls;
 pub mod watcher;
 pub mod webhook;
+pub mod webhook_certs;
 
 /// Resolves when the process is asked to stop (SIGTERM from the kubelet, or Ctrl-C).
 pub async fn shutdown_signal() {

@@ -1,12 +1,13 @@
 //! `coredog`: one binary, one image, for everything CoreDog runs in the cluster.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use coredog::http::Readiness;
+use coredog::node_setup::{self, NodeFiles, NodeSetupError};
 use coredog::notify::Notifier;
 use coredog::telemetry::{self, LogFormat};
 use coredog::tls::{self, CertificateFiles, ReloadingCert};
@@ -17,6 +18,7 @@ use coredog::watcher::pods::PodDirectory;
 use coredog::watcher::ship::Shipper;
 use coredog::watcher::{Pacing, Watcher, WatcherMetrics};
 use coredog::webhook::{self, WebhookMetrics, WebhookState};
+use coredog::webhook_certs::{self, CertSettings};
 use coredog_core::config::Config;
 use coredog_core::layout::DEFAULT_HOST_DIR;
 use coredog_core::node_status::NodeStatus;
@@ -84,19 +86,42 @@ struct WatcherArgs {
     /// This node's name, recorded with every dump.
     #[arg(long, env = "NODE_NAME")]
     node_name: Option<String>,
+    /// Set the node's kernel.core_pattern to this (node setup; needs a privileged pod). The
+    /// previous value is remembered and restored when CoreDog is uninstalled.
+    #[arg(long, value_name = "PATTERN", requires = "daemonset")]
+    core_pattern: Option<String>,
+    /// Where node setup remembers the node's previous core_pattern (a hostPath).
+    #[arg(long, default_value = "/var/lib/coredog")]
+    state_dir: PathBuf,
+    /// The watcher DaemonSet: its deletion is what tells an uninstall from a restart.
+    #[arg(long, requires = "core_pattern")]
+    daemonset: Option<String>,
 }
 
 #[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("certificate").required(true).args(["tls_cert", "cert_secret"]))]
 struct WebhookArgs {
     /// Address to serve HTTPS on.
     #[arg(long, default_value = "0.0.0.0:8443")]
     listen: SocketAddr,
-    /// PEM certificate chain; reloaded when it changes.
-    #[arg(long)]
-    tls_cert: PathBuf,
+    /// PEM certificate chain (for example from cert-manager); reloaded when it changes.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
     /// PEM private key; reloaded when it changes.
-    #[arg(long)]
-    tls_key: PathBuf,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Manage the serving certificate in this Secret: create a CA and certificate when missing
+    /// or near expiry, share them between replicas, and keep the caBundle current.
+    #[arg(long, requires_all = ["webhook_configuration", "service"], conflicts_with_all = ["tls_cert", "tls_key"])]
+    cert_secret: Option<String>,
+    /// The MutatingWebhookConfiguration whose caBundle the webhook keeps current.
+    #[arg(long, requires = "cert_secret")]
+    webhook_configuration: Option<String>,
+    /// The webhook's Service, whose DNS names the certificate is for.
+    #[arg(long, requires = "cert_secret")]
+    service: Option<String>,
+    #[arg(long, env = "POD_NAMESPACE", hide = true)]
+    pod_namespace: Option<String>,
     /// The node directory that holds every namespace's dumps.
     #[arg(long, default_value = DEFAULT_HOST_DIR)]
     host_dir: String,
@@ -130,16 +155,39 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run_webhook(args: WebhookArgs) -> anyhow::Result<()> {
-    let files = CertificateFiles {
-        cert: args.tls_cert,
-        key: args.tls_key,
+    let cert = match (args.cert_secret, args.tls_cert, args.tls_key) {
+        (Some(secret), _, _) => {
+            let namespace = args
+                .pod_namespace
+                .context("POD_NAMESPACE is not set; the webhook needs its namespace to manage its certificate")?;
+            let settings = CertSettings::new(
+                secret,
+                args.webhook_configuration.unwrap_or_default(),
+                args.service.unwrap_or_default(),
+                namespace,
+            );
+            let client = kube::Client::try_default()
+                .await
+                .context("cannot reach the Kubernetes API to manage the webhook certificate")?;
+            let key = webhook_certs::ensure(&client, &settings)
+                .await
+                .context("cannot set up the webhook certificate")?;
+            let cert = ReloadingCert::new(key);
+            tokio::spawn(webhook_certs::maintain(client, settings, cert.clone()));
+            cert
+        }
+        (None, Some(cert), Some(key)) => {
+            let files = CertificateFiles { cert, key };
+            let cert = ReloadingCert::new(
+                files
+                    .load()
+                    .context("cannot load the serving certificate")?,
+            );
+            tokio::spawn(tls::watch_files(cert.clone(), files));
+            cert
+        }
+        _ => anyhow::bail!("give --cert-secret, or --tls-cert with --tls-key"),
     };
-    let cert = ReloadingCert::new(
-        files
-            .load()
-            .context("cannot load the serving certificate")?,
-    );
-    tokio::spawn(tls::watch_files(cert.clone(), files));
 
     let mut registry = Registry::default();
     let state = WebhookState {
@@ -182,6 +230,26 @@ async fn run_watcher(args: WatcherArgs) -> anyhow::Result<()> {
     let store = Store::from_config(&config.storage).context("cannot open storage")?;
     info!(storage = %store.describe(), root = %root.display(), node, "watcher starting");
 
+    let node_files = args
+        .core_pattern
+        .as_ref()
+        .map(|_| NodeFiles::on_node(&args.state_dir));
+    let mut previous_core_pattern = None;
+    if let (Some(files), Some(pattern)) = (&node_files, &args.core_pattern) {
+        match node_setup::apply(files, pattern) {
+            Ok(applied) => {
+                info!(previous = ?applied.previous, current = %applied.current, changed = applied.changed, "node core_pattern set");
+                previous_core_pattern = applied.previous;
+            }
+            Err(err @ NodeSetupError::InvalidPattern { .. }) => {
+                return Err(err).context("invalid --core-pattern");
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot set the node's core_pattern; shipping what arrives anyway")
+            }
+        }
+    }
+
     let mut registry = Registry::default();
     let metrics = WatcherMetrics::register(&mut registry);
     let http = reqwest::Client::builder()
@@ -222,6 +290,7 @@ async fn run_watcher(args: WatcherArgs) -> anyhow::Result<()> {
             store.clone(),
             config.clone(),
             metrics.clone(),
+            previous_core_pattern.clone(),
         ));
     }
     {
@@ -264,6 +333,9 @@ async fn run_watcher(args: WatcherArgs) -> anyhow::Result<()> {
     watcher.run(found_rx, coredog::shutdown_signal()).await;
     readiness.set(false);
     info!("watcher stopping");
+    if let (Some(files), Some(daemonset)) = (&node_files, &args.daemonset) {
+        restore_core_pattern(files, daemonset).await;
+    }
     if let Ok(notifier) = Arc::try_unwrap(notifier) {
         notifier.shutdown(Duration::from_secs(5)).await;
     }
@@ -278,6 +350,7 @@ async fn report_node_status(
     store: Arc<Store>,
     config: Arc<Config>,
     metrics: WatcherMetrics,
+    previous_core_pattern: Option<String>,
 ) {
     let probe_prefix =
         coredog_core::object_key::listing_prefix(&config.storage.store_dir, None, None);
@@ -291,10 +364,8 @@ async fn report_node_status(
         let (backlog_files, backlog_bytes) = metrics.backlog();
         let status = NodeStatus {
             node: node.clone(),
-            core_pattern: std::fs::read_to_string("/proc/sys/kernel/core_pattern")
-                .ok()
-                .map(|pattern| pattern.trim().to_owned()),
-            previous_core_pattern: None,
+            core_pattern: node_setup::read_core_pattern(Path::new(node_setup::PROC_CORE_PATTERN)),
+            previous_core_pattern: previous_core_pattern.clone(),
             corefile_dir: root.display().to_string(),
             storage,
             backlog_files,
@@ -302,5 +373,81 @@ async fn report_node_status(
             updated_at: jiff::Timestamp::now(),
         };
         link.report_status(&status).await;
+    }
+}
+
+/// On the way out: gives the node its own core_pattern back if, and only if, CoreDog is being
+/// uninstalled (a rolling restart keeps ours, so no core is lost in the gap).
+async fn restore_core_pattern(files: &NodeFiles, daemonset: &str) {
+    let Ok(namespace) = std::env::var("POD_NAMESPACE") else {
+        tracing::warn!("POD_NAMESPACE is not set; the node keeps CoreDog's core_pattern");
+        return;
+    };
+    let client = match kube::Client::try_default().await {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::warn!(error = %err, "no API access to tell an uninstall from a restart; the node keeps CoreDog's core_pattern");
+            return;
+        }
+    };
+    match node_setup::restore_if_uninstalled(&client, &namespace, daemonset, files).await {
+        Ok(outcome) => info!(?outcome, "core_pattern on the way out"),
+        Err(err) => tracing::warn!(error = %err, "cannot restore the node's core_pattern"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::{Cli, Command};
+
+    /// The arguments the Helm chart and `kubectl coredog install` give the containers.
+    #[test]
+    fn the_manifests_arguments_parse() {
+        let webhook = Cli::try_parse_from([
+            "coredog",
+            "webhook",
+            "--listen",
+            "0.0.0.0:8443",
+            "--host-dir",
+            "/data/coredog-system/dumps",
+            "--cert-secret",
+            "coredog-webhook-tls",
+            "--webhook-configuration",
+            "coredog-webhook",
+            "--service",
+            "coredog-webhook",
+            "--log-format",
+            "logfmt",
+        ])
+        .unwrap();
+        assert!(matches!(webhook.command, Command::Webhook(_)));
+        let watcher = Cli::try_parse_from([
+            "coredog",
+            "watcher",
+            "--config",
+            "/etc/coredog/config.yaml",
+            "--dir",
+            "/corefile",
+            "--listen",
+            "0.0.0.0:9090",
+            "--core-pattern",
+            "/corefile/core.%e.%p.%h.%t",
+            "--state-dir",
+            "/var/lib/coredog",
+            "--daemonset",
+            "coredog-watcher",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert!(matches!(watcher.command, Command::Watcher(_)));
+        assert!(Cli::try_parse_from(["coredog", "webhook", "--tls-cert", "a"]).is_err());
+        assert!(Cli::try_parse_from(["coredog", "webhook", "--cert-secret", "s"]).is_err());
+        assert!(
+            Cli::try_parse_from(["coredog", "watcher", "--core-pattern", "/corefile/core"])
+                .is_err()
+        );
     }
 }
