@@ -282,13 +282,16 @@ impl SeaweedFs {
         let (guard, _) = spawn_until("seaweedfs", &mut command, "S3", Duration::from_secs(30));
         self.process = Some(guard);
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        // Unsigned requests are refused once the S3 gateway is up and enforcing auth.
-        while http_status(s3, &format!("/{}", self.bucket)) != Some(403) {
+        // Unsigned requests are refused once the S3 gateway is up and enforcing auth; the bucket
+        // exists once the filer lists its directory (S3 cannot tell that without signing).
+        while http_status(s3, &format!("/{}", self.bucket)) != Some(403)
+            || http_status(filer, &format!("/buckets/{}/", self.bucket)) != Some(200)
+        {
             assert!(
                 std::time::Instant::now() < deadline,
                 "SeaweedFS S3 did not come up on port {s3}"
             );
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 }

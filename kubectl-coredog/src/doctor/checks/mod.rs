@@ -1,0 +1,52 @@
+//! The checks: pure functions of what was read.
+
+mod nodes;
+mod webhook;
+mod workload;
+
+use super::{Check, ClusterSnapshot};
+
+use nodes::{node_statuses, watchers};
+use webhook::{certificate, endpoints, webhook_configuration};
+pub use workload::workload_checks;
+
+/// Names listed in one line before "and N more".
+const NAMES_SHOWN: usize = 5;
+
+fn names(list: &[String]) -> String {
+    if list.len() <= NAMES_SHOWN {
+        list.join(", ")
+    } else {
+        format!(
+            "{} and {} more",
+            list[..NAMES_SHOWN].join(", "),
+            list.len() - NAMES_SHOWN
+        )
+    }
+}
+
+fn denied(what: &str, message: &str) -> Check {
+    Check::warn(format!(
+        "cannot read {what}, so it was not checked: {message}"
+    ))
+}
+
+pub fn cluster_checks(snapshot: &ClusterSnapshot) -> Vec<Check> {
+    let mut checks = vec![webhook_configuration(snapshot)];
+    checks.extend(certificate(snapshot));
+    checks.push(endpoints(snapshot));
+    checks.push(watchers(snapshot));
+    checks.extend(node_statuses(snapshot));
+    checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lists_are_cut() {
+        let list: Vec<String> = (1..=7).map(|n| format!("n{n}")).collect();
+        assert_eq!(names(&list), "n1, n2, n3, n4, n5 and 2 more");
+    }
+}

@@ -1,0 +1,368 @@
+//! The nodes: a ready watcher on each, and what each watcher reports of its node.
+
+use std::collections::BTreeMap;
+
+use coredog_core::node_status::{NODE_STATUS_ANNOTATION, NodeStatus};
+use coredog_core::template::human_bytes;
+use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
+use kube::ResourceExt as _;
+
+use super::{denied, names};
+use crate::doctor::{Check, ClusterSnapshot, Lookup};
+use crate::install::manifests::{DEFAULT_CORE_PATTERN, NAMESPACE, WATCHER};
+
+fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
+    let effect_matches = toleration
+        .effect
+        .as_deref()
+        .is_none_or(|effect| effect.is_empty() || effect == taint.effect);
+    let key = toleration.key.as_deref().unwrap_or_default();
+    let key_matches = match toleration.operator.as_deref() {
+        Some("Exists") => key.is_empty() || key == taint.key,
+        _ => {
+            key == taint.key
+                && toleration.value.as_deref().unwrap_or_default()
+                    == taint.value.as_deref().unwrap_or_default()
+        }
+    };
+    effect_matches && key_matches
+}
+
+fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|status| status.conditions.as_ref())
+        .and_then(|conditions| conditions.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|condition| condition.status == "True")
+}
+
+/// Why the DaemonSet has no pod on `node`.
+fn no_watcher_reason(
+    node: &Node,
+    tolerations: &[Toleration],
+    node_selector: &BTreeMap<String, String>,
+) -> String {
+    let untolerated: Vec<String> = node
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.taints.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|taint| taint.effect == "NoSchedule" || taint.effect == "NoExecute")
+        .filter(|taint| {
+            !tolerations
+                .iter()
+                .any(|toleration| tolerates(toleration, taint))
+        })
+        .map(|taint| match &taint.value {
+            Some(value) => format!("{}={value}:{}", taint.key, taint.effect),
+            None => format!("{}:{}", taint.key, taint.effect),
+        })
+        .collect();
+    if !untolerated.is_empty() {
+        return format!(
+            "taint {} is not tolerated by the watcher",
+            untolerated.join(", ")
+        );
+    }
+    let labels = node.labels();
+    let unmatched: Vec<String> = node_selector
+        .iter()
+        .filter(|(key, value)| labels.get(*key) != Some(*value))
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    if !unmatched.is_empty() {
+        return format!(
+            "it does not match the watcher's nodeSelector {}",
+            unmatched.join(",")
+        );
+    }
+    if !node_ready(node) {
+        return "the node is NotReady".to_owned();
+    }
+    "no watcher pod yet (the DaemonSet controller has not created one)".to_owned()
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|status| status.conditions.as_ref())
+        .and_then(|conditions| conditions.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|condition| condition.status == "True")
+}
+
+/// Why a pod is not ready, as `kubectl get pods` would show it.
+fn pod_state(pod: &Pod) -> String {
+    let status = pod.status.as_ref();
+    let waiting = status
+        .and_then(|status| status.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .find_map(|container| {
+            let state = container.state.as_ref()?;
+            state
+                .waiting
+                .as_ref()
+                .and_then(|waiting| waiting.reason.clone())
+                .or_else(|| {
+                    state
+                        .terminated
+                        .as_ref()
+                        .and_then(|terminated| terminated.reason.clone())
+                })
+        });
+    waiting
+        .or_else(|| status.and_then(|status| status.phase.clone()))
+        .unwrap_or_else(|| "Unknown".to_owned())
+}
+
+pub(super) fn pod_node(pod: &Pod) -> Option<String> {
+    pod.spec.as_ref().and_then(|spec| spec.node_name.clone())
+}
+
+pub(super) fn watchers(snapshot: &ClusterSnapshot) -> Check {
+    let title = format!("DaemonSet {NAMESPACE}/{WATCHER}");
+    let daemon_set = match &snapshot.daemon_set {
+        Lookup::Found(daemon_set) => daemon_set,
+        Lookup::Missing => {
+            return Check::fail(
+                format!("{title} is missing: no node ships its dumps"),
+                "kubectl coredog install",
+            );
+        }
+        Lookup::Denied(message) => return denied(&title, message),
+    };
+    let nodes = match &snapshot.nodes {
+        Lookup::Found(nodes) => nodes,
+        Lookup::Denied(message) => return denied("the nodes", message),
+        Lookup::Missing => &Vec::new(),
+    };
+    let pods = match &snapshot.watcher_pods {
+        Lookup::Found(pods) => pods,
+        Lookup::Denied(message) => return denied("the watcher pods", message),
+        Lookup::Missing => &Vec::new(),
+    };
+    let pod_spec = daemon_set
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref());
+    let tolerations = pod_spec
+        .and_then(|spec| spec.tolerations.clone())
+        .unwrap_or_default();
+    let node_selector = pod_spec
+        .and_then(|spec| spec.node_selector.clone())
+        .unwrap_or_default();
+
+    let mut problems = Vec::new();
+    let mut tainted = false;
+    for node in nodes {
+        let name = node.name_any();
+        match pods
+            .iter()
+            .find(|pod| pod_node(pod).as_deref() == Some(&name))
+        {
+            None => {
+                let reason = no_watcher_reason(node, &tolerations, &node_selector);
+                tainted |= reason.starts_with("taint");
+                problems.push(format!("node {name}: no watcher: {reason}"));
+            }
+            Some(pod) if !pod_ready(pod) => problems.push(format!(
+                "node {name}: watcher {} is not ready ({})",
+                pod.name_any(),
+                pod_state(pod)
+            )),
+            Some(_) => {}
+        }
+    }
+    if problems.is_empty() {
+        return Check::ok(format!(
+            "the watcher is ready on all {} node{}",
+            nodes.len(),
+            if nodes.len() == 1 { "" } else { "s" }
+        ));
+    }
+    let fix = if tainted {
+        "let the watcher tolerate those taints (`kubectl coredog install` tolerates every taint; the chart's watcher.tolerations)".to_owned()
+    } else {
+        format!(
+            "kubectl -n {NAMESPACE} describe pod POD and `kubectl -n {NAMESPACE} logs POD` for the pods named"
+        )
+    };
+    Check::fail(
+        format!(
+            "the watcher is not ready on {} of {} nodes: their dumps are not shipped",
+            problems.len(),
+            nodes.len()
+        ),
+        fix,
+    )
+    .details(problems)
+}
+
+/// Each watcher's report of its node, by node name (`None`: it has not reported one).
+pub(super) fn node_reports(pods: &[Pod]) -> BTreeMap<String, Option<NodeStatus>> {
+    pods.iter()
+        .filter_map(|pod| {
+            let node = pod_node(pod)?;
+            let status = pod
+                .annotations()
+                .get(NODE_STATUS_ANNOTATION)
+                .and_then(|json| serde_json::from_str::<NodeStatus>(json).ok());
+            Some((node, status))
+        })
+        .collect()
+}
+
+pub(super) fn pattern_fix() -> String {
+    format!(
+        "on each of those nodes run `sysctl -w kernel.core_pattern={DEFAULT_CORE_PATTERN}` (and persist it in /etc/sysctl.d/), or let the watchers set it: kubectl coredog install --node-setup"
+    )
+}
+
+pub(super) fn node_statuses(snapshot: &ClusterSnapshot) -> Vec<Check> {
+    let Some(pods) = snapshot.watcher_pods.found() else {
+        return Vec::new();
+    };
+    let reports = node_reports(pods);
+    if reports.is_empty() {
+        return Vec::new();
+    }
+    let mut unknown = Vec::new();
+    let mut patterns: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut storage_failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut storage_ok = 0usize;
+    let mut backlog = Vec::new();
+    for (node, report) in &reports {
+        let Some(report) = report else {
+            unknown.push(node.clone());
+            continue;
+        };
+        match &report.core_pattern {
+            Some(pattern) => patterns
+                .entry(pattern.clone())
+                .or_default()
+                .push(node.clone()),
+            None => unknown.push(node.clone()),
+        }
+        if report.storage == "ok" {
+            storage_ok += 1;
+        } else {
+            storage_failures
+                .entry(report.storage.clone())
+                .or_default()
+                .push(node.clone());
+        }
+        if report.backlog_files > 0 {
+            backlog.push(format!(
+                "node {node}: {} dump{} ({})",
+                report.backlog_files,
+                if report.backlog_files == 1 { "" } else { "s" },
+                human_bytes(report.backlog_bytes)
+            ));
+        }
+    }
+    let mut checks = Vec::new();
+    let all = reports.len();
+    for (pattern, nodes) in &patterns {
+        let on = if nodes.len() == all && all > 1 {
+            format!("all {all} nodes")
+        } else {
+            format!(
+                "node{} {}",
+                if nodes.len() == 1 { "" } else { "s" },
+                names(nodes)
+            )
+        };
+        let trimmed = pattern.trim();
+        checks.push(if let Some(program) = trimmed.strip_prefix('|') {
+            let program = program.split_whitespace().next().unwrap_or(program);
+            Check::fail(
+                format!(
+                    "kernel.core_pattern pipes cores to {program} on {on}: they never reach CoreDog"
+                ),
+                pattern_fix(),
+            )
+            .details(vec![format!("kernel.core_pattern={pattern}")])
+        } else if !trimmed.starts_with('/') {
+            Check::fail(
+                format!(
+                    "kernel.core_pattern {pattern:?} on {on} writes cores into the crashing process's working directory, not the dump directory"
+                ),
+                pattern_fix(),
+            )
+        } else {
+            Check::ok(format!("kernel.core_pattern is {pattern} on {on}"))
+        });
+    }
+    if !unknown.is_empty() {
+        checks.push(Check::warn(format!(
+            "kernel.core_pattern is unknown on node{} {}: the watcher has not reported it (annotation {NODE_STATUS_ANNOTATION})",
+            if unknown.len() == 1 { "" } else { "s" },
+            names(&unknown)
+        )));
+    }
+    for (reason, nodes) in &storage_failures {
+        checks.push(Check::fail(
+            format!(
+                "storage is unreachable from node{} {}: {reason}",
+                if nodes.len() == 1 { "" } else { "s" },
+                names(nodes)
+            ),
+            format!(
+                "check the StorageConfig (`kubectl coredog install --config FILE`), the keys, and that those nodes reach the endpoint; `kubectl -n {NAMESPACE} logs daemonset/{WATCHER}` has the details"
+            ),
+        ));
+    }
+    if storage_ok > 0 && storage_failures.is_empty() {
+        checks.push(Check::ok(format!(
+            "storage is reachable from {} node{}",
+            if storage_ok == all && all > 1 {
+                format!("all {all}")
+            } else {
+                storage_ok.to_string()
+            },
+            if storage_ok == 1 { "" } else { "s" }
+        )));
+    }
+    if !backlog.is_empty() {
+        checks.push(Check::warn("dumps are waiting to be shipped").details(backlog));
+    }
+    checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerations() {
+        let taint = Taint {
+            key: "dedicated".into(),
+            value: Some("gpu".into()),
+            effect: "NoSchedule".into(),
+            time_added: None,
+        };
+        let exists_all = Toleration {
+            operator: Some("Exists".into()),
+            ..Toleration::default()
+        };
+        assert!(tolerates(&exists_all, &taint));
+        let equal = Toleration {
+            key: Some("dedicated".into()),
+            value: Some("gpu".into()),
+            effect: Some("NoSchedule".into()),
+            ..Toleration::default()
+        };
+        assert!(tolerates(&equal, &taint));
+        let other_value = Toleration {
+            value: Some("cpu".into()),
+            ..equal.clone()
+        };
+        assert!(!tolerates(&other_value, &taint));
+        let other_effect = Toleration {
+            effect: Some("NoExecute".into()),
+            ..equal
+        };
+        assert!(!tolerates(&other_effect, &taint));
+    }
+}

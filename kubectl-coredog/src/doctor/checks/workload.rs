@@ -1,0 +1,317 @@
+//! One workload: opted in, admitted by its namespace, its pods injected, its path where the
+//! kernel writes, and core dumps allowed in its containers.
+
+use std::collections::BTreeMap;
+
+use coredog_core::annotations::{
+    ContainerSelection, WEBHOOK_DISABLED, WEBHOOK_NAMESPACE_LABEL, read_opt_in,
+};
+use coredog_core::mount_path::MountPath;
+use coredog_core::node_status::pattern_writes_into;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt as _;
+
+use super::nodes::{node_reports, pattern_fix, pod_node};
+use super::{denied, names};
+use crate::doctor::{Check, ClusterSnapshot, Level, Lookup, WorkloadSnapshot};
+use crate::install::manifests::NAMESPACE;
+use crate::status::injection;
+use crate::workload::WorkloadKind;
+
+pub fn workload_checks(cluster: &ClusterSnapshot, snapshot: &WorkloadSnapshot) -> Vec<Check> {
+    let reference = &snapshot.reference;
+    let namespace = &snapshot.namespace;
+    let workload = match &snapshot.workload {
+        Lookup::Found(workload) => workload,
+        Lookup::Missing => {
+            return vec![Check::fail(
+                format!("{reference} not found in namespace {namespace}"),
+                "check the name, and the namespace (-n)",
+            )];
+        }
+        Lookup::Denied(message) => return vec![denied(&reference.to_string(), message)],
+    };
+    let enable =
+        |path: &str| format!("kubectl coredog enable {reference} -n {namespace} --path {path}");
+    let mut checks = Vec::new();
+    let request = match read_opt_in(&workload.template_annotations()) {
+        Ok(Some(request)) => {
+            let containers = match &request.containers {
+                ContainerSelection::All => "every container".to_owned(),
+                ContainerSelection::Named(names) => format!("containers {}", names.join(", ")),
+            };
+            checks.push(Check::ok(format!(
+                "{reference} opted in: dump directory at {} for {containers}",
+                request.path
+            )));
+            Some(request)
+        }
+        Ok(None) => {
+            checks.push(Check::fail(
+                format!("{reference} has not opted in"),
+                enable("/corefile"),
+            ));
+            None
+        }
+        Err(err) => {
+            checks.push(Check::fail(
+                format!("{reference} cannot be served: {err}"),
+                enable("/corefile"),
+            ));
+            None
+        }
+    };
+    checks.push(namespace_check(snapshot));
+    checks.push(injected_pods(snapshot, workload.kind));
+    if let Some(request) = &request
+        && let Some(check) = pattern_matches_path(cluster, snapshot, request.path.as_str())
+    {
+        checks.push(check);
+    }
+    if let Some(check) = core_limits(snapshot) {
+        checks.push(check);
+    }
+    checks
+}
+
+fn namespace_check(snapshot: &WorkloadSnapshot) -> Check {
+    let namespace = &snapshot.namespace;
+    if namespace == "kube-system" || namespace == NAMESPACE {
+        return Check::fail(
+            format!("the webhook never injects pods in namespace {namespace}"),
+            "run the workload in another namespace",
+        );
+    }
+    let object = match &snapshot.namespace_object {
+        Lookup::Found(object) => object,
+        Lookup::Missing => {
+            return Check::warn(format!("namespace {namespace} not found"));
+        }
+        Lookup::Denied(message) => return denied(&format!("namespace {namespace}"), message),
+    };
+    let labels = object.labels();
+    if labels.get(WEBHOOK_NAMESPACE_LABEL).map(String::as_str) == Some(WEBHOOK_DISABLED) {
+        return Check::fail(
+            format!(
+                "namespace {namespace} is labelled {WEBHOOK_NAMESPACE_LABEL}={WEBHOOK_DISABLED}: the webhook skips its pods"
+            ),
+            format!("kubectl label namespace {namespace} {WEBHOOK_NAMESPACE_LABEL}-"),
+        );
+    }
+    let forbids = |mode: &str| {
+        labels
+            .get(&format!("pod-security.kubernetes.io/{mode}"))
+            .filter(|level| *level == "baseline" || *level == "restricted")
+            .cloned()
+    };
+    let fix = format!(
+        "kubectl label namespace {namespace} pod-security.kubernetes.io/enforce=privileged --overwrite"
+    );
+    if let Some(level) = forbids("enforce") {
+        return Check::fail(
+            format!(
+                "namespace {namespace} enforces Pod Security \"{level}\", which forbids the dump directory's hostPath volume: injected pods are rejected"
+            ),
+            fix,
+        );
+    }
+    let noisy: Vec<String> = ["warn", "audit"]
+        .iter()
+        .filter_map(|mode| forbids(mode).map(|level| format!("{mode}={level}")))
+        .collect();
+    if !noisy.is_empty() {
+        return Check::warn(format!(
+            "namespace {namespace} has Pod Security {}: every injected pod is reported for its hostPath volume",
+            noisy.join(", ")
+        ))
+        .with_fix(fix);
+    }
+    Check::ok(format!(
+        "no Pod Security label of namespace {namespace} forbids hostPath volumes"
+    ))
+}
+
+fn live(pod: &Pod) -> bool {
+    matches!(
+        pod.status
+            .as_ref()
+            .and_then(|status| status.phase.as_deref()),
+        Some("Running" | "Pending")
+    )
+}
+
+fn injected_pods(snapshot: &WorkloadSnapshot, kind: WorkloadKind) -> Check {
+    let reference = &snapshot.reference;
+    let pods: Vec<&Pod> = snapshot.pods.iter().filter(|pod| live(pod)).collect();
+    if pods.is_empty() {
+        return Check::warn(format!("{reference} has no running pods to check"));
+    }
+    let missing: Vec<String> = pods
+        .iter()
+        .filter_map(|pod| {
+            let injection = injection(pod);
+            (!injection.injected).then(|| {
+                format!(
+                    "{}: {}",
+                    pod.name_any(),
+                    injection.reason.unwrap_or_default()
+                )
+            })
+        })
+        .collect();
+    if missing.is_empty() {
+        return Check::ok(format!(
+            "all {} running pod{} of {reference} carry the dump directory",
+            pods.len(),
+            if pods.len() == 1 { "" } else { "s" }
+        ));
+    }
+    let fix = match kind {
+        WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::DaemonSet => format!(
+            "kubectl -n {} rollout restart {}/{} (the webhook injects the new pods)",
+            snapshot.namespace,
+            kind.resource_name(),
+            reference.name
+        ),
+        _ => format!(
+            "delete those pods so that their controller re-creates them: kubectl -n {} delete pod NAME",
+            snapshot.namespace
+        ),
+    };
+    Check::fail(
+        format!(
+            "{} of {} running pods of {reference} have no dump directory",
+            missing.len(),
+            pods.len()
+        ),
+        fix,
+    )
+    .details(missing)
+}
+
+/// Whether the core_pattern of the nodes its pods run on writes into the workload's path.
+fn pattern_matches_path(
+    cluster: &ClusterSnapshot,
+    snapshot: &WorkloadSnapshot,
+    path: &str,
+) -> Option<Check> {
+    let reports = node_reports(cluster.watcher_pods.found()?);
+    let mut nodes: Vec<String> = snapshot
+        .pods
+        .iter()
+        .filter(|pod| live(pod))
+        .filter_map(pod_node)
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    if nodes.is_empty() {
+        nodes = reports.keys().cloned().collect();
+    }
+    let mut unknown = Vec::new();
+    let mut wrong: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut right = Vec::new();
+    for node in nodes {
+        match reports
+            .get(&node)
+            .and_then(|report| report.as_ref())
+            .and_then(|report| report.core_pattern.clone())
+        {
+            None => unknown.push(node),
+            Some(pattern) if pattern_writes_into(&pattern, path) => right.push(node),
+            Some(pattern) => wrong.entry(pattern).or_default().push(node),
+        }
+    }
+    if let Some((pattern, nodes)) = wrong.iter().next() {
+        let directory = pattern
+            .trim()
+            .rsplit_once('/')
+            .map(|(dir, _)| dir.to_owned())
+            .filter(|dir| MountPath::parse(dir).is_ok());
+        let fix = match directory {
+            Some(dir) => format!(
+                "kubectl coredog enable {} -n {} --path {dir} (or change kernel.core_pattern on those nodes)",
+                snapshot.reference, snapshot.namespace
+            ),
+            None => pattern_fix(),
+        };
+        let details: Vec<String> = wrong
+            .iter()
+            .map(|(pattern, nodes)| format!("kernel.core_pattern={pattern} on {}", names(nodes)))
+            .collect();
+        return Some(
+            Check::fail(
+                format!(
+                    "kernel.core_pattern on node{} {} does not write into {path}: dumps of {} never reach CoreDog",
+                    if nodes.len() == 1 { "" } else { "s" },
+                    names(nodes),
+                    snapshot.reference
+                ),
+                fix,
+            )
+            .details(details),
+        );
+    }
+    if !unknown.is_empty() {
+        return Some(Check::warn(format!(
+            "whether kernel.core_pattern writes into {path} is unknown on node{} {}",
+            if unknown.len() == 1 { "" } else { "s" },
+            names(&unknown)
+        )));
+    }
+    (!right.is_empty()).then(|| {
+        Check::ok(format!(
+            "kernel.core_pattern writes into {path} on the node{} of its pods ({})",
+            if right.len() == 1 { "" } else { "s" },
+            names(&right)
+        ))
+    })
+}
+
+fn core_limits(snapshot: &WorkloadSnapshot) -> Option<Check> {
+    if snapshot.limits.is_empty() {
+        return None;
+    }
+    let mut disabled = Vec::new();
+    let mut small = Vec::new();
+    let mut unknown = Vec::new();
+    let mut allowed = 0usize;
+    for limit in &snapshot.limits {
+        let at = format!("{}/{}", limit.pod, limit.container);
+        match &limit.limit {
+            Ok(value) if value == "unlimited" => allowed += 1,
+            Ok(value) => match value.parse::<u64>() {
+                Ok(0) => disabled.push(at),
+                Ok(blocks) => small.push(format!("{at} ({blocks} blocks)")),
+                Err(_) => unknown.push(format!("{at}: unexpected output {value:?}")),
+            },
+            Err(reason) => unknown.push(format!("{at}: {reason}")),
+        }
+    }
+    let check = if !disabled.is_empty() {
+        Check::fail(
+            format!("core dumps are off (ulimit -c 0) in {}", names(&disabled)),
+            "raise the limit where the process starts, e.g. command: [\"sh\", \"-c\", \"ulimit -c unlimited && exec ./server\"]",
+        )
+    } else if !small.is_empty() {
+        Check::warn(format!(
+            "ulimit -c is limited in {}: larger dumps are cut short",
+            names(&small)
+        ))
+        .with_fix("ulimit -c unlimited where the process starts")
+    } else if !unknown.is_empty() {
+        Check::warn("ulimit -c could not be read in some containers (an image without a shell?)")
+            .details(unknown.clone())
+    } else {
+        Check::ok(format!(
+            "ulimit -c is unlimited in the {allowed} container{} checked (as a new shell sees it)",
+            if allowed == 1 { "" } else { "s" }
+        ))
+    };
+    Some(if check.level == Level::Fail && !unknown.is_empty() {
+        let mut details = check.details.clone();
+        details.extend(unknown);
+        check.details(details)
+    } else {
+        check
+    })
+}

@@ -1,0 +1,156 @@
+//! `list`, `info` and `fetch` over an opened storage.
+
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+
+use crate::cli::{FetchArgs, InfoArgs, ListArgs, OutputFormat};
+use crate::error::user;
+use crate::fetch::{FetchOptions, default_file_name, fetch};
+use crate::kube_client::Scope;
+use crate::output::{Console, bytes_bar};
+use crate::storage::list::{self, Dump, Filters};
+use crate::storage::resolve::resolve;
+use crate::storage::{DumpStorage, info, storage_error};
+
+fn nothing_found(scope: &Scope) -> String {
+    match scope {
+        Scope::Namespace(namespace) => format!("No dumps found in {namespace} namespace."),
+        Scope::All => "No dumps found.".to_owned(),
+    }
+}
+
+pub async fn list_command<S: DumpStorage>(
+    storage: &S,
+    store_dir: &str,
+    args: &ListArgs,
+    scope: &Scope,
+    now: Timestamp,
+    console: &mut Console<'_>,
+) -> anyhow::Result<()> {
+    let filters = Filters::from_args(&args.filters, scope, now)?;
+    let listing = list::list(storage, store_dir, &filters, args.limit)
+        .await
+        .map_err(|err| storage_error(err, "list the dumps"))?;
+    let table = matches!(args.output, OutputFormat::Table | OutputFormat::Wide);
+    if listing.dumps.is_empty() && table {
+        console.note(&nothing_found(scope));
+        return Ok(());
+    }
+    console.print(&list::render(&listing.dumps, args.output)?)?;
+    if listing.matched > listing.dumps.len() {
+        console.note(&format!(
+            "showing the newest {} of {} dumps; --limit 0 shows all",
+            listing.dumps.len(),
+            listing.matched
+        ));
+    }
+    Ok(())
+}
+
+/// The dump an ID prefix names, with its record.
+async fn find<S: DumpStorage>(
+    storage: &S,
+    store_dir: &str,
+    scope: &Scope,
+    id: &str,
+) -> anyhow::Result<Dump> {
+    let filters = Filters {
+        namespace: scope.namespace().map(str::to_owned),
+        ..Filters::default()
+    };
+    let listed = resolve(storage, store_dir, &filters, id).await?;
+    let record = list::read_record(storage, &listed).await;
+    Ok(Dump { listed, record })
+}
+
+pub async fn info_command<S: DumpStorage>(
+    storage: &S,
+    store_dir: &str,
+    args: &InfoArgs,
+    scope: &Scope,
+    console: &mut Console<'_>,
+) -> anyhow::Result<()> {
+    let dump = find(storage, store_dir, scope, &args.id).await?;
+    console.print(&info::render(&dump, args.output)?)
+}
+
+/// Where `fetch` looks: `listing` for `--latest` (like `list`), `ids` for an ID (every
+/// namespace unless `-n` was given: IDs are unique across namespaces).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchScopes {
+    pub listing: Scope,
+    pub ids: Scope,
+}
+
+pub async fn fetch_command<S: DumpStorage>(
+    storage: &S,
+    store_dir: &str,
+    args: &FetchArgs,
+    scopes: &FetchScopes,
+    now: Timestamp,
+    options: FetchOptions,
+    console: &mut Console<'_>,
+) -> anyhow::Result<()> {
+    let scope = &scopes.listing;
+    let dump = match &args.id {
+        Some(id) => find(storage, store_dir, &scopes.ids, id).await?,
+        None => {
+            let filters = Filters::from_args(&args.filters, scope, now)?;
+            let listing = list::list(storage, store_dir, &filters, 1)
+                .await
+                .map_err(|err| storage_error(err, "list the dumps"))?;
+            listing.dumps.into_iter().next().ok_or_else(|| {
+                user(
+                    nothing_found(scope).trim_end_matches('.').to_owned(),
+                    "`kubectl coredog list -A` shows every dump",
+                )
+            })?
+        }
+    };
+    let output = match &args.output {
+        Some(path) => path.clone(),
+        None => match &dump.record {
+            Some(record) => PathBuf::from(default_file_name(record, args.raw)),
+            None => PathBuf::from(format!("{}.core", dump.id())),
+        },
+    };
+    let progress = bytes_bar(0, &format!("fetching {}", dump.id()));
+    let options = FetchOptions {
+        raw: args.raw,
+        force: args.force,
+        ..options
+    };
+    // On Ctrl-C the fetch is dropped, which removes its temporary file; the part file stays.
+    let result = tokio::select! {
+        result = fetch(storage, &dump, &output, &options, &progress) => result,
+        _ = tokio::signal::ctrl_c() => Err(user(
+            "interrupted",
+            format!(
+                "run the same command again: it continues from {}",
+                crate::fetch::part_path(&output).display()
+            ),
+        )),
+    };
+    progress.finish_and_clear();
+    let fetched = result?;
+    let what = match (&dump.record, fetched.verified) {
+        (Some(record), true) => format!(
+            "core of {}/{} {} ({}), SHA-256 verified",
+            record.namespace,
+            record.pod,
+            record.container,
+            record.signal_name.as_deref().unwrap_or("signal unknown")
+        ),
+        (Some(record), false) => format!(
+            "stored bytes of {}/{} {} (compressed; size verified)",
+            record.namespace, record.pod, record.container
+        ),
+        (None, _) => "dump".to_owned(),
+    };
+    console.line(&format!(
+        "{}: {} {what}",
+        fetched.path.display(),
+        coredog_core::template::human_bytes(fetched.size)
+    ))
+}

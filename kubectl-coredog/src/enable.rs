@@ -1,0 +1,432 @@
+//! `enable` and `disable`: CoreDog's annotations on workloads' pod templates, by merge patch.
+//!
+//! The template, not the pods, carries the opt-in, so that every pod the workload creates from
+//! now on is injected by the webhook; the change of template is what rolls the pods.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+use coredog_core::annotations::{CONTAINER, INJECT, PATH};
+use coredog_core::mount_path::MountPath;
+use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::{Map, Value, json};
+
+use crate::cli::{DryRun, WorkloadSelection};
+use crate::error::{UserError, kube_message, user};
+use crate::kube_client::Scope;
+use crate::output::Console;
+use crate::workload::{self, Workload, WorkloadKind, WorkloadRef, parse_refs};
+
+/// The field manager of every change this plugin makes.
+pub const FIELD_MANAGER: &str = "kubectl-coredog";
+
+/// Namespaces the webhook never sees (its namespaceSelector).
+const EXCLUDED_NAMESPACES: [&str; 2] = ["kube-system", crate::install::manifests::NAMESPACE];
+
+/// The workloads a command acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    Named(Vec<WorkloadRef>),
+    Selected {
+        kind: WorkloadKind,
+        selector: String,
+    },
+}
+
+impl Targets {
+    pub fn from_args(selection: &WorkloadSelection) -> anyhow::Result<Self> {
+        let Some(selector) = &selection.selector else {
+            if selection.kind.is_some() {
+                return Err(user(
+                    "--kind goes with -l SELECTOR",
+                    "name workloads as TYPE/NAME, or add -l SELECTOR",
+                ));
+            }
+            return parse_refs(&selection.workloads)
+                .map(Self::Named)
+                .map_err(|err| {
+                    user(
+                        err.to_string(),
+                        "for example: kubectl coredog enable deploy/web",
+                    )
+                });
+        };
+        let kind_word = match (&selection.kind, selection.workloads.as_slice()) {
+            (Some(kind), []) => kind.as_str(),
+            (None, [kind]) if !kind.contains('/') => kind.as_str(),
+            (None, []) => {
+                return Err(user(
+                    "-l SELECTOR needs the type of workload to select",
+                    "add --kind deploy (or sts, ds, rs, job, cj)",
+                ));
+            }
+            _ => {
+                return Err(user(
+                    "name workloads or select them with -l, not both",
+                    "for example: kubectl coredog enable -l app=web --kind deploy",
+                ));
+            }
+        };
+        let kind = WorkloadKind::parse(kind_word)
+            .map_err(|err| user(err.to_string(), "for example: --kind deploy"))?;
+        Ok(Self::Selected {
+            kind,
+            selector: selector.clone(),
+        })
+    }
+}
+
+/// What to do to the annotations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Enable {
+        path: MountPath,
+        /// Empty: every container.
+        containers: Vec<String>,
+    },
+    Disable,
+}
+
+impl Change {
+    pub fn enable(path: &str, containers: &[String]) -> anyhow::Result<Self> {
+        let path = MountPath::parse(path).map_err(|err| {
+            user(
+                format!("--path: {err}"),
+                "use a dedicated directory such as /corefile, /data/dumps or /app/coredumps",
+            )
+        })?;
+        let mut names: Vec<String> = Vec::new();
+        for name in containers.iter().map(|name| name.trim()) {
+            if !name.is_empty() && !names.iter().any(|known| known == name) {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(Self::Enable {
+            path,
+            containers: names,
+        })
+    }
+
+    /// Every CoreDog annotation, with the value it should have (`None`: absent).
+    pub fn desired(&self) -> BTreeMap<&'static str, Option<String>> {
+        match self {
+            Self::Enable { path, containers } => BTreeMap::from([
+                (INJECT, Some("true".to_owned())),
+                (PATH, Some(path.to_string())),
+                (
+                    CONTAINER,
+                    (!containers.is_empty()).then(|| containers.join(",")),
+                ),
+            ]),
+            Self::Disable => BTreeMap::from([(INJECT, None), (PATH, None), (CONTAINER, None)]),
+        }
+    }
+
+    /// The merge patch that sets [`Change::desired`] on a workload's pod template.
+    pub fn patch(&self, kind: WorkloadKind) -> Value {
+        let annotations: Map<String, Value> = self
+            .desired()
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value.map_or(Value::Null, Value::String)))
+            .collect();
+        let mut patch = json!({"metadata": {"annotations": annotations}});
+        for key in kind.template_path().iter().rev() {
+            patch = json!({ *key: patch });
+        }
+        patch
+    }
+
+    fn verb(&self) -> &'static str {
+        match self {
+            Self::Enable { .. } => "enabled",
+            Self::Disable => "disabled",
+        }
+    }
+}
+
+/// How the annotations would change, as `key=value (was old)` / `key removed` phrases.
+pub fn describe_changes(
+    current: &BTreeMap<String, String>,
+    desired: &BTreeMap<&'static str, Option<String>>,
+) -> Vec<String> {
+    desired
+        .iter()
+        .filter_map(|(key, want)| {
+            let have = current.get(*key);
+            match (have, want) {
+                (Some(have), Some(want)) if have == want => None,
+                (None, None) => None,
+                (Some(have), Some(want)) => Some(format!("{key}={want} (was {have})")),
+                (None, Some(want)) => Some(format!("{key}={want}")),
+                (Some(_), None) => Some(format!("{key} removed")),
+            }
+        })
+        .collect()
+}
+
+pub async fn run(
+    client: &Client,
+    namespace: &str,
+    targets: &Targets,
+    change: &Change,
+    dry_run: DryRun,
+    console: &mut Console<'_>,
+) -> anyhow::Result<()> {
+    if matches!(change, Change::Enable { .. }) && EXCLUDED_NAMESPACES.contains(&namespace) {
+        console.warn(&format!(
+            "the webhook never injects pods in namespace {namespace}: these workloads will not get a dump directory"
+        ));
+    }
+    let mut failures = 0usize;
+    let workloads = match targets {
+        Targets::Named(refs) => {
+            let mut found = Vec::new();
+            for reference in refs {
+                match workload::get(client, namespace, reference).await {
+                    Ok(workload) => found.push(workload),
+                    Err(err) if crate::error::is_not_found(&err) => {
+                        failures += 1;
+                        console.note(&format!(
+                            "error: {reference} not found in namespace {namespace}"
+                        ));
+                    }
+                    Err(err) => {
+                        return Err(anyhow::Error::new(err)
+                            .context(format!("cannot read {reference} in namespace {namespace}")));
+                    }
+                }
+            }
+            found
+        }
+        Targets::Selected { kind, selector } => {
+            let found = workload::list(
+                client,
+                &Scope::Namespace(namespace.to_owned()),
+                *kind,
+                Some(selector),
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot list {} matching {selector:?} in namespace {namespace}",
+                    kind.plural_name()
+                )
+            })?;
+            if found.is_empty() {
+                console.note(&format!("No resources found in {namespace} namespace."));
+            }
+            found
+        }
+    };
+    let total = workloads.len() + failures;
+    for workload in &workloads {
+        if let Err(err) = apply_change(client, workload, change, dry_run, console).await {
+            failures += 1;
+            console.note(&crate::error::explain(&err).to_string());
+        }
+    }
+    if failures > 0 {
+        return Err(UserError::new(format!(
+            "{failures} of {total} workloads could not be {}",
+            change.verb()
+        ))
+        .hint("see the errors above")
+        .into());
+    }
+    Ok(())
+}
+
+async fn apply_change(
+    client: &Client,
+    workload: &Workload,
+    change: &Change,
+    dry_run: DryRun,
+    console: &mut Console<'_>,
+) -> anyhow::Result<()> {
+    let reference = workload.reference();
+    if let Change::Enable { containers, .. } = change {
+        check_containers(workload, containers, console)?;
+    }
+    let current = workload.template_annotations();
+    let changes = describe_changes(&current, &change.desired());
+    if changes.is_empty() {
+        let state = match change {
+            Change::Enable { .. } => "already enabled",
+            Change::Disable => "not enabled",
+        };
+        return console.line(&format!("{reference} unchanged ({state})"));
+    }
+    let patch = change.patch(workload.kind);
+    if dry_run == DryRun::Client {
+        return console.line(&format!("{reference} patch{}: {patch}", dry_run.suffix()));
+    }
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &workload.namespace(),
+        &workload.kind.api_resource(),
+    );
+    let mut params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    if dry_run == DryRun::Server {
+        params = params.dry_run();
+    }
+    api.patch(&reference.name, &params, &Patch::Merge(&patch))
+        .await
+        .map_err(|err| patch_error(&reference, err))?;
+    console.line(&format!(
+        "{reference} {}{}: {}; {}",
+        change.verb(),
+        dry_run.suffix(),
+        changes.join(", "),
+        workload.kind.rollout_note()
+    ))
+}
+
+fn patch_error(reference: &WorkloadRef, err: kube::Error) -> anyhow::Error {
+    let invalid = matches!(&err, kube::Error::Api(status) if status.code == 422);
+    if invalid && reference.kind == WorkloadKind::Job {
+        return UserError::new(format!(
+            "{reference}: Kubernetes does not let a Job's pod template change once it exists"
+        ))
+        .hint("opt in the CronJob that creates it, or re-create the Job with the annotations")
+        .into();
+    }
+    UserError::new(format!("{reference}: {}", kube_message(&err)))
+        .hint("check the workload with `kubectl get` and try again")
+        .into()
+}
+
+fn check_containers(
+    workload: &Workload,
+    wanted: &[String],
+    console: &mut Console<'_>,
+) -> anyhow::Result<()> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let known = workload.container_names();
+    let missing: Vec<&String> = wanted.iter().filter(|name| !known.contains(name)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list = |names: &[&String]| {
+        names
+            .iter()
+            .map(|name| name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let known_refs: Vec<&String> = known.iter().collect();
+    if missing.len() == wanted.len() {
+        return Err(user(
+            format!(
+                "{}: --container {} matches none of its containers ({})",
+                workload.reference(),
+                list(&missing),
+                list(&known_refs)
+            ),
+            "name containers of the pod template, or leave --container out to select all",
+        ));
+    }
+    console.warn(&format!(
+        "{}: no container named {} (it has {}); the webhook skips that name",
+        workload.reference(),
+        list(&missing),
+        list(&known_refs)
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patches_target_the_pod_template() {
+        let change =
+            Change::enable("/corefile", &["app".into(), " worker".into(), "app".into()]).unwrap();
+        assert_eq!(
+            change.patch(WorkloadKind::Deployment),
+            json!({"spec": {"template": {"metadata": {"annotations": {
+                "coredog.io/inject": "true",
+                "coredog.io/path": "/corefile",
+                "coredog.io/container": "app,worker"
+            }}}}})
+        );
+        assert_eq!(
+            Change::Disable.patch(WorkloadKind::CronJob),
+            json!({"spec": {"jobTemplate": {"spec": {"template": {"metadata": {"annotations": {
+                "coredog.io/inject": null,
+                "coredog.io/path": null,
+                "coredog.io/container": null
+            }}}}}}})
+        );
+        let all = Change::enable("/data/dumps", &[]).unwrap();
+        assert_eq!(
+            all.patch(WorkloadKind::Job)["spec"]["template"]["metadata"]["annotations"]["coredog.io/container"],
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn paths_are_validated_before_anything_is_patched() {
+        let err = Change::enable("/etc/cores", &[]).unwrap_err();
+        let explained = crate::error::explain(&err);
+        assert!(
+            explained
+                .message
+                .starts_with("--path: path \"/etc/cores\" is /etc"),
+            "{explained:?}"
+        );
+        assert!(explained.hint.is_some());
+    }
+
+    #[test]
+    fn changes_are_described() {
+        let current = BTreeMap::from([
+            (INJECT.to_owned(), "true".to_owned()),
+            (PATH.to_owned(), "/data".to_owned()),
+            (CONTAINER.to_owned(), "app".to_owned()),
+        ]);
+        let change = Change::enable("/corefile", &[]).unwrap();
+        assert_eq!(
+            describe_changes(&current, &change.desired()),
+            [
+                "coredog.io/container removed",
+                "coredog.io/path=/corefile (was /data)"
+            ]
+        );
+        assert!(describe_changes(&BTreeMap::new(), &Change::Disable.desired()).is_empty());
+    }
+
+    #[test]
+    fn selections() {
+        let selection =
+            |workloads: &[&str], selector: Option<&str>, kind: Option<&str>| WorkloadSelection {
+                workloads: workloads.iter().map(|w| (*w).to_owned()).collect(),
+                selector: selector.map(str::to_owned),
+                kind: kind.map(str::to_owned),
+            };
+        assert_eq!(
+            Targets::from_args(&selection(&[], Some("app=web"), Some("deploy"))).unwrap(),
+            Targets::Selected {
+                kind: WorkloadKind::Deployment,
+                selector: "app=web".into()
+            }
+        );
+        assert_eq!(
+            Targets::from_args(&selection(&["sts"], Some("app=db"), None)).unwrap(),
+            Targets::Selected {
+                kind: WorkloadKind::StatefulSet,
+                selector: "app=db".into()
+            }
+        );
+        assert!(Targets::from_args(&selection(&[], Some("a=b"), None)).is_err());
+        assert!(Targets::from_args(&selection(&["deploy/x"], Some("a=b"), Some("ds"))).is_err());
+        assert!(Targets::from_args(&selection(&[], None, Some("ds"))).is_err());
+        assert!(Targets::from_args(&selection(&[], None, None)).is_err());
+    }
+}

@@ -1,0 +1,220 @@
+//! The watcher's objects: its DaemonSet and RBAC.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, KeyToPath, PodSecurityContext, PodSpec,
+    PodTemplateSpec, SecretVolumeSource, SecurityContext, Toleration, Volume,
+};
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::parts::{
+    empty_dir_volume, field_env, host_path_volume, http_probe, match_labels, meta, resources, rule,
+    runtime_default, secret_env, sha256_hex, strings, volume_mount,
+};
+use super::{
+    ACCESS_KEY_ID, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, LOG_FORMAT, Labels,
+    SECRET_ACCESS_KEY, STATE_HOST_DIR, Settings, WATCHER, selector_labels,
+};
+
+/// The watcher names a dump's pod, records Events on it, and annotates its own pod.
+pub(super) fn watcher_cluster_role(labels: &Labels) -> ClusterRole {
+    ClusterRole {
+        metadata: meta(WATCHER, false, labels.watcher()),
+        rules: Some(vec![
+            rule(&[""], &["pods"], &[], &["get", "list", "watch"]),
+            rule(&[""], &["events"], &[], &["create", "patch"]),
+            rule(&["events.k8s.io"], &["events"], &[], &["create", "patch"]),
+        ]),
+        aggregation_rule: None,
+    }
+}
+
+pub(super) fn watcher_role(labels: &Labels) -> Role {
+    Role {
+        metadata: meta(WATCHER, true, labels.watcher()),
+        rules: Some(vec![
+            rule(&[""], &["pods"], &[], &["patch"]),
+            rule(&["apps"], &["daemonsets"], &[WATCHER], &["get"]),
+        ]),
+    }
+}
+
+pub(super) fn watcher_daemon_set(
+    settings: &Settings,
+    host_dir: &str,
+    labels: &Labels,
+) -> DaemonSet {
+    let mut args = strings(&[
+        "watcher",
+        "--config",
+        "/etc/coredog/config.yaml",
+        "--dir",
+        "/corefile",
+        "--listen",
+        "0.0.0.0:9090",
+    ]);
+    if let Some(pattern) = &settings.core_pattern {
+        args.extend(strings(&[
+            "--core-pattern",
+            pattern,
+            "--state-dir",
+            STATE_HOST_DIR,
+            "--daemonset",
+            WATCHER,
+        ]));
+    }
+    args.extend(strings(&["--log-format", LOG_FORMAT]));
+
+    let mut env = vec![
+        field_env("NODE_NAME", "spec.nodeName"),
+        field_env("HOST_IP", "status.hostIP"),
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+    ];
+    // Restart the watchers when what they read at start changes.
+    let mut annotations = BTreeMap::from([
+        (
+            "kubectl.kubernetes.io/default-container".to_owned(),
+            "watcher".to_owned(),
+        ),
+        (
+            "checksum/config".to_owned(),
+            sha256_hex(&settings.config_text),
+        ),
+    ]);
+    if let Some(credentials) = &settings.credentials {
+        env.push(secret_env(ACCESS_KEY_ID, CREDENTIALS_SECRET, ACCESS_KEY_ID));
+        env.push(secret_env(
+            SECRET_ACCESS_KEY,
+            CREDENTIALS_SECRET,
+            SECRET_ACCESS_KEY,
+        ));
+        annotations.insert(
+            "checksum/storage-credentials".to_owned(),
+            sha256_hex(&format!(
+                "{}\n{}",
+                credentials.access_key_id, credentials.secret_access_key
+            )),
+        );
+    }
+
+    let privileged = settings.core_pattern.is_some();
+    let security_context = if privileged {
+        // Writing kernel.core_pattern needs a writable /proc/sys.
+        SecurityContext {
+            run_as_user: Some(0),
+            run_as_non_root: Some(false),
+            read_only_root_filesystem: Some(true),
+            privileged: Some(true),
+            seccomp_profile: runtime_default(),
+            ..SecurityContext::default()
+        }
+    } else {
+        // Root, to read and remove cores written by any user; nothing else of root's.
+        SecurityContext {
+            run_as_user: Some(0),
+            run_as_non_root: Some(false),
+            read_only_root_filesystem: Some(true),
+            privileged: Some(false),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(strings(&["ALL"])),
+                add: Some(strings(&["DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"])),
+            }),
+            seccomp_profile: runtime_default(),
+            ..SecurityContext::default()
+        }
+    };
+
+    let mut volume_mounts = vec![
+        volume_mount("corefile", "/corefile", false),
+        volume_mount("config", "/etc/coredog", true),
+        volume_mount("tmp", "/tmp", false),
+    ];
+    let mut volumes = vec![
+        host_path_volume("corefile", host_dir),
+        Volume {
+            name: "config".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(CONFIG_SECRET.into()),
+                default_mode: Some(0o400),
+                items: Some(vec![KeyToPath {
+                    key: CONFIG_KEY.into(),
+                    path: CONFIG_KEY.into(),
+                    mode: None,
+                }]),
+                optional: None,
+            }),
+            ..Volume::default()
+        },
+        empty_dir_volume("tmp", "64Mi"),
+    ];
+    if privileged {
+        volume_mounts.push(volume_mount("state", STATE_HOST_DIR, false));
+        volumes.push(host_path_volume("state", STATE_HOST_DIR));
+    }
+
+    DaemonSet {
+        metadata: meta(WATCHER, true, labels.watcher()),
+        spec: Some(DaemonSetSpec {
+            revision_history_limit: Some(5),
+            selector: match_labels(selector_labels("watcher")),
+            update_strategy: Some(DaemonSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDaemonSet {
+                    max_unavailable: Some(IntOrString::Int(1)),
+                    max_surge: None,
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels.watcher()),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(WATCHER.into()),
+                    termination_grace_period_seconds: Some(60),
+                    security_context: Some(PodSecurityContext {
+                        seccomp_profile: runtime_default(),
+                        ..PodSecurityContext::default()
+                    }),
+                    containers: vec![Container {
+                        name: "watcher".into(),
+                        image: Some(settings.image.clone()),
+                        image_pull_policy: Some("IfNotPresent".into()),
+                        args: Some(args),
+                        env: Some(env),
+                        ports: Some(vec![ContainerPort {
+                            name: Some("metrics".into()),
+                            container_port: 9090,
+                            protocol: Some("TCP".into()),
+                            ..ContainerPort::default()
+                        }]),
+                        liveness_probe: Some(http_probe("/healthz", "metrics", false, 10, 3)),
+                        readiness_probe: Some(http_probe("/readyz", "metrics", false, 10, 3)),
+                        resources: Some(resources("20m", "64Mi", "256Mi")),
+                        security_context: Some(security_context),
+                        volume_mounts: Some(volume_mounts),
+                        ..Container::default()
+                    }],
+                    volumes: Some(volumes),
+                    // Every node can produce dumps.
+                    tolerations: Some(vec![Toleration {
+                        operator: Some("Exists".into()),
+                        ..Toleration::default()
+                    }]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DaemonSetSpec::default()
+        }),
+        ..DaemonSet::default()
+    }
+}

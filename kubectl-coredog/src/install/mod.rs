@@ -1,0 +1,388 @@
+//! `install` and `uninstall`.
+
+pub mod apply;
+pub mod manifests;
+pub mod wait;
+
+use anyhow::Context as _;
+use coredog_core::config::{Config, Protocol};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client};
+use serde_json::Value;
+
+use crate::cli::{DryRun, InstallArgs, ManifestFormat, StorageProtocol, UninstallArgs};
+use crate::error::{UserError, user};
+use crate::output::{Console, to_json, to_yaml_stream};
+use manifests::{
+    ACCESS_KEY_ID, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, Credentials, NAMESPACE,
+    SECRET_ACCESS_KEY, Settings,
+};
+
+/// Looks up an environment variable (the process environment, or a test's).
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The watcher's configuration text, from `--config FILE`, the storage flags, or (on an
+/// upgrade without either) the Secret the last install wrote.
+async fn config_text(
+    args: &InstallArgs,
+    client: Option<&Client>,
+    console: &mut Console<'_>,
+) -> anyhow::Result<String> {
+    let text = if let Some(path) = &args.config {
+        std::fs::read_to_string(path).map_err(|err| {
+            UserError::new(format!("cannot read --config {}", path.display()))
+                .hint("pass the watcher's configuration file (README \"Configuration\")")
+                .cause(err)
+        })?
+    } else if args.bucket.is_some()
+        || args.protocol.is_some()
+        || args.endpoint.is_some()
+        || args.region.is_some()
+        || args.store_dir.is_some()
+    {
+        config_from_flags(args)?
+    } else if let Some(existing) = existing_config(client).await? {
+        console.note(&format!(
+            "keeping the storage settings of Secret {NAMESPACE}/{CONFIG_SECRET}"
+        ));
+        existing
+    } else {
+        return Err(user(
+            "install needs to know where to store dumps",
+            "pass --bucket NAME [--region REGION] [--endpoint URL], or --config FILE",
+        ));
+    };
+    let config = Config::from_yaml(&text).map_err(|err| {
+        UserError::new(format!("the storage configuration is not valid: {err}"))
+            .hint("fix the key it names (README \"Configuration\" lists them)")
+    })?;
+    if config.storage.protocol == Protocol::Cfs {
+        console.warn(
+            "protocol cfs writes to a share the watcher must mount, and install mounts none: use the Helm chart's watcher.extraVolumes",
+        );
+    }
+    Ok(text)
+}
+
+fn config_from_flags(args: &InstallArgs) -> anyhow::Result<String> {
+    let Some(bucket) = &args.bucket else {
+        return Err(user(
+            "--bucket is required with the storage flags",
+            "pass --bucket NAME, or --config FILE",
+        ));
+    };
+    let quote = |value: &str| serde_json::to_string(value).unwrap_or_default();
+    let protocol = match args.protocol.unwrap_or_default() {
+        StorageProtocol::S3 => "s3",
+        StorageProtocol::Cos => "cos",
+        StorageProtocol::Oss => "oss",
+    };
+    let mut text = format!("StorageConfig:\n  protocol: {protocol}\n");
+    if let Some(region) = &args.region {
+        text.push_str(&format!("  s3Region: {}\n", quote(region)));
+    }
+    text.push_str(&format!("  S3Bucket: {}\n", quote(bucket)));
+    if let Some(endpoint) = &args.endpoint {
+        text.push_str(&format!("  S3Endpoint: {}\n", quote(endpoint)));
+    }
+    let store_dir = args.store_dir.as_deref().unwrap_or("corefiles");
+    text.push_str(&format!("  StoreDir: {}\n", quote(store_dir)));
+    text.push_str("  DeleteLocalCorefile: true\nNoticeChannel: []\nCorefileDir: /corefile\n");
+    Ok(text)
+}
+
+async fn read_secret(client: &Client, name: &str) -> anyhow::Result<Option<Secret>> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    secrets
+        .get_opt(name)
+        .await
+        .with_context(|| format!("cannot read Secret {NAMESPACE}/{name}"))
+}
+
+fn secret_text(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(bytes.0.clone()).ok()
+}
+
+async fn existing_config(client: Option<&Client>) -> anyhow::Result<Option<String>> {
+    let Some(client) = client else {
+        return Ok(None);
+    };
+    Ok(read_secret(client, CONFIG_SECRET)
+        .await?
+        .and_then(|secret| secret_text(&secret, CONFIG_KEY)))
+}
+
+/// Storage keys from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, or (on an upgrade) the
+/// Secret the last install wrote.
+async fn credentials(
+    env: Env<'_>,
+    client: Option<&Client>,
+    console: &mut Console<'_>,
+) -> anyhow::Result<Option<Credentials>> {
+    let value = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+    match (value(ACCESS_KEY_ID), value(SECRET_ACCESS_KEY)) {
+        (Some(access_key_id), Some(secret_access_key)) => {
+            return Ok(Some(Credentials {
+                access_key_id,
+                secret_access_key,
+            }));
+        }
+        (None, None) => {}
+        _ => {
+            return Err(user(
+                format!("{ACCESS_KEY_ID} and {SECRET_ACCESS_KEY} go together, and only one is set"),
+                "set both, or neither (the watcher then uses the config file's keys or its provider chain)",
+            ));
+        }
+    }
+    let Some(client) = client else {
+        return Ok(None);
+    };
+    let Some(secret) = read_secret(client, CREDENTIALS_SECRET).await? else {
+        return Ok(None);
+    };
+    match (
+        secret_text(&secret, ACCESS_KEY_ID),
+        secret_text(&secret, SECRET_ACCESS_KEY),
+    ) {
+        (Some(access_key_id), Some(secret_access_key)) => {
+            console.note(&format!(
+                "keeping the storage keys of Secret {NAMESPACE}/{CREDENTIALS_SECRET}"
+            ));
+            Ok(Some(Credentials {
+                access_key_id,
+                secret_access_key,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The install's settings from its flags and environment. `client` is `None` for a client-side
+/// dry run, which reads nothing from the cluster.
+pub async fn settings(
+    args: &InstallArgs,
+    client: Option<&Client>,
+    env: Env<'_>,
+    console: &mut Console<'_>,
+) -> anyhow::Result<Settings> {
+    let config_text = config_text(args, client, console).await?;
+    let credentials = credentials(env, client, console).await?;
+    Ok(Settings {
+        image: args.image.clone().unwrap_or_else(Settings::default_image),
+        host_dir: args.host_dir.clone(),
+        core_pattern: args.node_setup.then(|| args.core_pattern.clone()),
+        failure_policy: args.webhook_failure_policy,
+        config_text,
+        credentials,
+    })
+}
+
+fn print_objects(
+    objects: &[Value],
+    format: ManifestFormat,
+    console: &mut Console<'_>,
+) -> anyhow::Result<()> {
+    let text = match format {
+        ManifestFormat::Yaml => to_yaml_stream(objects)?,
+        ManifestFormat::Json => to_json(&serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": objects,
+        }))?,
+    };
+    console.print(&text)
+}
+
+/// `client` may be `None` only for `--dry-run=client`.
+pub async fn install(
+    client: Option<&Client>,
+    args: &InstallArgs,
+    env: Env<'_>,
+    console: &mut Console<'_>,
+) -> anyhow::Result<()> {
+    let dry_run = args.dry_run.dry_run;
+    let timeout = crate::when::parse_duration(&args.timeout)
+        .map_err(|err| user(format!("--timeout: {err}"), "for example --timeout 5m"))?;
+    let reader = if dry_run == DryRun::Client {
+        None
+    } else {
+        client
+    };
+    let settings = settings(args, reader, env, console).await?;
+    let manifests = manifests::build(&settings)
+        .map_err(|err| user(err.to_string(), "see `kubectl coredog install --help`"))?;
+
+    let Some(client) = reader else {
+        if let Some(format) = args.output {
+            let objects: Vec<Value> = manifests.iter().map(|m| m.object.clone()).collect();
+            return print_objects(&objects, format, console);
+        }
+        for manifest in &manifests {
+            console.line(&format!(
+                "{} serverside-applied{}",
+                manifest.display_name(),
+                dry_run.suffix()
+            ))?;
+        }
+        return Ok(());
+    };
+
+    let mut applied = Vec::new();
+    for manifest in &manifests {
+        let object = apply::apply(client, manifest, dry_run)
+            .await
+            .map_err(|err| {
+                UserError::new(format!("cannot apply {}", manifest.display_name()))
+                    .hint("installing CoreDog needs cluster-admin rights (it creates cluster roles and a webhook)")
+                    .cause(err)
+            })?;
+        if args.output.is_none() {
+            console.line(&format!(
+                "{} serverside-applied{}",
+                manifest.display_name(),
+                dry_run.suffix()
+            ))?;
+        }
+        applied.push(object);
+    }
+    if let Some(format) = args.output {
+        print_objects(&applied, format, console)?;
+    }
+    if dry_run.is_dry() {
+        return Ok(());
+    }
+    if args.wait {
+        wait::wait_ready(client, timeout, console).await?;
+    }
+    if args.output.is_none() {
+        next_steps(&settings, console)?;
+    }
+    Ok(())
+}
+
+fn next_steps(settings: &Settings, console: &mut Console<'_>) -> anyhow::Result<()> {
+    let pattern_step = match &settings.core_pattern {
+        Some(pattern) => format!("the watchers set kernel.core_pattern to {pattern} on every node"),
+        None => format!(
+            "make each node write cores into the pods' dump directory, e.g. `sysctl -w kernel.core_pattern={}` (or re-run with --node-setup)",
+            manifests::DEFAULT_CORE_PATTERN
+        ),
+    };
+    console.line(&format!(
+        "\nCoreDog is installed in namespace {NAMESPACE}. Next:\n  1. {pattern_step}\n  2. opt workloads in: kubectl coredog enable deploy/NAME --path /corefile\n  3. check it end to end: kubectl coredog doctor deploy/NAME"
+    ))
+}
+
+pub async fn uninstall(
+    client: &Client,
+    args: &UninstallArgs,
+    console: &mut Console<'_>,
+) -> anyhow::Result<()> {
+    let dry_run = args.dry_run.dry_run;
+    let mut removed = 0usize;
+    for (resource, namespace, name) in manifests::removal_order(args.keep_namespace) {
+        let display = manifests::display_name(&resource, name);
+        let gone = if dry_run == DryRun::Client {
+            apply::exists(client, &resource, namespace, name).await
+        } else {
+            apply::delete(client, &resource, namespace, name, dry_run).await
+        }
+        .map_err(|err| {
+            UserError::new(format!("cannot delete {display}"))
+                .hint("uninstalling CoreDog needs the rights that installed it (cluster-admin)")
+                .cause(err)
+        })?;
+        if gone {
+            removed += 1;
+            console.line(&format!("{display} deleted{}", dry_run.suffix()))?;
+        }
+    }
+    if removed == 0 {
+        console.line("CoreDog is not installed: nothing to delete")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn install_args(args: &[&str]) -> InstallArgs {
+        let mut argv = vec!["kubectl-coredog", "install"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Install(args) => args,
+            _ => unreachable!(),
+        }
+    }
+
+    #[tokio::test]
+    async fn flags_make_a_valid_config() {
+        let args = install_args(&[
+            "--bucket",
+            "dumps",
+            "--region",
+            "eu-west-1",
+            "--endpoint",
+            "http://127.0.0.1:8333",
+        ]);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut console = Console {
+            out: &mut out,
+            err: &mut err,
+        };
+        let env = |name: &str| match name {
+            "AWS_ACCESS_KEY_ID" => Some("ak".to_owned()),
+            "AWS_SECRET_ACCESS_KEY" => Some("sk".to_owned()),
+            _ => None,
+        };
+        let settings = settings(&args, None, &env, &mut console).await.unwrap();
+        let config = Config::from_yaml(&settings.config_text).unwrap();
+        assert_eq!(config.storage.bucket(), Some("dumps"));
+        assert_eq!(config.storage.store_dir, "corefiles");
+        assert_eq!(
+            config.storage.endpoint().unwrap().url,
+            "http://127.0.0.1:8333"
+        );
+        assert_eq!(
+            settings.credentials,
+            Some(Credentials {
+                access_key_id: "ak".into(),
+                secret_access_key: "sk".into()
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn storage_is_required_and_half_credentials_are_refused() {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut console = Console {
+            out: &mut out,
+            err: &mut err,
+        };
+        let none = |_: &str| None;
+        let error = settings(&install_args(&[]), None, &none, &mut console)
+            .await
+            .unwrap_err();
+        assert!(
+            crate::error::explain(&error)
+                .hint
+                .unwrap()
+                .contains("--bucket")
+        );
+        let half = |name: &str| (name == "AWS_ACCESS_KEY_ID").then(|| "ak".to_owned());
+        let error = settings(&install_args(&["--bucket", "b"]), None, &half, &mut console)
+            .await
+            .unwrap_err();
+        assert!(format!("{error:#}").contains("go together"));
+        let error = settings(&install_args(&["--region", "x"]), None, &none, &mut console)
+            .await
+            .unwrap_err();
+        assert!(format!("{error:#}").contains("--bucket is required"));
+    }
+}

@@ -1,0 +1,196 @@
+//! Reaching the cluster the way kubectl does: `--kubeconfig` (else `KUBECONFIG`, else
+//! `~/.kube/config`, else the in-cluster service account), `--context` (else the current
+//! context), and `-n` (else the context's namespace).
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use tracing::debug;
+
+use crate::cli::GlobalArgs;
+use crate::error::UserError;
+
+/// Which namespaces a command looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Namespace(String),
+    All,
+}
+
+impl Scope {
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            Self::Namespace(namespace) => Some(namespace),
+            Self::All => None,
+        }
+    }
+}
+
+/// A client, and the namespace commands default to.
+pub struct Cluster {
+    pub client: Client,
+    pub default_namespace: String,
+}
+
+impl Cluster {
+    /// `-A`, `-n`, or the context's namespace.
+    pub fn scope(&self, global: &GlobalArgs) -> Scope {
+        scope(global, &self.default_namespace)
+    }
+
+    /// `-n`, or the context's namespace (for commands that act in one namespace).
+    pub fn namespace(&self, global: &GlobalArgs) -> String {
+        global
+            .namespace
+            .clone()
+            .unwrap_or_else(|| self.default_namespace.clone())
+    }
+}
+
+pub fn scope(global: &GlobalArgs, default_namespace: &str) -> Scope {
+    if global.all_namespaces {
+        Scope::All
+    } else {
+        Scope::Namespace(
+            global
+                .namespace
+                .clone()
+                .unwrap_or_else(|| default_namespace.to_owned()),
+        )
+    }
+}
+
+/// Loads the client configuration. Nothing is sent to the cluster yet.
+pub async fn config(global: &GlobalArgs) -> anyhow::Result<Config> {
+    let options = KubeConfigOptions {
+        context: global.context.clone(),
+        cluster: None,
+        user: None,
+    };
+    let config = if let Some(path) = &global.kubeconfig {
+        let kubeconfig = Kubeconfig::read_from(path).map_err(|err| {
+            UserError::new(format!("cannot read kubeconfig {}", path.display()))
+                .hint("pass a kubeconfig file kubectl can use")
+                .cause(err)
+        })?;
+        Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|err| kubeconfig_error(global, err))?
+    } else if global.context.is_some() {
+        Config::from_kubeconfig(&options)
+            .await
+            .map_err(|err| kubeconfig_error(global, err))?
+    } else {
+        Config::infer().await.map_err(|err| {
+            // Its own message joins both attempts; the kubeconfig's is the one users act on.
+            let reason = std::error::Error::source(&err)
+                .map_or_else(|| err.to_string(), ToString::to_string);
+            UserError::new("no Kubernetes configuration found")
+                .hint("set KUBECONFIG or pass --kubeconfig FILE; inside a pod, mount a service account token")
+                .cause(anyhow::anyhow!(reason))
+        })?
+    };
+    debug!(server = %config.cluster_url, namespace = %config.default_namespace, "kubeconfig loaded");
+    Ok(config)
+}
+
+fn kubeconfig_error(global: &GlobalArgs, err: kube::config::KubeconfigError) -> anyhow::Error {
+    let message = match &global.context {
+        Some(context) => format!("cannot use kubeconfig context {context:?}"),
+        None => "cannot use the kubeconfig".to_owned(),
+    };
+    UserError::new(message)
+        .hint("`kubectl config get-contexts` lists the contexts")
+        .cause(err)
+        .into()
+}
+
+/// Connects as kubectl would.
+pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Cluster> {
+    let config = config(global).await?;
+    let default_namespace = config.default_namespace.clone();
+    let client = Client::try_from(config).map_err(|err| {
+        UserError::new("cannot set up the Kubernetes client")
+            .hint("check the kubeconfig's certificates and server URL")
+            .cause(err)
+    })?;
+    Ok(Cluster {
+        client,
+        default_namespace,
+    })
+}
+
+/// The namespaces a listing looks at, without needing a cluster (for commands that may run on
+/// a config file alone): `-A`, `-n`, else the kubeconfig context's namespace; with no
+/// kubeconfig at all there is no current namespace, and every namespace is listed.
+pub async fn offline_scope(global: &GlobalArgs) -> Scope {
+    if global.all_namespaces {
+        return Scope::All;
+    }
+    if let Some(namespace) = &global.namespace {
+        return Scope::Namespace(namespace.clone());
+    }
+    match config(global).await {
+        Ok(config) => Scope::Namespace(config.default_namespace),
+        Err(_) => Scope::All,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes() {
+        let mut global = GlobalArgs::default();
+        assert_eq!(scope(&global, "ctx"), Scope::Namespace("ctx".into()));
+        global.namespace = Some("shop".into());
+        assert_eq!(scope(&global, "ctx"), Scope::Namespace("shop".into()));
+        global.all_namespaces = true;
+        assert_eq!(scope(&global, "ctx"), Scope::All);
+        assert_eq!(Scope::All.namespace(), None);
+    }
+
+    #[tokio::test]
+    async fn a_kubeconfig_file_and_context_are_honoured() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        std::fs::write(
+            &path,
+            r#"apiVersion: v1
+kind: Config
+current-context: a
+clusters:
+  - name: c
+    cluster: {server: "https://127.0.0.1:6443"}
+users:
+  - name: u
+    user: {token: t}
+contexts:
+  - name: a
+    context: {cluster: c, user: u, namespace: shop}
+  - name: b
+    context: {cluster: c, user: u, namespace: ops}
+"#,
+        )
+        .unwrap();
+        let mut global = GlobalArgs {
+            kubeconfig: Some(path),
+            ..GlobalArgs::default()
+        };
+        assert_eq!(
+            offline_scope(&global).await,
+            Scope::Namespace("shop".into())
+        );
+        global.context = Some("b".into());
+        assert_eq!(config(&global).await.unwrap().default_namespace, "ops");
+        global.context = Some("missing".into());
+        assert_eq!(offline_scope(&global).await, Scope::All);
+        let err = config(&global).await.unwrap_err();
+        assert!(
+            crate::error::explain(&err)
+                .message
+                .starts_with("cannot use kubeconfig context \"missing\""),
+            "{err:#}"
+        );
+    }
+}

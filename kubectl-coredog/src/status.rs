@@ -1,0 +1,524 @@
+//! `status`: the workloads and pods that opted in, whether their pods really carry the dump
+//! directory (pods created before the webhook, or while it was unreachable, do not), and how
+//! many dumps each has in storage.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Context as _;
+use coredog_core::annotations::{INJECT, INJECTED, read_opt_in};
+use coredog_core::layout::VOLUME_NAME;
+use coredog_core::object_key::{CoreKey, listing_prefix};
+use futures_util::stream::{self, StreamExt as _};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, ObjectMeta};
+use kube::{Api, Client, ResourceExt as _};
+use serde::Serialize;
+
+use crate::cli::OutputFormat;
+use crate::kube_client::Scope;
+use crate::output::{Console, table, to_json, to_yaml};
+use crate::storage::DumpStorage;
+use crate::storage::list::RECORD_CONCURRENCY;
+use crate::workload::{self, Workload, WorkloadKind};
+
+/// Whether a pod carries the dump directory, and why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Injection {
+    pub injected: bool,
+    /// The containers the webhook gave a dump directory.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Reads what the webhook did to a pod.
+pub fn injection(pod: &Pod) -> Injection {
+    let annotations = pod.annotations();
+    let has_volume = pod
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.volumes.as_ref())
+        .is_some_and(|volumes| volumes.iter().any(|volume| volume.name == VOLUME_NAME));
+    let recorded = annotations.get(INJECTED);
+    if has_volume && let Some(recorded) = recorded {
+        return Injection {
+            injected: true,
+            containers: recorded
+                .split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            reason: None,
+        };
+    }
+    let reason = match read_opt_in(annotations) {
+        Err(err) => err.to_string(),
+        Ok(None) => "not opted in".to_owned(),
+        Ok(Some(_)) if has_volume || recorded.is_some() => {
+            format!("only partly injected (volume {VOLUME_NAME} or annotation {INJECTED} missing)")
+        }
+        Ok(Some(_)) => {
+            "created before the webhook, or while it was unreachable: restart the pod".to_owned()
+        }
+    };
+    Injection {
+        injected: false,
+        containers: Vec::new(),
+        reason: Some(reason),
+    }
+}
+
+fn opted_in(annotations: &BTreeMap<String, String>) -> bool {
+    annotations
+        .get(INJECT)
+        .is_some_and(|value| !value.is_empty() && value != "false")
+}
+
+/// A pod's workload, following ReplicaSets to their Deployment and Jobs to their CronJob.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Owner {
+    pub kind: WorkloadKind,
+    pub name: String,
+}
+
+fn controller(meta: &ObjectMeta) -> Option<(String, String)> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|owner| owner.controller == Some(true))
+        .map(|owner| (owner.kind.clone(), owner.name.clone()))
+}
+
+/// Who controls whom, from the ReplicaSets and Jobs listed.
+#[derive(Debug, Default)]
+pub struct Owners {
+    /// `(namespace, ReplicaSet or Job name)` → its own controller.
+    parents: HashMap<(String, String, WorkloadKind), Owner>,
+}
+
+impl Owners {
+    fn learn(&mut self, workloads: &[Workload]) {
+        for workload in workloads {
+            let parent = match controller(&workload.object.metadata) {
+                Some((kind, name)) if kind == "Deployment" => Owner {
+                    kind: WorkloadKind::Deployment,
+                    name,
+                },
+                Some((kind, name)) if kind == "CronJob" => Owner {
+                    kind: WorkloadKind::CronJob,
+                    name,
+                },
+                _ => continue,
+            };
+            self.parents.insert(
+                (workload.namespace(), workload.name(), workload.kind),
+                parent,
+            );
+        }
+    }
+
+    pub fn of_pod(&self, pod: &Pod) -> Option<Owner> {
+        let (kind, name) = controller(&pod.metadata)?;
+        let namespace = pod.namespace().unwrap_or_default();
+        let direct = match kind.as_str() {
+            "ReplicaSet" => WorkloadKind::ReplicaSet,
+            "StatefulSet" => WorkloadKind::StatefulSet,
+            "DaemonSet" => WorkloadKind::DaemonSet,
+            "Job" => WorkloadKind::Job,
+            _ => return None,
+        };
+        Some(
+            self.parents
+                .get(&(namespace, name.clone(), direct))
+                .cloned()
+                .unwrap_or(Owner { kind: direct, name }),
+        )
+    }
+
+    /// Whether a workload is controlled by another one (whose row stands for it).
+    fn is_owned(&self, workload: &Workload) -> bool {
+        self.parents
+            .contains_key(&(workload.namespace(), workload.name(), workload.kind))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStatus {
+    pub namespace: String,
+    pub name: String,
+    pub workload: Option<String>,
+    pub node: Option<String>,
+    pub phase: String,
+    pub injection: Injection,
+    /// `None` when storage could not be read.
+    pub dumps: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadStatus {
+    pub namespace: String,
+    pub workload: String,
+    pub path: Option<String>,
+    pub containers: String,
+    pub pods: usize,
+    pub injected_pods: usize,
+    pub dumps: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub workloads: Vec<WorkloadStatus>,
+    pub pods: Vec<PodStatus>,
+    /// `ok`, or why dumps could not be counted.
+    pub storage: String,
+}
+
+/// Storage to count dumps in, or why there is none.
+pub enum StatusStorage<'a, S> {
+    Open { storage: &'a S, store_dir: &'a str },
+    Unavailable(String),
+}
+
+async fn count_dumps<S: DumpStorage>(
+    storage: &S,
+    store_dir: &str,
+    namespace: &str,
+    pod: &str,
+) -> Result<usize, String> {
+    let prefix = listing_prefix(store_dir, Some(namespace), Some(pod));
+    let mut count = 0;
+    let mut continuation: Option<String> = None;
+    loop {
+        let page = storage
+            .list_page(&prefix, continuation.as_deref())
+            .await
+            .map_err(|err| err.to_string())?;
+        count += page
+            .objects
+            .iter()
+            .filter(|object| CoreKey::parse(&object.key).is_some())
+            .count();
+        match page.next {
+            Some(next) => continuation = Some(next),
+            None => return Ok(count),
+        }
+    }
+}
+
+pub async fn collect<S: DumpStorage>(
+    client: &Client,
+    scope: &Scope,
+    storage: StatusStorage<'_, S>,
+) -> anyhow::Result<Status> {
+    let mut workloads = Vec::new();
+    let mut owners = Owners::default();
+    for kind in WorkloadKind::ALL {
+        let listed = workload::list(client, scope, kind, None)
+            .await
+            .with_context(|| format!("cannot list {}", kind.plural_name()))?;
+        if matches!(kind, WorkloadKind::ReplicaSet | WorkloadKind::Job) {
+            owners.learn(&listed);
+        }
+        workloads.extend(listed);
+    }
+    let pods_api: Api<Pod> = match scope {
+        Scope::Namespace(namespace) => Api::namespaced(client.clone(), namespace),
+        Scope::All => Api::all(client.clone()),
+    };
+    let pods: Vec<Pod> = pods_api
+        .list(&ListParams::default())
+        .await
+        .context("cannot list pods")?
+        .items
+        .into_iter()
+        .filter(|pod| opted_in(pod.annotations()))
+        .collect();
+
+    let (counts, storage_state): (Vec<Option<usize>>, String) = match storage {
+        StatusStorage::Open { storage, store_dir } => {
+            let results: Vec<Result<usize, String>> = stream::iter(&pods)
+                .map(|pod| async move {
+                    count_dumps(
+                        storage,
+                        store_dir,
+                        &pod.namespace().unwrap_or_default(),
+                        &pod.name_any(),
+                    )
+                    .await
+                })
+                .buffered(RECORD_CONCURRENCY)
+                .collect()
+                .await;
+            let failure = results
+                .iter()
+                .find_map(|result| result.as_ref().err().cloned());
+            (
+                results.into_iter().map(Result::ok).collect(),
+                failure.map_or_else(|| "ok".to_owned(), |err| format!("unreachable: {err}")),
+            )
+        }
+        StatusStorage::Unavailable(reason) => {
+            (vec![None; pods.len()], format!("unreachable: {reason}"))
+        }
+    };
+
+    let mut pod_rows: Vec<PodStatus> = pods
+        .iter()
+        .zip(counts)
+        .map(|(pod, dumps)| PodStatus {
+            namespace: pod.namespace().unwrap_or_default(),
+            name: pod.name_any(),
+            workload: owners
+                .of_pod(pod)
+                .map(|owner| format!("{}/{}", owner.kind, owner.name)),
+            node: pod.spec.as_ref().and_then(|spec| spec.node_name.clone()),
+            phase: pod
+                .status
+                .as_ref()
+                .and_then(|status| status.phase.clone())
+                .unwrap_or_else(|| "Unknown".to_owned()),
+            injection: injection(pod),
+            dumps,
+        })
+        .collect();
+    pod_rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+
+    let mut workload_rows: Vec<WorkloadStatus> = workloads
+        .iter()
+        .filter(|workload| !owners.is_owned(workload))
+        .filter(|workload| opted_in(&workload.template_annotations()))
+        .map(|workload| {
+            let reference = workload.reference().to_string();
+            let namespace = workload.namespace();
+            let mine: Vec<&PodStatus> = pod_rows
+                .iter()
+                .filter(|pod| {
+                    pod.namespace == namespace && pod.workload.as_deref() == Some(&reference)
+                })
+                .collect();
+            let (path, containers, problem) = match read_opt_in(&workload.template_annotations()) {
+                Ok(Some(request)) => (
+                    Some(request.path.to_string()),
+                    match request.containers {
+                        coredog_core::annotations::ContainerSelection::All => "all".to_owned(),
+                        coredog_core::annotations::ContainerSelection::Named(names) => {
+                            names.join(",")
+                        }
+                    },
+                    None,
+                ),
+                Ok(None) => (None, "-".to_owned(), None),
+                Err(err) => (None, "-".to_owned(), Some(err.to_string())),
+            };
+            let running: Vec<&&PodStatus> = mine
+                .iter()
+                .filter(|pod| pod.phase == "Running" || pod.phase == "Pending")
+                .collect();
+            WorkloadStatus {
+                namespace,
+                workload: reference,
+                path,
+                containers,
+                pods: running.len(),
+                injected_pods: running.iter().filter(|pod| pod.injection.injected).count(),
+                dumps: if storage_state == "ok" {
+                    mine.iter().map(|pod| pod.dumps).sum()
+                } else {
+                    None
+                },
+                problem,
+            }
+        })
+        .collect();
+    workload_rows.sort_by(|a, b| (&a.namespace, &a.workload).cmp(&(&b.namespace, &b.workload)));
+    Ok(Status {
+        workloads: workload_rows,
+        pods: pod_rows,
+        storage: storage_state,
+    })
+}
+
+fn dumps_cell(dumps: Option<usize>) -> String {
+    dumps.map_or_else(|| "unreachable".to_owned(), |count| count.to_string())
+}
+
+pub fn render(status: &Status, format: OutputFormat) -> anyhow::Result<String> {
+    let wide = match format {
+        OutputFormat::Json => return to_json(status),
+        OutputFormat::Yaml => return to_yaml(status),
+        OutputFormat::Table => false,
+        OutputFormat::Wide => true,
+    };
+    let mut text = String::new();
+    if !status.workloads.is_empty() {
+        let rows: Vec<Vec<String>> = status
+            .workloads
+            .iter()
+            .map(|w| {
+                vec![
+                    w.namespace.clone(),
+                    w.workload.clone(),
+                    w.path.clone().unwrap_or_else(|| {
+                        w.problem
+                            .as_ref()
+                            .map_or_else(|| "-".to_owned(), |problem| format!("invalid: {problem}"))
+                    }),
+                    w.containers.clone(),
+                    format!("{}/{}", w.injected_pods, w.pods),
+                    dumps_cell(w.dumps),
+                ]
+            })
+            .collect();
+        text.push_str(&table(
+            &[
+                "NAMESPACE",
+                "WORKLOAD",
+                "PATH",
+                "CONTAINERS",
+                "INJECTED",
+                "DUMPS",
+            ],
+            &rows,
+        ));
+    }
+    if !status.pods.is_empty() {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        let mut headers = vec![
+            "NAMESPACE",
+            "POD",
+            "WORKLOAD",
+            "STATUS",
+            "INJECTED",
+            "DUMPS",
+        ];
+        if wide {
+            headers.extend(["NODE", "CONTAINERS"]);
+        }
+        let rows: Vec<Vec<String>> = status
+            .pods
+            .iter()
+            .map(|pod| {
+                let injected = if pod.injection.injected {
+                    "yes".to_owned()
+                } else if wide {
+                    format!(
+                        "no: {}",
+                        pod.injection.reason.as_deref().unwrap_or("unknown")
+                    )
+                } else {
+                    "no".to_owned()
+                };
+                let mut row = vec![
+                    pod.namespace.clone(),
+                    pod.name.clone(),
+                    pod.workload.clone().unwrap_or_else(|| "-".to_owned()),
+                    pod.phase.clone(),
+                    injected,
+                    dumps_cell(pod.dumps),
+                ];
+                if wide {
+                    row.push(pod.node.clone().unwrap_or_else(|| "-".to_owned()));
+                    row.push(if pod.injection.containers.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        pod.injection.containers.join(",")
+                    });
+                }
+                row
+            })
+            .collect();
+        text.push_str(&table(&headers, &rows));
+    }
+    Ok(text)
+}
+
+pub async fn run<S: DumpStorage>(
+    client: &Client,
+    scope: &Scope,
+    storage: StatusStorage<'_, S>,
+    format: OutputFormat,
+    console: &mut Console<'_>,
+) -> anyhow::Result<()> {
+    let status = collect(client, scope, storage).await?;
+    let table = matches!(format, OutputFormat::Table | OutputFormat::Wide);
+    if table && status.workloads.is_empty() && status.pods.is_empty() {
+        console.note(&match scope {
+            Scope::Namespace(namespace) => {
+                format!("No opted-in workloads or pods found in {namespace} namespace.")
+            }
+            Scope::All => "No opted-in workloads or pods found.".to_owned(),
+        });
+        return Ok(());
+    }
+    console.print(&render(&status, format)?)?;
+    if table {
+        if status.storage != "ok" {
+            console.note(&format!("dumps: storage {}", status.storage));
+        }
+        let missing = status
+            .pods
+            .iter()
+            .filter(|pod| !pod.injection.injected)
+            .count();
+        if missing > 0 {
+            console.note(&format!(
+                "{missing} opted-in pod(s) have no dump directory: `-o wide` says why; restarting them (kubectl rollout restart) lets the webhook inject them"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(annotations: serde_json::Value, volume: bool) -> Pod {
+        let volumes = if volume {
+            serde_json::json!([{"name": VOLUME_NAME, "hostPath": {"path": "/data/x"}}])
+        } else {
+            serde_json::json!([])
+        };
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-1", "namespace": "shop", "annotations": annotations},
+            "spec": {"containers": [{"name": "app"}], "volumes": volumes}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn injection_needs_volume_and_annotation() {
+        let injected = pod(
+            serde_json::json!({"coredog.io/inject": "true", "coredog.io/path": "/corefile", "coredog.io/injected": "app"}),
+            true,
+        );
+        assert_eq!(
+            injection(&injected),
+            Injection {
+                injected: true,
+                containers: vec!["app".into()],
+                reason: None
+            }
+        );
+        let old = pod(
+            serde_json::json!({"coredog.io/inject": "true", "coredog.io/path": "/corefile"}),
+            false,
+        );
+        assert!(injection(&old).reason.unwrap().contains("restart the pod"));
+        let bad = pod(
+            serde_json::json!({"coredog.io/inject": "true", "coredog.io/path": "/etc"}),
+            false,
+        );
+        assert!(injection(&bad).reason.unwrap().contains("/etc"));
+    }
+}

@@ -1,0 +1,267 @@
+//! Where the dumps are: the storage the cluster's config Secret (or `--config FILE`) names,
+//! reached through `coredog-store`.
+//!
+//! The commands read storage through [`DumpStorage`], the few read calls they need, so that
+//! their logic runs as well over [`memory::MemoryStorage`] in tests.
+
+pub mod info;
+pub mod list;
+pub mod memory;
+pub mod resolve;
+
+use std::future::Future;
+use std::path::Path;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use coredog_core::config::{Config, StorageConfig};
+use coredog_store::{ListPage, ObjectInfo, Store, StoreError};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client};
+use tracing::debug;
+
+use crate::error::{UserError, is_forbidden, is_not_found};
+use crate::install::manifests::{
+    ACCESS_KEY_ID, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, NAMESPACE, SECRET_ACCESS_KEY,
+};
+
+/// The reads `list`, `info`, `fetch` and `status` make.
+pub trait DumpStorage {
+    /// One page of the keys under `prefix`, in key order.
+    fn list_page(
+        &self,
+        prefix: &str,
+        continuation: Option<&str>,
+    ) -> impl Future<Output = Result<ListPage, StoreError>> + Send;
+
+    fn get_bytes(&self, key: &str) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
+
+    /// Bytes `start..=end_inclusive` of `key`.
+    fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        end_inclusive: u64,
+    ) -> impl Future<Output = Result<Bytes, StoreError>> + Send;
+
+    fn head(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<ObjectInfo>, StoreError>> + Send;
+}
+
+impl DumpStorage for Store {
+    fn list_page(
+        &self,
+        prefix: &str,
+        continuation: Option<&str>,
+    ) -> impl Future<Output = Result<ListPage, StoreError>> + Send {
+        Store::list_page(self, prefix, continuation)
+    }
+
+    fn get_bytes(&self, key: &str) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send {
+        Store::get_bytes(self, key)
+    }
+
+    fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        end_inclusive: u64,
+    ) -> impl Future<Output = Result<Bytes, StoreError>> + Send {
+        Store::get_range(self, key, start, end_inclusive)
+    }
+
+    fn head(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<ObjectInfo>, StoreError>> + Send {
+        Store::head(self, key)
+    }
+}
+
+/// Opened storage and the prefix (`StoreDir`) its dumps are under.
+pub struct OpenedStorage {
+    pub store: Store,
+    pub store_dir: String,
+}
+
+/// The storage settings: from `--config FILE`, else from the config Secret install wrote
+/// (and its credentials Secret, when neither the config nor the environment has keys).
+pub async fn storage_config(
+    config_file: Option<&Path>,
+    client: Option<&Client>,
+) -> anyhow::Result<StorageConfig> {
+    if let Some(path) = config_file {
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            UserError::new(format!("cannot read --config {}", path.display()))
+                .hint("pass the watcher's configuration file (README \"Configuration\")")
+                .cause(err)
+        })?;
+        let config = Config::from_yaml(&text).map_err(|err| {
+            UserError::new(format!("{}: {err}", path.display()))
+                .hint("fix the key it names (README \"Configuration\" lists them)")
+        })?;
+        return Ok(config.storage);
+    }
+    let Some(client) = client else {
+        return Err(UserError::new("no storage configuration")
+            .hint("pass --config FILE, or reach a cluster where CoreDog is installed")
+            .into());
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    let secret = match secrets.get(CONFIG_SECRET).await {
+        Ok(secret) => secret,
+        Err(err) if is_not_found(&err) => {
+            return Err(UserError::new(format!(
+                "CoreDog's configuration (Secret {NAMESPACE}/{CONFIG_SECRET}) is not in this cluster"
+            ))
+            .hint("install CoreDog with `kubectl coredog install`, pick another --context, or pass --config FILE")
+            .into());
+        }
+        Err(err) if is_forbidden(&err) => {
+            return Err(UserError::new(format!(
+                "you may not read Secret {NAMESPACE}/{CONFIG_SECRET}, which says where dumps are stored"
+            ))
+            .hint(format!(
+                "ask for `get secrets` in namespace {NAMESPACE}, or pass --config FILE with the storage settings"
+            ))
+            .into());
+        }
+        Err(err) => {
+            return Err(anyhow::Error::new(err)
+                .context(format!("cannot read Secret {NAMESPACE}/{CONFIG_SECRET}")));
+        }
+    };
+    let text = secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get(CONFIG_KEY))
+        .and_then(|bytes| String::from_utf8(bytes.0.clone()).ok())
+        .ok_or_else(|| {
+            UserError::new(format!(
+                "Secret {NAMESPACE}/{CONFIG_SECRET} has no {CONFIG_KEY}"
+            ))
+            .hint("re-run `kubectl coredog install`, or pass --config FILE")
+        })?;
+    let mut storage = Config::from_yaml(&text)
+        .map_err(|err| {
+            UserError::new(format!(
+                "the configuration in Secret {NAMESPACE}/{CONFIG_SECRET} is not valid: {err}"
+            ))
+            .hint("fix it with `kubectl coredog install --config FILE`")
+        })?
+        .storage;
+    let has_keys = storage
+        .static_credentials(
+            |name| std::env::var(name).ok(),
+            |path| std::fs::read_to_string(path).map_err(|err| err.to_string()),
+        )
+        .ok()
+        .flatten()
+        .is_some();
+    if !has_keys {
+        add_cluster_credentials(client, &mut storage).await;
+    }
+    Ok(storage)
+}
+
+/// The keys install keeps for the watcher, when this user may read them; otherwise the store
+/// falls back to the provider chain.
+async fn add_cluster_credentials(client: &Client, storage: &mut StorageConfig) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    let secret = match secrets.get_opt(CREDENTIALS_SECRET).await {
+        Ok(Some(secret)) => secret,
+        Ok(None) => return,
+        Err(err) => {
+            debug!(error = %err, "cannot read the storage credentials Secret");
+            return;
+        }
+    };
+    let value = |key: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(key))
+            .and_then(|bytes| String::from_utf8(bytes.0.clone()).ok())
+    };
+    if let (Some(access), Some(secret)) = (value(ACCESS_KEY_ID), value(SECRET_ACCESS_KEY)) {
+        storage.access_key_id = Some(access);
+        storage.secret_access_key = Some(secret);
+        storage.access_key_id_file = None;
+        storage.secret_access_key_file = None;
+    }
+}
+
+pub fn open(storage: &StorageConfig) -> anyhow::Result<OpenedStorage> {
+    let store = Store::from_config(storage).map_err(|err| {
+        UserError::new("cannot open the dump storage")
+            .hint("check the StorageConfig section of the configuration")
+            .cause(err)
+    })?;
+    debug!(storage = %store.describe(), "storage opened");
+    Ok(OpenedStorage {
+        store,
+        store_dir: storage.store_dir.clone(),
+    })
+}
+
+/// An S3 error answer, `... Got HTTP 403 with content '<?xml ...<Code>X</Code><Message>Y</Message>...'`,
+/// as `... Got HTTP 403: X (Y)`.
+pub fn tidy_s3_message(text: &str) -> String {
+    let tag = |name: &str| {
+        text.split_once(&format!("<{name}>"))
+            .and_then(|(_, rest)| rest.split_once(&format!("</{name}>")))
+            .map(|(value, _)| value)
+    };
+    match (text.find(" with content '"), tag("Code")) {
+        (Some(at), Some(code)) => {
+            let message = tag("Message")
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
+            format!("{}: {code}{message}", &text[..at])
+        }
+        _ => text.to_owned(),
+    }
+}
+
+/// A storage error as a user-facing error, with what to check.
+pub fn storage_error(err: StoreError, doing: &str) -> anyhow::Error {
+    let text = tidy_s3_message(&err.to_string());
+    let hint = match &err {
+        StoreError::NotFound(_) => "the object may have been deleted; list again",
+        _ if text.contains("HTTP 403") || text.contains("HTTP 401") => {
+            "the storage refused the credentials: check the keys (the config's s3AccesskeyID/s3SecretAccessKey, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or Secret coredog-system/coredog-storage-credentials)"
+        }
+        _ => "check that the storage is reachable from here and that the credentials allow reading",
+    };
+    UserError::new(format!("cannot {doing}"))
+        .hint(hint)
+        .cause(anyhow::anyhow!(text))
+        .into()
+}
+
+/// Reads the config file or the cluster's Secret, and opens the storage.
+pub async fn connect(
+    config_file: Option<&Path>,
+    client: Option<&Client>,
+) -> anyhow::Result<OpenedStorage> {
+    let storage = storage_config(config_file, client)
+        .await
+        .context("cannot find the dump storage")?;
+    open(&storage)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn s3_error_answers_are_read() {
+        assert_eq!(
+            super::tidy_s3_message(
+                "list objects x/: Got HTTP 403 with content '<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Access Denied.</Message></Error>'"
+            ),
+            "list objects x/: Got HTTP 403: AccessDenied (Access Denied.)"
+        );
+        assert_eq!(super::tidy_s3_message("timed out"), "timed out");
+    }
+}

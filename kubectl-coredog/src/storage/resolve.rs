@@ -1,0 +1,136 @@
+//! Finding a dump by its ID or any unique prefix of it, as git finds a commit.
+
+use coredog_core::object_key::DumpId;
+
+use super::list::{Filters, Listed, scan};
+use super::{DumpStorage, storage_error};
+use crate::error::{UserError, user};
+
+/// Candidates named in an ambiguity error.
+const MAX_NAMED: usize = 10;
+
+/// The one dump whose ID starts with `prefix`.
+pub fn pick(prefix: &str, candidates: Vec<Listed>) -> anyhow::Result<Listed> {
+    let wanted = prefix.trim().to_ascii_lowercase();
+    if wanted.is_empty()
+        || wanted.len() > DumpId::LEN
+        || !wanted.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(user(
+            format!("{prefix:?} is not a dump ID: IDs are up to 16 hexadecimal digits"),
+            "copy the ID column of `kubectl coredog list`",
+        ));
+    }
+    let mut matching: Vec<Listed> = candidates
+        .into_iter()
+        .filter(|listed| listed.key.id.as_str().starts_with(&wanted))
+        .collect();
+    match matching.len() {
+        0 => Err(user(
+            format!("no dump has an ID starting with {wanted}"),
+            "`kubectl coredog list -A` shows every dump and its ID",
+        )),
+        1 => Ok(matching.remove(0)),
+        count => {
+            let named: Vec<String> = matching
+                .iter()
+                .take(MAX_NAMED)
+                .map(|listed| {
+                    format!(
+                        "{} ({}/{}, {})",
+                        listed.key.id, listed.key.namespace, listed.key.pod, listed.key.time
+                    )
+                })
+                .collect();
+            let more = if count > MAX_NAMED {
+                format!(" and {} more", count - MAX_NAMED)
+            } else {
+                String::new()
+            };
+            Err(UserError::new(format!(
+                "ID prefix {wanted} is ambiguous: it matches {count} dumps: {}{more}",
+                named.join(", ")
+            ))
+            .hint("give more characters of the ID")
+            .into())
+        }
+    }
+}
+
+/// Lists what `filters` select and picks the dump `prefix` names.
+pub async fn resolve<S: DumpStorage>(
+    storage: &S,
+    store_dir: &str,
+    filters: &Filters,
+    prefix: &str,
+) -> anyhow::Result<Listed> {
+    let candidates = scan(storage, store_dir, filters)
+        .await
+        .map_err(|err| storage_error(err, "list the dumps"))?;
+    pick(prefix, candidates)
+}
+
+#[cfg(test)]
+mod tests {
+    use coredog_core::object_key::CoreKey;
+    use coredog_store::ObjectInfo;
+
+    use super::*;
+
+    fn listed(id: &str) -> Listed {
+        let key = format!("corefiles/shop/web/20261127T100012Z_app_server_42_{id}.core.zst");
+        Listed {
+            key: CoreKey::parse(&key).unwrap(),
+            object: ObjectInfo {
+                key,
+                size: 1,
+                last_modified: None,
+            },
+            has_record: true,
+        }
+    }
+
+    #[test]
+    fn unique_prefixes_resolve() {
+        let candidates = vec![listed("0123456789abcdef"), listed("0124000000000000")];
+        assert_eq!(
+            pick("0123", candidates.clone()).unwrap().key.id.as_str(),
+            "0123456789abcdef"
+        );
+        assert_eq!(
+            pick("0124000000000000", candidates.clone())
+                .unwrap()
+                .key
+                .id
+                .as_str(),
+            "0124000000000000"
+        );
+        assert_eq!(
+            pick("0123456789ABCDEF", candidates)
+                .unwrap()
+                .key
+                .id
+                .as_str(),
+            "0123456789abcdef"
+        );
+    }
+
+    #[test]
+    fn ambiguous_and_unknown_prefixes_are_errors() {
+        let candidates = vec![listed("0123456789abcdef"), listed("0124000000000000")];
+        let err = pick("012", candidates.clone()).unwrap_err();
+        let explained = crate::error::explain(&err);
+        assert!(
+            explained.message.starts_with("ID prefix 012 is ambiguous: it matches 2 dumps: 0123456789abcdef (shop/web, 2026-11-27T10:00:12Z), 0124000000000000"),
+            "{explained:?}"
+        );
+        assert_eq!(
+            explained.hint.as_deref(),
+            Some("give more characters of the ID")
+        );
+        let err = pick("ff", candidates.clone()).unwrap_err();
+        assert!(format!("{err:#}").contains("no dump has an ID starting with ff"));
+        assert!(pick("xyz", candidates.clone()).is_err());
+        assert!(pick("", candidates).is_err());
+    }
+}

@@ -1,0 +1,625 @@
+//! `list`, `info` and `fetch` over storage in memory: the tables and JSON they print, ID
+//! prefixes, and fetch's parallel range reads, resume, decompression and verification.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use clap::Parser as _;
+use coredog_core::object_key::{Compression, CoreKey, DumpId, record_key_for};
+use coredog_core::record::DumpRecord;
+use jiff::Timestamp;
+use kubectl_coredog::cli::{Cli, Command, FetchArgs, InfoArgs, ListArgs};
+use kubectl_coredog::dumps::{FetchScopes, fetch_command, info_command, list_command};
+use kubectl_coredog::fetch::FetchOptions;
+use kubectl_coredog::kube_client::Scope;
+use kubectl_coredog::storage::memory::MemoryStorage;
+use sha2::{Digest, Sha256};
+use support::Captured;
+
+const STORE_DIR: &str = "corefiles";
+
+/// Bytes that hardly compress and do not repeat.
+fn core_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+struct Stored {
+    record: DumpRecord,
+    core: Vec<u8>,
+    stored: Vec<u8>,
+}
+
+fn dump(
+    id: &str,
+    (namespace, pod, container): (&str, &str, &str),
+    time: &str,
+    node: &str,
+    core: Vec<u8>,
+    compression: Compression,
+) -> Stored {
+    let key = CoreKey {
+        store_dir: STORE_DIR.into(),
+        namespace: namespace.into(),
+        pod: pod.into(),
+        time: time.parse().unwrap(),
+        container: container.into(),
+        exe: "/usr/bin/server".into(),
+        pid: 42,
+        id: DumpId::parse(id).unwrap(),
+        compression,
+    };
+    let stored = match compression {
+        Compression::Zstd => zstd::encode_all(core.as_slice(), 1).unwrap(),
+        Compression::None => core.clone(),
+    };
+    let record = DumpRecord {
+        schema_version: 1,
+        id: key.id.clone(),
+        key: key.to_key(),
+        time: key.time,
+        uploaded_at: key.time,
+        namespace: namespace.into(),
+        pod: pod.into(),
+        container: container.into(),
+        pod_uid: Some("5f0c".into()),
+        node: node.into(),
+        host_ip: Some("10.0.0.7".into()),
+        image: Some("shop/web:1.2".into()),
+        labels: BTreeMap::from([("app".into(), "web".into())]),
+        exe: "/usr/bin/server".into(),
+        pid: Some(42),
+        signal: Some(11),
+        signal_name: Some("SIGSEGV".into()),
+        cmdline: Some("server --port 80".into()),
+        uid: Some(1000),
+        hostname: Some(pod.into()),
+        size: core.len() as u64,
+        stored_size: stored.len() as u64,
+        sha256: hex::encode(Sha256::digest(&core)),
+        compression,
+        host_path: format!("/corefile/{namespace}/{pod}/{container}/core.server.42"),
+    };
+    Stored {
+        record,
+        core,
+        stored,
+    }
+}
+
+fn put(storage: &MemoryStorage, stored: &Stored, with_record: bool) {
+    storage.put(&stored.record.key, stored.stored.clone());
+    if with_record {
+        storage.put(&record_key_for(&stored.record.key), stored.record.to_json());
+    }
+}
+
+/// Three dumps, the middle one without its record.
+fn sample() -> (MemoryStorage, Vec<Stored>) {
+    let storage = MemoryStorage::with_page_size(2);
+    let dumps = vec![
+        dump(
+            "0123456789abcdef",
+            ("shop", "web-7d9f-x2x4z", "app"),
+            "2026-11-27T10:00:12Z",
+            "node-1",
+            core_bytes(5000, 1),
+            Compression::Zstd,
+        ),
+        dump(
+            "0129000000000000",
+            ("shop", "web-7d9f-x2x4z", "app"),
+            "2026-11-27T11:30:00Z",
+            "node-1",
+            core_bytes(100, 2),
+            Compression::Zstd,
+        ),
+        dump(
+            "fedcba9876543210",
+            ("ops", "agent-0", "agent"),
+            "2026-11-26T08:00:00Z",
+            "node-2",
+            core_bytes(3 * 1024 * 1024, 3),
+            Compression::None,
+        ),
+    ];
+    put(&storage, &dumps[0], true);
+    put(&storage, &dumps[1], false);
+    put(&storage, &dumps[2], true);
+    (storage, dumps)
+}
+
+fn parse(args: &[&str]) -> Command {
+    let mut argv = vec!["kubectl-coredog"];
+    argv.extend_from_slice(args);
+    Cli::try_parse_from(argv).unwrap().command
+}
+
+fn list_args(args: &[&str]) -> ListArgs {
+    let mut all = vec!["list"];
+    all.extend_from_slice(args);
+    match parse(&all) {
+        Command::List(args) => args,
+        _ => unreachable!(),
+    }
+}
+
+fn info_args(args: &[&str]) -> InfoArgs {
+    let mut all = vec!["info"];
+    all.extend_from_slice(args);
+    match parse(&all) {
+        Command::Info(args) => args,
+        _ => unreachable!(),
+    }
+}
+
+fn fetch_args(args: &[&str]) -> FetchArgs {
+    let mut all = vec!["fetch"];
+    all.extend_from_slice(args);
+    match parse(&all) {
+        Command::Fetch(args) => args,
+        _ => unreachable!(),
+    }
+}
+
+fn now() -> Timestamp {
+    "2026-11-27T12:00:00Z".parse().unwrap()
+}
+
+async fn list(storage: &MemoryStorage, args: &[&str], scope: Scope) -> Captured {
+    let mut captured = Captured::default();
+    list_command(
+        storage,
+        STORE_DIR,
+        &list_args(args),
+        &scope,
+        now(),
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    captured
+}
+
+#[tokio::test]
+async fn list_prints_a_table_newest_first_with_incomplete_dumps() {
+    let (storage, _) = sample();
+    let captured = list(&storage, &[], Scope::All).await;
+    assert_eq!(
+        captured.stdout(),
+        "\
+TIME                   NAMESPACE   POD              CONTAINER   EXE      SIG       SIZE      NODE           ID
+2026-11-27T11:30:00Z   shop        web-7d9f-x2x4z   app         server   -         -         (incomplete)   0129000000000000
+2026-11-27T10:00:12Z   shop        web-7d9f-x2x4z   app         server   SIGSEGV   4.9 KiB   node-1         0123456789abcdef
+2026-11-26T08:00:00Z   ops         agent-0          agent       server   SIGSEGV   3.0 MiB   node-2         fedcba9876543210
+"
+    );
+    assert_eq!(captured.stderr(), "");
+}
+
+#[tokio::test]
+async fn list_wide_adds_key_stored_size_and_checksum() {
+    let (storage, dumps) = sample();
+    let captured = list(
+        &storage,
+        &[
+            "-o", "wide", "--limit", "1", "--exe", "server", "--until", "1h",
+        ],
+        Scope::Namespace("shop".into()),
+    )
+    .await;
+    let stored = coredog_core::template::human_bytes(dumps[0].stored.len() as u64);
+    let header = "TIME                   NAMESPACE   POD              CONTAINER   EXE      SIG       SIZE      NODE     ID                 KEY";
+    let stdout = captured.stdout();
+    assert!(stdout.starts_with(header), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "   {}   {stored}   {}\n",
+            dumps[0].record.key, dumps[0].record.sha256
+        )),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 2);
+    // Only the shop prefix was listed, and only the shown row's record read.
+    let requests = storage.take_requests();
+    assert!(
+        requests
+            .iter()
+            .filter(|r| r.starts_with("list "))
+            .all(|r| r == "list corefiles/shop/"),
+        "{requests:?}"
+    );
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.starts_with("get "))
+            .collect::<Vec<_>>(),
+        [&format!("get {}.json", dumps[0].record.key)]
+    );
+}
+
+#[tokio::test]
+async fn list_json_is_an_array_of_records() {
+    let (storage, dumps) = sample();
+    let captured = list(
+        &storage,
+        &["-o", "json", "--since", "2026-11-27T00:00:00Z"],
+        Scope::Namespace("shop".into()),
+    )
+    .await;
+    let value: serde_json::Value = serde_json::from_str(&captured.stdout()).unwrap();
+    let expected = serde_json::json!([
+        {
+            "id": "0129000000000000",
+            "key": dumps[1].record.key,
+            "time": "2026-11-27T11:30:00Z",
+            "namespace": "shop",
+            "pod": "web-7d9f-x2x4z",
+            "container": "app",
+            "exe": "server",
+            "pid": 42,
+            "storedSize": dumps[1].stored.len(),
+            "compression": "zstd",
+            "incomplete": true
+        },
+        serde_json::to_value(&dumps[0].record).unwrap()
+    ]);
+    assert_eq!(value, expected);
+    for field in [
+        "id",
+        "key",
+        "time",
+        "namespace",
+        "pod",
+        "container",
+        "node",
+        "exe",
+        "pid",
+        "signal",
+        "size",
+        "sha256",
+    ] {
+        assert!(value[1].get(field).is_some(), "{field}");
+    }
+}
+
+#[tokio::test]
+async fn list_filters_on_the_node_read_records_and_say_when_rows_are_left_out() {
+    let (storage, _) = sample();
+    let captured = list(&storage, &["--node", "node-1"], Scope::All).await;
+    assert_eq!(
+        captured.stdout().lines().count(),
+        2,
+        "{}",
+        captured.stdout()
+    );
+    assert!(captured.stdout().contains("0123456789abcdef"));
+    let captured = list(&storage, &["--limit", "2"], Scope::All).await;
+    assert_eq!(
+        captured.stderr(),
+        "showing the newest 2 of 3 dumps; --limit 0 shows all\n"
+    );
+    let captured = list(
+        &storage,
+        &["--pod", "nothing"],
+        Scope::Namespace("shop".into()),
+    )
+    .await;
+    assert_eq!(captured.stdout(), "");
+    assert_eq!(captured.stderr(), "No dumps found in shop namespace.\n");
+}
+
+#[tokio::test]
+async fn info_prints_the_record() {
+    let (storage, dumps) = sample();
+    let mut captured = Captured::default();
+    info_command(
+        &storage,
+        STORE_DIR,
+        &info_args(&["0123"]),
+        &Scope::All,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    let stored = dumps[0].stored.len();
+    assert_eq!(
+        captured.stdout(),
+        format!(
+            "          ID: 0123456789abcdef
+        Time: 2026-11-27T10:00:12Z
+    Uploaded: 2026-11-27T10:00:12Z
+         Pod: shop/web-7d9f-x2x4z
+   Container: app
+     Pod UID: 5f0c
+        Node: node-1
+     Host IP: 10.0.0.7
+       Image: shop/web:1.2
+      Labels: app=web
+  Executable: /usr/bin/server
+Command line: server --port 80
+         PID: 42
+         UID: 1000
+    Hostname: web-7d9f-x2x4z
+      Signal: 11 (SIGSEGV)
+        Size: 4.9 KiB (5000 bytes)
+      Stored: {} ({stored} bytes, compression zstd)
+      SHA256: {}
+         Key: {}
+   Host path: /corefile/shop/web-7d9f-x2x4z/app/core.server.42
+",
+            coredog_core::template::human_bytes(stored as u64),
+            dumps[0].record.sha256,
+            dumps[0].record.key
+        )
+    );
+    let mut captured = Captured::default();
+    info_command(
+        &storage,
+        STORE_DIR,
+        &info_args(&["fedcba", "-o", "yaml"]),
+        &Scope::All,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        captured.stdout().contains("node: node-2\n"),
+        "{}",
+        captured.stdout()
+    );
+}
+
+#[tokio::test]
+async fn id_prefixes_must_be_unique() {
+    let (storage, _) = sample();
+    let mut captured = Captured::default();
+    let err = info_command(
+        &storage,
+        STORE_DIR,
+        &info_args(&["012"]),
+        &Scope::All,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        kubectl_coredog::error::explain(&err).to_string(),
+        "error: ID prefix 012 is ambiguous: it matches 2 dumps: 0129000000000000 (shop/web-7d9f-x2x4z, 2026-11-27T11:30:00Z), 0123456789abcdef (shop/web-7d9f-x2x4z, 2026-11-27T10:00:12Z)\nhint: give more characters of the ID"
+    );
+    let err = info_command(
+        &storage,
+        STORE_DIR,
+        &info_args(&["fedc"]),
+        &Scope::Namespace("shop".into()),
+        &mut captured.console(),
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("no dump has an ID starting with fedc"));
+}
+
+fn small_chunks() -> FetchOptions {
+    FetchOptions {
+        chunk_size: 1000,
+        in_flight: 4,
+        ..FetchOptions::default()
+    }
+}
+
+async fn fetch(
+    storage: &MemoryStorage,
+    args: &[&str],
+    options: FetchOptions,
+) -> anyhow::Result<Captured> {
+    let mut captured = Captured::default();
+    fetch_command(
+        storage,
+        STORE_DIR,
+        &fetch_args(args),
+        &FetchScopes {
+            listing: Scope::Namespace("shop".into()),
+            ids: Scope::All,
+        },
+        now(),
+        options,
+        &mut captured.console(),
+    )
+    .await
+    .map(|()| captured)
+}
+
+fn ranges(storage: &MemoryStorage) -> Vec<String> {
+    storage
+        .take_requests()
+        .into_iter()
+        .filter(|r| r.starts_with("range "))
+        .map(|r| r.rsplit(' ').next().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn fetch_decompresses_verifies_and_writes_atomically() {
+    let (storage, dumps) = sample();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("core");
+    let out_arg = out.display().to_string();
+    storage.take_requests();
+    let captured = fetch(&storage, &["0123", "-o", &out_arg], small_chunks())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), dumps[0].core);
+    assert_eq!(
+        captured.stdout(),
+        format!("{out_arg}: 4.9 KiB core of shop/web-7d9f-x2x4z app (SIGSEGV), SHA-256 verified\n")
+    );
+    let stored = dumps[0].stored.len();
+    let expected: Vec<String> = (0..stored)
+        .step_by(1000)
+        .map(|start| format!("{start}-{}", (start + 1000).min(stored) - 1))
+        .collect();
+    assert_eq!(ranges(&storage), expected);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers,
+        [std::ffi::OsString::from("core")],
+        "no part or temporary file is left"
+    );
+
+    let err = fetch(&storage, &["0123", "-o", &out_arg], small_chunks())
+        .await
+        .unwrap_err();
+    assert!(
+        kubectl_coredog::error::explain(&err)
+            .hint
+            .unwrap()
+            .contains("--force")
+    );
+    fetch(
+        &storage,
+        &["0123", "-o", &out_arg, "--force"],
+        small_chunks(),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn fetch_resumes_from_the_part_file() {
+    let (storage, dumps) = sample();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("resumed.core");
+    let part = dir.path().join("resumed.core.part");
+    std::fs::write(&part, &dumps[0].stored[..2500]).unwrap();
+    storage.take_requests();
+    fetch(
+        &storage,
+        &["0123456789abcdef", "-o", out.to_str().unwrap()],
+        small_chunks(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), dumps[0].core);
+    let requested = ranges(&storage);
+    assert_eq!(
+        requested.first().map(String::as_str),
+        Some("2500-3499"),
+        "{requested:?}"
+    );
+    assert!(!part.exists());
+}
+
+#[tokio::test]
+async fn a_part_file_of_other_bytes_is_discarded_and_the_fetch_starts_over() {
+    let (storage, dumps) = sample();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("core");
+    std::fs::write(dir.path().join("core.part"), vec![0x5a; 1200]).unwrap();
+    storage.take_requests();
+    fetch(
+        &storage,
+        &["0123", "-o", out.to_str().unwrap()],
+        small_chunks(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), dumps[0].core);
+    assert_eq!(ranges(&storage).first().map(String::as_str), Some("0-999"));
+}
+
+#[tokio::test]
+async fn a_checksum_mismatch_is_an_error_and_writes_nothing() {
+    let (storage, dumps) = sample();
+    let mut record = dumps[0].record.clone();
+    record.sha256 = "00".repeat(32);
+    storage.put(&record_key_for(&record.key), record.to_json());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("core");
+    let err = fetch(
+        &storage,
+        &["0123", "-o", out.to_str().unwrap()],
+        small_chunks(),
+    )
+    .await
+    .unwrap_err();
+    let explained = kubectl_coredog::error::explain(&err);
+    assert!(
+        explained.message.starts_with(&format!(
+            "dump 0123456789abcdef failed verification: its SHA-256 is {}, its record says {}; nothing was written",
+            dumps[0].record.sha256,
+            "00".repeat(32)
+        )),
+        "{explained:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no output, part or temporary file"
+    );
+}
+
+#[tokio::test]
+async fn fetch_raw_keeps_the_stored_bytes_and_plain_dumps_are_verified_too() {
+    let (storage, dumps) = sample();
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("core.zst");
+    fetch(
+        &storage,
+        &["0123", "--raw", "-o", raw.to_str().unwrap()],
+        small_chunks(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read(&raw).unwrap(), dumps[0].stored);
+
+    // Uncompressed, 3 MiB: the default 8 MiB chunks make it one range read.
+    let plain = dir.path().join("agent.core");
+    storage.take_requests();
+    fetch(
+        &storage,
+        &["fedcba9876543210", "-o", plain.to_str().unwrap()],
+        FetchOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read(&plain).unwrap(), dumps[2].core);
+    assert_eq!(ranges(&storage), [format!("0-{}", 3 * 1024 * 1024 - 1)]);
+}
+
+#[tokio::test]
+async fn fetch_latest_uses_the_list_filters_and_refuses_incomplete_dumps() {
+    let (storage, _) = sample();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("latest");
+    let err = fetch(
+        &storage,
+        &["--latest", "-o", out.to_str().unwrap()],
+        small_chunks(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        kubectl_coredog::error::explain(&err).to_string(),
+        "error: dump 0129000000000000 is incomplete: it has no record, so it cannot be verified\nhint: the watcher writes the record last: try again in a minute (`kubectl coredog info ID` shows what is known)"
+    );
+    fetch(
+        &storage,
+        &["--latest", "--until", "1h", "-o", out.to_str().unwrap()],
+        small_chunks(),
+    )
+    .await
+    .unwrap();
+    assert!(Path::new(&out).exists());
+}

@@ -1,0 +1,279 @@
+//! `enable` / `disable` against a mock API server: the exact requests, patch bodies and
+//! content types, and what is printed.
+
+mod support;
+
+use kubectl_coredog::cli::DryRun;
+use kubectl_coredog::enable::{Change, Targets, run};
+use kubectl_coredog::workload::{WorkloadKind, parse_refs};
+use serde_json::{Value, json};
+use support::{Captured, api_server, list, not_found, ok, status};
+
+fn deployment(name: &str, annotations: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}, "annotations": annotations},
+                "spec": {"containers": [{"name": "app", "image": "shop/web"}, {"name": "sidecar", "image": "proxy"}]}
+            }
+        }
+    })
+}
+
+fn refs(args: &[&str]) -> Targets {
+    Targets::Named(parse_refs(&args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>()).unwrap())
+}
+
+#[tokio::test]
+async fn enable_merge_patches_the_pod_template() {
+    let (client, server) = api_server(|request| match request.method.as_str() {
+        "GET" => ok(deployment("web", json!({}))),
+        _ => ok(deployment("web", json!({}))),
+    });
+    let mut captured = Captured::default();
+    let change = Change::enable("/corefile", &["app".to_owned()]).unwrap();
+    run(
+        &client,
+        "shop",
+        &refs(&["deploy/web"]),
+        &change,
+        DryRun::None,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    drop(client);
+    let log = server.await.unwrap();
+    let lines: Vec<String> = log.iter().map(|r| r.line()).collect();
+    assert_eq!(
+        lines,
+        [
+            "GET /apis/apps/v1/namespaces/shop/deployments/web",
+            "PATCH /apis/apps/v1/namespaces/shop/deployments/web",
+        ]
+    );
+    let patch = &log[1];
+    assert_eq!(
+        patch.content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
+    assert_eq!(
+        patch.query.get("fieldManager").map(String::as_str),
+        Some("kubectl-coredog")
+    );
+    assert!(!patch.query.contains_key("dryRun"));
+    assert_eq!(
+        patch.body,
+        json!({"spec": {"template": {"metadata": {"annotations": {
+            "coredog.io/inject": "true",
+            "coredog.io/path": "/corefile",
+            "coredog.io/container": "app"
+        }}}}})
+    );
+    assert_eq!(
+        captured.stdout(),
+        "deployment.apps/web enabled: coredog.io/container=app, coredog.io/inject=true, coredog.io/path=/corefile; a rollout of its pods follows\n"
+    );
+    assert_eq!(captured.stderr(), "");
+}
+
+#[tokio::test]
+async fn disable_removes_the_annotations_with_null() {
+    let cronjob = json!({
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": "nightly", "namespace": "shop"},
+        "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {
+            "metadata": {"annotations": {"coredog.io/inject": "true", "coredog.io/path": "/corefile"}},
+            "spec": {"containers": [{"name": "job", "image": "x"}], "restartPolicy": "Never"}
+        }}}}
+    });
+    let answer = cronjob.clone();
+    let (client, server) = api_server(move |_| ok(answer.clone()));
+    let mut captured = Captured::default();
+    run(
+        &client,
+        "shop",
+        &refs(&["cj/nightly"]),
+        &Change::Disable,
+        DryRun::None,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    drop(client);
+    let log = server.await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        log[1].line(),
+        "PATCH /apis/batch/v1/namespaces/shop/cronjobs/nightly"
+    );
+    assert_eq!(
+        log[1].content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
+    assert_eq!(
+        log[1].body,
+        json!({"spec": {"jobTemplate": {"spec": {"template": {"metadata": {"annotations": {
+            "coredog.io/inject": null,
+            "coredog.io/path": null,
+            "coredog.io/container": null
+        }}}}}}})
+    );
+    assert_eq!(
+        captured.stdout(),
+        "cronjob.batch/nightly disabled: coredog.io/inject removed, coredog.io/path removed; applies to its next runs\n"
+    );
+}
+
+#[tokio::test]
+async fn a_selector_patches_only_what_changes() {
+    let statefulset = |name: &str, annotations: Value| {
+        json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"serviceName": name, "selector": {"matchLabels": {"app": "db"}}, "template": {
+                "metadata": {"annotations": annotations},
+                "spec": {"containers": [{"name": "db", "image": "postgres"}]}
+            }}
+        })
+    };
+    let done = statefulset(
+        "db-a",
+        json!({"coredog.io/inject": "true", "coredog.io/path": "/corefile"}),
+    );
+    let todo = statefulset("db-b", json!({}));
+    let (client, server) = api_server(move |request| match request.method.as_str() {
+        "GET" => list("StatefulSet", vec![done.clone(), todo.clone()]),
+        _ => ok(todo.clone()),
+    });
+    let targets = Targets::Selected {
+        kind: WorkloadKind::StatefulSet,
+        selector: "app=db".into(),
+    };
+    let mut captured = Captured::default();
+    let change = Change::enable("/corefile", &[]).unwrap();
+    run(
+        &client,
+        "shop",
+        &targets,
+        &change,
+        DryRun::Server,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    drop(client);
+    let log = server.await.unwrap();
+    assert_eq!(
+        log[0].line(),
+        "GET /apis/apps/v1/namespaces/shop/statefulsets"
+    );
+    assert_eq!(
+        log[0].query.get("labelSelector").map(String::as_str),
+        Some("app=db")
+    );
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        log[1].line(),
+        "PATCH /apis/apps/v1/namespaces/shop/statefulsets/db-b"
+    );
+    assert_eq!(log[1].query.get("dryRun").map(String::as_str), Some("All"));
+    assert_eq!(
+        captured.stdout(),
+        "statefulset.apps/db-a unchanged (already enabled)\nstatefulset.apps/db-b enabled (server dry run): coredog.io/inject=true, coredog.io/path=/corefile; a rollout of its pods follows\n"
+    );
+}
+
+#[tokio::test]
+async fn a_client_dry_run_shows_the_patch_and_sends_none() {
+    let (client, server) = api_server(|_| ok(deployment("web", json!({}))));
+    let mut captured = Captured::default();
+    let change = Change::enable("/data/dumps", &[]).unwrap();
+    run(
+        &client,
+        "shop",
+        &refs(&["deployments.apps/web"]),
+        &change,
+        DryRun::Client,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    drop(client);
+    let log = server.await.unwrap();
+    assert!(log.iter().all(|request| request.method == "GET"), "{log:?}");
+    assert_eq!(
+        captured.stdout(),
+        "deployment.apps/web patch (dry run): {\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"coredog.io/container\":null,\"coredog.io/inject\":\"true\",\"coredog.io/path\":\"/data/dumps\"}}}}}\n"
+    );
+}
+
+#[tokio::test]
+async fn missing_workloads_and_unknown_containers_fail_clearly() {
+    let (client, server) = api_server(|request| {
+        if request.path.ends_with("/missing") {
+            not_found("deployments.apps \"missing\"")
+        } else {
+            ok(deployment("web", json!({})))
+        }
+    });
+    let mut captured = Captured::default();
+    let change = Change::enable("/corefile", &["worker".to_owned()]).unwrap();
+    let err = run(
+        &client,
+        "shop",
+        &refs(&["deploy/missing", "deploy/web"]),
+        &change,
+        DryRun::None,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap_err();
+    drop(client);
+    let log = server.await.unwrap();
+    assert!(log.iter().all(|request| request.method == "GET"), "{log:?}");
+    let explained = kubectl_coredog::error::explain(&err);
+    assert_eq!(explained.message, "2 of 2 workloads could not be enabled");
+    assert_eq!(
+        captured.stderr(),
+        "error: deployment.apps/missing not found in namespace shop\nerror: deployment.apps/web: --container worker matches none of its containers (app, sidecar)\nhint: name containers of the pod template, or leave --container out to select all\n"
+    );
+}
+
+#[tokio::test]
+async fn a_started_job_cannot_change_and_says_what_to_do() {
+    let job = json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "once", "namespace": "shop"},
+        "spec": {"template": {"spec": {"containers": [{"name": "job", "image": "x"}], "restartPolicy": "Never"}}}
+    });
+    let (client, server) = api_server(move |request| match request.method.as_str() {
+        "GET" => ok(job.clone()),
+        _ => status(
+            422,
+            "Invalid",
+            "Job.batch \"once\" is invalid: spec.template: field is immutable",
+        ),
+    });
+    let mut captured = Captured::default();
+    let change = Change::enable("/corefile", &[]).unwrap();
+    let result = run(
+        &client,
+        "shop",
+        &refs(&["job/once"]),
+        &change,
+        DryRun::None,
+        &mut captured.console(),
+    )
+    .await;
+    drop(client);
+    server.await.unwrap();
+    assert!(result.is_err());
+    assert_eq!(
+        captured.stderr(),
+        "error: job.batch/once: Kubernetes does not let a Job's pod template change once it exists\nhint: opt in the CronJob that creates it, or re-create the Job with the annotations\n"
+    );
+}

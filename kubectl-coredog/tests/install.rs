@@ -1,0 +1,389 @@
+//! `install` and `uninstall` against a mock API server: server-side apply with the plugin's
+//! field manager and forced conflicts, the objects in order, upgrades that keep what the last
+//! install stored, and the deletes of uninstall.
+
+mod support;
+
+use clap::Parser as _;
+use kubectl_coredog::cli::{Cli, Command, InstallArgs, UninstallArgs};
+use kubectl_coredog::install::{install, manifests, settings, uninstall};
+use serde_json::{Value, json};
+use support::{Captured, Recorded, api_server, not_found, ok, status};
+
+fn parse(args: &[&str]) -> Command {
+    let mut argv = vec!["kubectl-coredog"];
+    argv.extend_from_slice(args);
+    Cli::try_parse_from(argv).unwrap().command
+}
+
+fn install_args(args: &[&str]) -> InstallArgs {
+    let mut all = vec!["install"];
+    all.extend_from_slice(args);
+    match parse(&all) {
+        Command::Install(args) => args,
+        _ => unreachable!(),
+    }
+}
+
+fn uninstall_args(args: &[&str]) -> UninstallArgs {
+    let mut all = vec!["uninstall"];
+    all.extend_from_slice(args);
+    match parse(&all) {
+        Command::Uninstall(args) => args,
+        _ => unreachable!(),
+    }
+}
+
+/// Answers an apply with what was applied, plus what the API server adds.
+fn echo_apply(request: &Recorded) -> (u16, Value) {
+    let mut object = request.body.clone();
+    object["metadata"]["managedFields"] = json!([{"manager": "kubectl-coredog"}]);
+    object["metadata"]["uid"] = json!("0000");
+    ok(object)
+}
+
+const APPLY_PATHS: [&str; 17] = [
+    "/api/v1/namespaces/coredog-system",
+    "/apis/policy/v1/namespaces/coredog-system/poddisruptionbudgets/coredog-webhook",
+    "/api/v1/namespaces/coredog-system/serviceaccounts/coredog-webhook",
+    "/api/v1/namespaces/coredog-system/serviceaccounts/coredog-watcher",
+    "/api/v1/namespaces/coredog-system/secrets/coredog-config",
+    "/apis/rbac.authorization.k8s.io/v1/clusterroles/coredog-webhook",
+    "/apis/rbac.authorization.k8s.io/v1/clusterroles/coredog-watcher",
+    "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/coredog-webhook",
+    "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/coredog-watcher",
+    "/apis/rbac.authorization.k8s.io/v1/namespaces/coredog-system/roles/coredog-webhook",
+    "/apis/rbac.authorization.k8s.io/v1/namespaces/coredog-system/roles/coredog-watcher",
+    "/apis/rbac.authorization.k8s.io/v1/namespaces/coredog-system/rolebindings/coredog-webhook",
+    "/apis/rbac.authorization.k8s.io/v1/namespaces/coredog-system/rolebindings/coredog-watcher",
+    "/api/v1/namespaces/coredog-system/services/coredog-webhook",
+    "/apis/apps/v1/namespaces/coredog-system/daemonsets/coredog-watcher",
+    "/apis/apps/v1/namespaces/coredog-system/deployments/coredog-webhook",
+    "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/coredog-webhook",
+];
+
+#[tokio::test]
+async fn install_applies_every_object_server_side_in_order() {
+    let (client, server) = api_server(|request| match request.method.as_str() {
+        "GET" => not_found("secrets \"coredog-storage-credentials\""),
+        _ => echo_apply(request),
+    });
+    let args = install_args(&["--bucket", "dumps", "--region", "eu-west-1"]);
+    let no_env = |_: &str| None;
+    let mut captured = Captured::default();
+    install(Some(&client), &args, &no_env, &mut captured.console())
+        .await
+        .unwrap();
+    drop(client);
+    let log = server.await.unwrap();
+
+    assert_eq!(
+        log[0].line(),
+        "GET /api/v1/namespaces/coredog-system/secrets/coredog-storage-credentials"
+    );
+    let applies = &log[1..];
+    assert_eq!(
+        applies.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+        APPLY_PATHS
+    );
+    let mut expected_console = Captured::default();
+    let expected = manifests::build(
+        &settings(&args, None, &no_env, &mut expected_console.console())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    for (request, manifest) in applies.iter().zip(&expected) {
+        assert_eq!(request.method, "PATCH", "{}", request.path);
+        assert_eq!(
+            request.content_type.as_deref(),
+            Some("application/apply-patch+yaml"),
+            "{}",
+            request.path
+        );
+        assert_eq!(
+            request.query.get("fieldManager").map(String::as_str),
+            Some("kubectl-coredog")
+        );
+        assert_eq!(request.query.get("force").map(String::as_str), Some("true"));
+        assert!(!request.query.contains_key("dryRun"));
+        assert_eq!(request.body, manifest.object, "{}", request.path);
+    }
+    let config = &applies[4].body;
+    assert_eq!(config["kind"], "Secret");
+    let webhook = &applies[16].body["webhooks"][0];
+    assert!(
+        webhook["clientConfig"].get("caBundle").is_none(),
+        "the webhook owns caBundle"
+    );
+    let stdout = captured.stdout();
+    assert!(
+        stdout.starts_with("namespace/coredog-system serverside-applied\npoddisruptionbudget.policy/coredog-webhook serverside-applied\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("CoreDog is installed in namespace coredog-system."));
+}
+
+#[tokio::test]
+async fn an_upgrade_keeps_the_stored_config_and_credentials() {
+    let config_text = "StorageConfig:\n  S3Bucket: kept\n  s3Region: us-east-1\n";
+    let stored = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "x", "namespace": "coredog-system"},
+        "data": {
+            "config.yaml": "U3RvcmFnZUNvbmZpZzoKICBTM0J1Y2tldDoga2VwdAogIHMzUmVnaW9uOiB1cy1lYXN0LTEK",
+            "AWS_ACCESS_KEY_ID": "YWs=",
+            "AWS_SECRET_ACCESS_KEY": "c2s="
+        }
+    });
+    let (client, server) = api_server(move |request| match request.method.as_str() {
+        "GET" => ok(stored.clone()),
+        _ => echo_apply(request),
+    });
+    let args = install_args(&["--image", "registry.local/coredog:1.2.3", "-o", "json"]);
+    let no_env = |_: &str| None;
+    let mut captured = Captured::default();
+    install(Some(&client), &args, &no_env, &mut captured.console())
+        .await
+        .unwrap();
+    drop(client);
+    let log = server.await.unwrap();
+    assert_eq!(
+        log[..2].iter().map(Recorded::line).collect::<Vec<_>>(),
+        [
+            "GET /api/v1/namespaces/coredog-system/secrets/coredog-config",
+            "GET /api/v1/namespaces/coredog-system/secrets/coredog-storage-credentials",
+        ]
+    );
+    let config = log
+        .iter()
+        .find(|r| r.path.ends_with("/secrets/coredog-config") && r.method == "PATCH")
+        .unwrap();
+    let decoded: k8s_openapi::ByteString =
+        serde_json::from_value(config.body["data"]["config.yaml"].clone()).unwrap();
+    assert_eq!(String::from_utf8(decoded.0).unwrap(), config_text);
+    assert!(
+        log.iter().any(
+            |r| r.path.ends_with("/secrets/coredog-storage-credentials") && r.method == "PATCH"
+        )
+    );
+    let daemon_set = log
+        .iter()
+        .find(|r| r.path.ends_with("/daemonsets/coredog-watcher"))
+        .unwrap();
+    assert_eq!(
+        daemon_set.body["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.local/coredog:1.2.3"
+    );
+    assert_eq!(
+        daemon_set.body["metadata"]["labels"]["app.kubernetes.io/version"],
+        "1.2.3"
+    );
+    assert_eq!(
+        captured.stderr(),
+        "keeping the storage settings of Secret coredog-system/coredog-config\nkeeping the storage keys of Secret coredog-system/coredog-storage-credentials\n"
+    );
+    // -o json prints what the API server stored, without its bookkeeping.
+    let printed: Value = serde_json::from_str(&captured.stdout()).unwrap();
+    assert_eq!(printed["kind"], "List");
+    assert_eq!(printed["items"].as_array().unwrap().len(), 18);
+    assert_eq!(printed["items"][0]["metadata"]["uid"], "0000");
+    assert!(
+        printed["items"][0]["metadata"]
+            .get("managedFields")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_refused_apply_is_explained() {
+    let (client, server) = api_server(|request| match request.method.as_str() {
+        "GET" => not_found("secrets"),
+        _ => status(
+            403,
+            "Forbidden",
+            "namespaces \"coredog-system\" is forbidden: User \"dev\" cannot patch resource \"namespaces\"",
+        ),
+    });
+    let args = install_args(&["--bucket", "dumps", "--dry-run=server"]);
+    let mut captured = Captured::default();
+    let err = install(
+        Some(&client),
+        &args,
+        &|_: &str| None,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap_err();
+    drop(client);
+    let log = server.await.unwrap();
+    assert_eq!(log[1].query.get("dryRun").map(String::as_str), Some("All"));
+    assert_eq!(
+        kubectl_coredog::error::explain(&err).to_string(),
+        "error: cannot apply namespace/coredog-system: namespaces \"coredog-system\" is forbidden: User \"dev\" cannot patch resource \"namespaces\"\nhint: installing CoreDog needs cluster-admin rights (it creates cluster roles and a webhook)"
+    );
+}
+
+#[tokio::test]
+async fn uninstall_deletes_everything_webhook_configuration_first() {
+    let (client, server) = api_server(|request| {
+        if request.path.ends_with("/coredog-storage-credentials") {
+            not_found("secrets \"coredog-storage-credentials\"")
+        } else {
+            status(200, "", "")
+        }
+    });
+    let mut captured = Captured::default();
+    uninstall(&client, &uninstall_args(&[]), &mut captured.console())
+        .await
+        .unwrap();
+    drop(client);
+    let log = server.await.unwrap();
+    assert_eq!(
+        log.iter().map(Recorded::line).collect::<Vec<_>>(),
+        [
+            "DELETE /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/coredog-webhook",
+            "DELETE /apis/apps/v1/namespaces/coredog-system/deployments/coredog-webhook",
+            "DELETE /apis/apps/v1/namespaces/coredog-system/daemonsets/coredog-watcher",
+            "DELETE /api/v1/namespaces/coredog-system/services/coredog-webhook",
+            "DELETE /apis/policy/v1/namespaces/coredog-system/poddisruptionbudgets/coredog-webhook",
+            "DELETE /apis/rbac.authorization.k8s.io/v1/namespaces/coredog-system/rolebindings/coredog-webhook",
+            "DELETE /apis/rbac.authorization.k8s.io/v1/namespaces/coredog-system/rolebindings/coredog-watcher",
+            "DELETE /apis/rbac.authorization.k8s.io/v1/namespaces/coredog-system/roles/coredog-webhook",
+            "DELETE /apis/rbac.authorization.k8s.io/v1/namespaces/coredog-system/roles/coredog-watcher",
+            "DELETE /apis/rbac.authorization.k8s.io/v1/clusterrolebindings/coredog-webhook",
+            "DELETE /apis/rbac.authorization.k8s.io/v1/clusterrolebindings/coredog-watcher",
+            "DELETE /apis/rbac.authorization.k8s.io/v1/clusterroles/coredog-webhook",
+            "DELETE /apis/rbac.authorization.k8s.io/v1/clusterroles/coredog-watcher",
+            "DELETE /api/v1/namespaces/coredog-system/secrets/coredog-webhook-tls",
+            "DELETE /api/v1/namespaces/coredog-system/secrets/coredog-storage-credentials",
+            "DELETE /api/v1/namespaces/coredog-system/secrets/coredog-config",
+            "DELETE /api/v1/namespaces/coredog-system/serviceaccounts/coredog-webhook",
+            "DELETE /api/v1/namespaces/coredog-system/serviceaccounts/coredog-watcher",
+            "DELETE /api/v1/namespaces/coredog-system",
+        ]
+    );
+    assert_eq!(log[0].body["propagationPolicy"], "Background");
+    let stdout = captured.stdout();
+    assert!(stdout.starts_with(
+        "mutatingwebhookconfiguration.admissionregistration.k8s.io/coredog-webhook deleted\n"
+    ));
+    assert!(stdout.contains("secret/coredog-webhook-tls deleted\n"));
+    assert!(!stdout.contains("coredog-storage-credentials"), "{stdout}");
+    assert!(stdout.ends_with("namespace/coredog-system deleted\n"));
+}
+
+#[tokio::test]
+async fn uninstall_dry_runs() {
+    let (client, server) = api_server(|request| match request.method.as_str() {
+        "GET" if request.path.ends_with("/coredog-webhook-tls") => not_found("secrets"),
+        "GET" => ok(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}})),
+        _ => status(200, "", ""),
+    });
+    let mut captured = Captured::default();
+    uninstall(
+        &client,
+        &uninstall_args(&["--dry-run", "--keep-namespace"]),
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    drop(client);
+    let log = server.await.unwrap();
+    assert!(
+        log.iter().all(|r| r.method == "GET"),
+        "a client dry run deletes nothing"
+    );
+    assert_eq!(log.len(), 18);
+    let stdout = captured.stdout();
+    assert!(stdout.contains("deployment.apps/coredog-webhook deleted (dry run)\n"));
+    assert!(!stdout.contains("coredog-webhook-tls"));
+
+    let (client, server) = api_server(|_| not_found("anything"));
+    let mut captured = Captured::default();
+    uninstall(
+        &client,
+        &uninstall_args(&["--dry-run=server"]),
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    drop(client);
+    let log = server.await.unwrap();
+    // kube sends a delete's dry run in its DeleteOptions body.
+    assert!(
+        log.iter()
+            .all(|r| r.method == "DELETE" && r.body["dryRun"] == json!(["All"])),
+        "{log:?}"
+    );
+    assert_eq!(
+        captured.stdout(),
+        "CoreDog is not installed: nothing to delete\n"
+    );
+}
+
+#[tokio::test]
+async fn wait_reports_readiness_and_times_out_with_a_hint() {
+    let rollout = |ready: i32| {
+        move |request: &Recorded| {
+            if request.path.ends_with("/deployments/coredog-webhook") {
+                ok(json!({
+                    "apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": "coredog-webhook", "generation": 1},
+                    "spec": {"replicas": 2, "selector": {}, "template": {}},
+                    "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": ready}
+                }))
+            } else {
+                ok(json!({
+                    "apiVersion": "apps/v1", "kind": "DaemonSet",
+                    "metadata": {"name": "coredog-watcher", "generation": 1},
+                    "spec": {"selector": {}, "template": {}},
+                    "status": {"observedGeneration": 1, "desiredNumberScheduled": 3, "currentNumberScheduled": 3,
+                               "numberMisscheduled": 0, "numberReady": 3, "updatedNumberScheduled": 3}
+                }))
+            }
+        }
+    };
+    let (client, server) = api_server(rollout(2));
+    let mut captured = Captured::default();
+    kubectl_coredog::install::wait::wait_ready(
+        &client,
+        std::time::Duration::from_secs(60),
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    drop(client);
+    assert_eq!(
+        server
+            .await
+            .unwrap()
+            .iter()
+            .map(Recorded::line)
+            .collect::<Vec<_>>(),
+        [
+            "GET /apis/apps/v1/namespaces/coredog-system/deployments/coredog-webhook",
+            "GET /apis/apps/v1/namespaces/coredog-system/daemonsets/coredog-watcher",
+        ]
+    );
+    assert_eq!(
+        captured.stdout(),
+        "ready: webhook 2/2 replicas, watcher on 3/3 nodes\n"
+    );
+
+    let (client, server) = api_server(rollout(1));
+    let mut captured = Captured::default();
+    let err = kubectl_coredog::install::wait::wait_ready(
+        &client,
+        std::time::Duration::ZERO,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap_err();
+    drop(client);
+    server.await.unwrap();
+    assert_eq!(
+        kubectl_coredog::error::explain(&err).to_string(),
+        "error: CoreDog is not ready after 0s: webhook 1/2 replicas, watcher on 3/3 nodes\nhint: `kubectl coredog doctor` says why; `kubectl -n coredog-system get pods` shows the pods"
+    );
+}

@@ -1,0 +1,88 @@
+//! The plugin as kubectl finds and runs it: the real `kubectl` on PATH, with the built binary's
+//! directory put first on PATH.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_kubectl-coredog"))
+}
+
+/// `kubectl ARGS` with the plugin's directory first on PATH and no cluster configured.
+fn kubectl(args: &[&str]) -> Output {
+    let dir = binary().parent().expect("the binary has a directory");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![dir.to_owned()];
+    paths.extend(std::env::split_paths(&path));
+    let path = std::env::join_paths(paths).expect("a valid PATH");
+    Command::new("kubectl")
+        .args(args)
+        .env("PATH", path)
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .output()
+        .unwrap_or_else(|err| {
+            panic!("kubectl must be on PATH for this test (apt-get install kubectl): {err}")
+        })
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn kubectl_lists_the_plugin() {
+    let output = kubectl(&["plugin", "list"]);
+    let listed = stdout(&output);
+    let expected = binary().display().to_string();
+    assert!(
+        listed.lines().any(|line| line.trim() == expected),
+        "kubectl plugin list does not name {expected}:\n{listed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn kubectl_runs_the_plugin() {
+    let output = kubectl(&["coredog", "--help"]);
+    assert!(output.status.success(), "{output:?}");
+    let help = stdout(&output);
+    assert!(help.contains("Usage: kubectl coredog"), "{help}");
+    for command in ["install", "enable", "doctor", "list", "fetch"] {
+        assert!(help.contains(command), "{command} missing from:\n{help}");
+    }
+    let output = kubectl(&["coredog", "enable", "--help"]);
+    assert!(stdout(&output).contains("Usage: kubectl coredog enable"));
+}
+
+#[test]
+fn errors_are_one_sentence_and_a_hint_with_a_failing_exit_code() {
+    let output = kubectl(&["coredog", "enable", "svc/web"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "error: unknown workload type \"svc\": use deploy, sts, ds, rs, job or cj (or their full names)\nhint: for example: kubectl coredog enable deploy/web\n"
+    );
+    let output = kubectl(&["coredog", "enable", "deploy/web", "--path", "/etc/cores"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("error: --path: path \"/etc/cores\" is /etc or under it"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    let output = kubectl(&["coredog", "status"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("\nhint: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn completions_are_generated() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = kubectl(&["coredog", "completion", shell]);
+        assert!(output.status.success(), "{shell}: {output:?}");
+        assert!(stdout(&output).contains("kubectl-coredog"), "{shell}");
+    }
+}
