@@ -242,8 +242,9 @@ pub struct StorageConfig {
     /// Size of each multipart part.
     #[serde(rename = "partSizeMiB", default = "default_part_size_mib")]
     pub part_size_mib: u32,
-    /// Parts uploaded at once for one dump; with the part being filled, this bounds the memory
-    /// one upload holds to `partSizeMiB × (partsInFlight + 1)`.
+    /// Parts uploaded at once for one dump. A part uploading is held up to three times (the
+    /// part, its retry copy and the request body), plus one part queued and one being filled:
+    /// one upload holds at most `partSizeMiB × (3 × partsInFlight + 2)`.
     #[serde(rename = "partsInFlight", default = "default_parts_in_flight")]
     pub parts_in_flight: u32,
 }
