@@ -34,7 +34,11 @@ fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let path = dir.join(name);
-    assert!(path.exists(), "{} is not built: run `cargo build --workspace` first (.ci/run does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace` first (.ci/run does)",
+        path.display()
+    );
     path
 }
 
@@ -92,7 +96,9 @@ async fn admit(webhook: SocketAddr, ca_pem: &str, pod: &Value) -> Value {
     let response = &answer["response"];
     assert_eq!(response["allowed"], true);
     assert!(response.get("warnings").is_none(), "{answer}");
-    let patch = base64::engine::general_purpose::STANDARD.decode(response["patch"].as_str().unwrap()).unwrap();
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(response["patch"].as_str().unwrap())
+        .unwrap();
     let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
     let mut patched = pod.clone();
     json_patch::patch(&mut patched, &patch).unwrap();
@@ -103,14 +109,34 @@ async fn admit(webhook: SocketAddr, ca_pem: &str, pod: &Value) -> Value {
 /// environment (downward API `metadata.name` → the pod's name) and join it to the hostPath.
 fn kubelet_mount_source(pod: &Pod, container: &str) -> (PathBuf, String) {
     let spec = pod.spec.as_ref().unwrap();
-    let container = spec.containers.iter().find(|c| c.name == container).unwrap();
-    let mount = container.volume_mounts.iter().flatten().find(|m| m.name == "coredog-corefile").unwrap();
-    let volume = spec.volumes.iter().flatten().find(|v| v.name == mount.name).unwrap();
+    let container = spec
+        .containers
+        .iter()
+        .find(|c| c.name == container)
+        .unwrap();
+    let mount = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "coredog-corefile")
+        .unwrap();
+    let volume = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .unwrap();
     let host = PathBuf::from(&volume.host_path.as_ref().unwrap().path);
     let mut expanded = mount.sub_path_expr.clone().unwrap();
     for env in container.env.iter().flatten() {
-        let value = match env.value_from.as_ref().and_then(|from| from.field_ref.as_ref()) {
-            Some(field) if field.field_path == "metadata.name" => pod.metadata.name.clone().unwrap(),
+        let value = match env
+            .value_from
+            .as_ref()
+            .and_then(|from| from.field_ref.as_ref())
+        {
+            Some(field) if field.field_path == "metadata.name" => {
+                pod.metadata.name.clone().unwrap()
+            }
             _ => env.value.clone().unwrap_or_default(),
         };
         expanded = expanded.replace(&format!("$({})", env.name), &value);
@@ -136,13 +162,22 @@ async fn a_crash_in_a_deployment_pod_reaches_storage_and_the_plugin() {
         .arg(work.path().join("tls.key"))
         .arg("--host-dir")
         .arg(&host_dir);
-    let (_webhook, line) = spawn_until("webhook", &mut webhook, "webhook serving HTTPS", Duration::from_secs(20));
+    let (_webhook, line) = spawn_until(
+        "webhook",
+        &mut webhook,
+        "webhook serving HTTPS",
+        Duration::from_secs(20),
+    );
     let webhook_address: SocketAddr = logfmt_value(&line, "address").unwrap().parse().unwrap();
     let patched = admit(webhook_address, &issued.ca_pem, &deployment_pod()).await;
 
     // 2. Strictly valid.
     let mut pod: Pod = serde_json::from_value(patched.clone()).unwrap();
-    assert_eq!(serde_json::to_value(&pod).unwrap(), patched, "every field is one Kubernetes knows");
+    assert_eq!(
+        serde_json::to_value(&pod).unwrap(),
+        patched,
+        "every field is one Kubernetes knows"
+    );
     assert_eq!(pod.metadata.name, None);
     let generated = format!("{}{}", pod.metadata.generate_name.clone().unwrap(), "x7k2p");
     pod.metadata.name = Some(generated.clone());
@@ -150,7 +185,10 @@ async fn a_crash_in_a_deployment_pod_reaches_storage_and_the_plugin() {
     std::fs::write(&file, serde_json::to_vec(&pod).unwrap()).unwrap();
     kubernetes_validate("1.30.0", &[file]).unwrap();
     let sidecar = &pod.spec.as_ref().unwrap().containers[1];
-    assert!(sidecar.volume_mounts.is_none(), "only the selected container is injected");
+    assert!(
+        sidecar.volume_mounts.is_none(),
+        "only the selected container is injected"
+    );
 
     // 5 (started first, as on a node). SeaweedFS, a receiver and the watcher.
     let s3 = SeaweedFs::start("dumps");
@@ -161,7 +199,9 @@ async fn a_crash_in_a_deployment_pod_reaches_storage_and_the_plugin() {
         axum::routing::post(move |body: axum::body::Bytes| {
             let seen = seen.clone();
             async move {
-                seen.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                seen.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
                 "ok"
             }
         }),
@@ -181,15 +221,30 @@ async fn a_crash_in_a_deployment_pod_reaches_storage_and_the_plugin() {
     std::fs::create_dir_all(&host_dir).unwrap();
     let mut watcher = Command::new(workspace_binary("coredog"));
     watcher
-        .args(["watcher", "--listen", "127.0.0.1:0", "--node-name", "kind-worker", "--config"])
+        .args([
+            "watcher",
+            "--listen",
+            "127.0.0.1:0",
+            "--node-name",
+            "kind-worker",
+            "--config",
+        ])
         .arg(&config)
         .arg("--dir")
         .arg(&host_dir);
-    let (_watcher, _) = spawn_until("watcher", &mut watcher, "watcher serving metrics", Duration::from_secs(20));
+    let (_watcher, _) = spawn_until(
+        "watcher",
+        &mut watcher,
+        "watcher serving metrics",
+        Duration::from_secs(20),
+    );
 
     // 3 + 4. The kubelet stand-in runs the selected container in its own mount namespace.
     let (source, mount_path) = kubelet_mount_source(&pod, "app");
-    assert_eq!(source, host_dir.join("default").join(&generated).join("app"));
+    assert_eq!(
+        source,
+        host_dir.join("default").join(&generated).join("app")
+    );
     std::fs::create_dir_all(&source).unwrap();
     let created_mount_point = !Path::new(&mount_path).exists();
     if created_mount_point {
@@ -200,14 +255,25 @@ async fn a_crash_in_a_deployment_pod_reaches_storage_and_the_plugin() {
         source.display()
     );
     let status = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &container])
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &container,
+        ])
         .status()
         .unwrap();
     if created_mount_point {
         let _ = std::fs::remove_dir(&mount_path);
     }
     // `unshare` without `--fork` execs the command, which execs the crashing shell.
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(11), "{status}");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(11),
+        "{status}"
+    );
 
     // 6. The plugin finds it under the generated name.
     let plugin = workspace_binary("kubectl-coredog");
@@ -218,12 +284,19 @@ async fn a_crash_in_a_deployment_pod_reaches_storage_and_the_plugin() {
             .arg(&config)
             .output()
             .unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let listed: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
         if !listed.is_empty() {
             break listed;
         }
-        assert!(Instant::now() < deadline, "the dump never appeared in `kubectl coredog list`");
+        assert!(
+            Instant::now() < deadline,
+            "the dump never appeared in `kubectl coredog list`"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(listed.len(), 1);
@@ -242,15 +315,26 @@ async fn a_crash_in_a_deployment_pod_reaches_storage_and_the_plugin() {
         .arg(&fetched)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let bytes = std::fs::read(&fetched).unwrap();
     assert_eq!(&bytes[..4], b"\x7fELF");
-    assert_eq!(hex::encode(Sha256::digest(&bytes)), dump["sha256"].as_str().unwrap());
+    assert_eq!(
+        hex::encode(Sha256::digest(&bytes)),
+        dump["sha256"].as_str().unwrap()
+    );
 
     // The local core is gone, and the receiver was told.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_dir(&source).unwrap().next().is_some() || notices.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "local core still there or no notice");
+    while std::fs::read_dir(&source).unwrap().next().is_some() || notices.lock().unwrap().is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "local core still there or no notice"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let notice = notices.lock().unwrap()[0].clone();
