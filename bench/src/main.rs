@@ -3,6 +3,14 @@
 //! - `webhook`: `/mutate` throughput and latency over TLS with keep-alive, against a minimal
 //!   axum + rustls server that answers a fixed response (the ceiling), on the same TLS stack.
 //! - `echo-server`: that ceiling server (started by `webhook`).
+//! - `ship`: a real core shipped to S3 by `coredog watcher` (zstd and off), against s5cmd,
+//!   rclone and the AWS CLI uploading the same file to the same server (see `ship.rs`).
+//! - `heap-holder`: the process `ship` takes its core of (started by `ship`).
+//! - `list-fetch`: `kubectl coredog list` of 10,000 dumps and `fetch` of a 1 GiB dump from S3,
+//!   against `s5cmd ls` and `s5cmd cp` on the same bucket (see `list_fetch.rs`).
+
+mod list_fetch;
+mod ship;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -53,10 +61,21 @@ enum Cmd {
         #[arg(long)]
         tls_key: PathBuf,
     },
+    /// Ship a real core with `coredog watcher` against s5cmd, rclone and the AWS CLI.
+    Ship(ship::ShipArgs),
+    /// Hold a heap of realistic content until stdin closes (the process `ship` takes a core of).
+    #[command(hide = true)]
+    HeapHolder(ship::HeapHolderArgs),
+    /// `kubectl coredog list` and `fetch` against `s5cmd ls` and `s5cmd cp` on SeaweedFS.
+    ListFetch(list_fetch::ListFetchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Before any runtime thread exists: its core holds the heap and nothing else to speak of.
+    if let Cmd::HeapHolder(args) = &cli.command {
+        return ship::hold_heap(args);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -77,6 +96,9 @@ fn main() -> anyhow::Result<()> {
             connections,
             rounds,
         )),
+        Cmd::Ship(args) => ship::run(&args, &runtime),
+        Cmd::HeapHolder(_) => Ok(()),
+        Cmd::ListFetch(args) => list_fetch::run(&args, &runtime),
     }
 }
 
