@@ -259,7 +259,8 @@ fn default_compression_level() -> i32 {
     1
 }
 fn default_part_size_mib() -> u32 {
-    8
+    // With 3 parts in flight: 5 MiB × (3 × 3 + 2) = 55 MiB of part buffers at most.
+    5
 }
 fn default_parts_in_flight() -> u32 {
     3
