@@ -93,6 +93,7 @@ impl CfsStore {
         };
         let mut file = Some(file);
         let mut size = 0u64;
+        let spare = parts.spare_buffers();
         let written = async {
             while let Some(part) = parts.next().await {
                 size += part.len() as u64;
@@ -100,10 +101,11 @@ impl CfsStore {
                     key: key.to_owned(),
                     reason: "file handle lost".to_owned(),
                 })?;
-                let tmp = tmp.clone();
+                let (tmp, spare) = (tmp.clone(), spare.clone());
                 file = Some(
                     blocking(move || {
                         handle.write_all(&part).map_err(io_error("write", &tmp))?;
+                        spare.put(part);
                         Ok(handle)
                     })
                     .await?,

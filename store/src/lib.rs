@@ -9,7 +9,9 @@
 //!
 //! Uploads are streamed: the caller sends parts through a channel and the store uploads at most
 //! `parts_in_flight` of them at once, so memory stays at
-//! `part_size × (parts_in_flight + 2)` whatever the dump's size. Every part is retried with
+//! `part_size × (parts_in_flight + 2)` whatever the dump's size. Part buffers go back to the
+//! sender once stored ([`PartSender::buffer`]), so a long upload reuses the same few buffers
+//! instead of asking the allocator for a fresh one per part. Every part is retried with
 //! exponential backoff and jitter; an upload that fails for good is aborted (no orphan parts)
 //! and reported, and the caller retries it later.
 
@@ -19,7 +21,9 @@ pub mod s3;
 
 use coredog_core::config::{Protocol, StorageConfig};
 use jiff::Timestamp;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
 use thiserror::Error;
 
@@ -83,6 +87,10 @@ pub struct UploadOptions {
     /// Parts uploaded at once.
     pub parts_in_flight: usize,
     pub retry: RetryPolicy,
+    /// The source is larger than one part: start the multipart upload before the first part
+    /// is filled, so the upload begins the moment the source is found. Without it, the store
+    /// waits for a second part and sends a dump that fits one part as a single PUT.
+    pub multipart_at_once: bool,
 }
 
 impl UploadOptions {
@@ -90,6 +98,7 @@ impl UploadOptions {
         Self {
             parts_in_flight: storage.parts_in_flight.max(1) as usize,
             retry: RetryPolicy::default(),
+            multipart_at_once: false,
         }
     }
 }
@@ -105,9 +114,19 @@ pub struct UploadClosed;
 pub struct PartSender {
     parts: mpsc::Sender<Vec<u8>>,
     finished: Arc<AtomicBool>,
+    spare: SpareBuffers,
 }
 
 impl PartSender {
+    /// An empty buffer of at least `capacity` bytes for the next part: one the store has
+    /// finished with when there is one.
+    pub fn buffer(&self, capacity: usize) -> Vec<u8> {
+        let mut buffer = self.spare.take().unwrap_or_default();
+        buffer.clear();
+        buffer.reserve_exact(capacity);
+        buffer
+    }
+
     /// Sends the next part; waits while the store has no room for it. `Err` when the upload has
     /// already failed (its error comes from the upload future).
     pub fn send_blocking(&self, part: Vec<u8>) -> Result<(), UploadClosed> {
@@ -128,11 +147,17 @@ impl PartSender {
 pub struct PartReceiver {
     parts: mpsc::Receiver<Vec<u8>>,
     finished: Arc<AtomicBool>,
+    spare: SpareBuffers,
 }
 
 impl PartReceiver {
     pub async fn next(&mut self) -> Option<Vec<u8>> {
         self.parts.recv().await
+    }
+
+    /// Where a stored part's buffer goes back to the sender.
+    pub fn spare_buffers(&self) -> SpareBuffers {
+        self.spare.clone()
     }
 
     /// After [`PartReceiver::next`] returned `None`: whether the producer finished, rather than
@@ -147,16 +172,43 @@ impl PartReceiver {
 pub fn part_channel() -> (PartSender, PartReceiver) {
     let (parts, receiver) = mpsc::channel(1);
     let finished = Arc::new(AtomicBool::new(false));
+    let spare = SpareBuffers::default();
     (
         PartSender {
             parts,
             finished: finished.clone(),
+            spare: spare.clone(),
         },
         PartReceiver {
             parts: receiver,
             finished,
+            spare,
         },
     )
+}
+
+/// Part buffers the store has finished with, waiting to be filled again. Never holds more than
+/// the parts that can be alive at once, since only those are ever returned.
+#[derive(Clone, Default)]
+pub struct SpareBuffers(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl SpareBuffers {
+    pub fn put(&self, buffer: Vec<u8>) {
+        if let Ok(mut spare) = self.0.lock() {
+            spare.push(buffer);
+        }
+    }
+
+    /// Takes the buffer back from a sent part when nothing else holds it any more.
+    pub fn put_bytes(&self, part: Bytes) {
+        if let Ok(buffer) = part.try_into_mut() {
+            self.put(buffer.into());
+        }
+    }
+
+    fn take(&self) -> Option<Vec<u8>> {
+        self.0.lock().ok()?.pop()
+    }
 }
 
 fn abandoned(key: &str) -> StoreError {

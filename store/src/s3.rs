@@ -1,13 +1,15 @@
 //! S3 and S3-compatible object storage (AWS, Tencent COS, Aliyun OSS, MinIO, SeaweedFS).
 //!
-//! rust-s3 signs and sends each request; the pipeline around it is CoreDog's own. rust-s3's
-//! `put_object_stream` sizes its concurrency from the host's free memory, which on a large node
-//! means hundreds of MiB of buffers inside a pod with a 256 MiB limit; here at most
-//! `parts_in_flight` parts are uploading at any time. rust-s3 copies a part into the request
-//! body and the part is kept for a retry, so an uploading part costs up to three times its size.
+//! rust-s3 signs every request and sends all but the parts' bodies; the pipeline around it is
+//! CoreDog's own. rust-s3's `put_object_stream` sizes its concurrency from the host's free
+//! memory, which on a large node means hundreds of MiB of buffers inside a pod with a 256 MiB
+//! limit; here at most `parts_in_flight` parts are uploading at any time, and each part's
+//! buffer is held once (see [`PartUploader`]).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use bytes::Bytes;
 use coredog_core::config::StorageConfig;
 use jiff::Timestamp;
 use s3::bucket::Bucket;
@@ -17,17 +19,21 @@ use s3::region::Region;
 use s3::serde_types::Part;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     ListPage, ObjectInfo, PartReceiver, RetryPolicy, StoreError, UploadOptions, abandoned,
 };
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const PAGE_SIZE: usize = 1000;
+/// A part's URL is signed just before it is sent; this only has to outlast one request.
+const PART_URL_EXPIRY_SECONDS: u32 = 3600;
 
 pub struct S3Store {
     bucket: Box<Bucket>,
+    http: reqwest::Client,
     endpoint: String,
     retry: RetryPolicy,
 }
@@ -91,8 +97,14 @@ impl S3Store {
         if endpoint.path_style {
             bucket = bucket.with_path_style();
         }
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(|err| StoreError::Config(format!("HTTP client: {err}")))?;
         Ok(Self {
             bucket,
+            http,
             endpoint: endpoint.url,
             retry: RetryPolicy::default(),
         })
@@ -109,21 +121,25 @@ impl S3Store {
         mut parts: PartReceiver,
         options: UploadOptions,
     ) -> Result<u64, StoreError> {
-        let Some(first) = parts.next().await else {
-            if !parts.completed() {
-                return Err(abandoned(key));
-            }
-            self.put_bytes(key, &[], content_type).await?;
-            return Ok(0);
-        };
-        let Some(second) = parts.next().await else {
-            if !parts.completed() {
-                return Err(abandoned(key));
-            }
-            // A dump that fits one part is one PUT: no multipart bookkeeping to leave behind.
-            self.put_bytes(key, &first, content_type).await?;
-            return Ok(first.len() as u64);
-        };
+        let mut taken = Vec::new();
+        if !options.multipart_at_once {
+            let Some(first) = parts.next().await else {
+                if !parts.completed() {
+                    return Err(abandoned(key));
+                }
+                self.put_bytes(key, &[], content_type).await?;
+                return Ok(0);
+            };
+            let Some(second) = parts.next().await else {
+                if !parts.completed() {
+                    return Err(abandoned(key));
+                }
+                // A dump that fits one part is one PUT: no multipart bookkeeping to leave behind.
+                self.put_bytes(key, &first, content_type).await?;
+                return Ok(first.len() as u64);
+            };
+            taken = vec![first, second];
+        }
         let upload_id = self
             .retry
             .run_while("initiate multipart upload", is_transient, || {
@@ -133,16 +149,10 @@ impl S3Store {
             .map_err(s3_error("initiate multipart upload", key))?
             .upload_id;
         debug!(key, upload_id, "multipart upload started");
-        let uploaded = self
-            .upload_parts(
-                key,
-                &upload_id,
-                content_type,
-                [first, second],
-                parts,
-                options,
-            )
-            .await;
+        let (uploaded, ()) = tokio::join!(
+            self.upload_parts(key, &upload_id, taken, parts, options),
+            self.abort_stale_uploads(key, &upload_id)
+        );
         let (completed_parts, size) = match uploaded {
             Ok(done) => done,
             Err(err) => {
@@ -168,16 +178,16 @@ impl S3Store {
         &self,
         key: &str,
         upload_id: &str,
-        content_type: &str,
-        first_parts: [Vec<u8>; 2],
+        taken: Vec<Vec<u8>>,
         mut parts: PartReceiver,
         options: UploadOptions,
     ) -> Result<(Vec<Part>, u64), StoreError> {
         let slots = std::sync::Arc::new(Semaphore::new(options.parts_in_flight.max(1)));
+        let spare = parts.spare_buffers();
         let mut uploads: JoinSet<Result<(Part, u64), StoreError>> = JoinSet::new();
         let mut done = Vec::new();
         let mut size = 0;
-        let mut first_parts = first_parts.into_iter();
+        let mut taken = taken.into_iter();
         let mut number = 0u32;
         loop {
             // A slot first, then the part: a part is only taken from the producer when it can
@@ -195,7 +205,7 @@ impl S3Store {
                 size += bytes;
                 done.push(part);
             }
-            let Some(data) = (match first_parts.next() {
+            let Some(data) = (match taken.next() {
                 Some(data) => Some(data),
                 None => parts.next().await,
             }) else {
@@ -205,28 +215,19 @@ impl S3Store {
                 break;
             };
             number += 1;
-            let bucket = self.bucket.clone();
+            let (parts_out, spare) = (self.part_uploader(key, upload_id), spare.clone());
             let retry = options.retry;
-            let (key, upload_id, content_type) = (
-                key.to_owned(),
-                upload_id.to_owned(),
-                content_type.to_owned(),
-            );
             uploads.spawn(async move {
                 let _slot = slot;
-                let bytes = data.len() as u64;
+                let body = Bytes::from(data);
+                let bytes = body.len() as u64;
                 let part = retry
                     .run_while("upload part", is_transient, || {
-                        bucket.put_multipart_chunk(
-                            data.clone(),
-                            &key,
-                            number,
-                            &upload_id,
-                            &content_type,
-                        )
+                        parts_out.put(number, body.clone())
                     })
                     .await
-                    .map_err(s3_error("upload part", &key))?;
+                    .map_err(s3_error("upload part", &parts_out.key))?;
+                spare.put_bytes(body);
                 Ok((part, bytes))
             });
         }
@@ -237,6 +238,67 @@ impl S3Store {
         }
         done.sort_by_key(|part| part.part_number);
         Ok((done, size))
+    }
+
+    fn part_uploader(&self, key: &str, upload_id: &str) -> PartUploader {
+        PartUploader {
+            bucket: self.bucket.clone(),
+            http: self.http.clone(),
+            key: key.to_owned(),
+            upload_id: upload_id.to_owned(),
+        }
+    }
+
+    /// Aborts the multipart uploads of `key` other than `current`: a watcher killed in the
+    /// middle of an upload leaves one behind, whose parts the bucket would keep (and bill)
+    /// until a lifecycle rule removes them. Best effort: a failure is logged, not returned.
+    async fn abort_stale_uploads(&self, key: &str, current: &str) {
+        let listed = self
+            .retry
+            .run_while("list multipart uploads", is_transient, || {
+                self.unfinished_uploads(key)
+            })
+            .await;
+        let uploads = match listed {
+            Ok(uploads) => uploads,
+            Err(err) => {
+                warn!(key, error = %err, "could not look for earlier unfinished uploads of this object");
+                return;
+            }
+        };
+        for upload in uploads {
+            if upload.key == key && upload.upload_id != current {
+                info!(
+                    key,
+                    upload_id = upload.upload_id,
+                    "aborting an earlier unfinished upload of this object"
+                );
+                self.abort(key, &upload.upload_id).await;
+            }
+        }
+    }
+
+    /// The multipart uploads started and neither completed nor aborted, for keys starting with
+    /// `prefix` (the first 1000). rust-s3's own listing requires fields that S3-compatible
+    /// servers such as SeaweedFS leave out, so the answer is read here.
+    pub async fn unfinished_uploads(&self, prefix: &str) -> Result<Vec<UnfinishedUpload>, S3Error> {
+        let query = HashMap::from([
+            ("uploads".to_owned(), String::new()),
+            ("prefix".to_owned(), prefix.to_owned()),
+        ]);
+        let url = self
+            .bucket
+            .presign_get("/", PART_URL_EXPIRY_SECONDS, Some(query))
+            .await?;
+        let response = self.http.get(url).send().await?;
+        let status = response.status();
+        let body = response.text().await?;
+        if !status.is_success() {
+            return Err(S3Error::HttpFailWithBody(status.as_u16(), body));
+        }
+        let listing: UnfinishedUploads = quick_xml::de::from_str(&body)
+            .map_err(|err| S3Error::HttpFailWithBody(status.as_u16(), format!("{err}: {body}")))?;
+        Ok(listing.uploads)
     }
 
     async fn abort(&self, key: &str, upload_id: &str) {
@@ -359,6 +421,64 @@ impl S3Store {
             .presign_get(key, expires_seconds, None)
             .await
             .map_err(s3_error("presign", key))
+    }
+}
+
+/// One multipart upload in a `ListMultipartUploads` answer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UnfinishedUpload {
+    pub key: String,
+    pub upload_id: String,
+}
+
+#[derive(serde::Deserialize)]
+struct UnfinishedUploads {
+    #[serde(rename = "Upload", default)]
+    uploads: Vec<UnfinishedUpload>,
+}
+
+/// Sends the parts of one multipart upload. Each part is a PUT to a URL rust-s3 presigns
+/// (`partNumber` and `uploadId` in the signed query, `UNSIGNED-PAYLOAD`), with the part's
+/// buffer as the body: the buffer is shared with the request rather than copied, and no
+/// checksum pass is made over it. rust-s3's own `put_multipart_chunk` copies the part into its
+/// request and reads it three more times (Content-MD5, and SHA-256 twice), which cost more CPU
+/// than the upload itself and tripled the memory a part holds. The dump's integrity is the
+/// SHA-256 of its original bytes in its record, which `fetch` verifies.
+struct PartUploader {
+    bucket: Box<Bucket>,
+    http: reqwest::Client,
+    key: String,
+    upload_id: String,
+}
+
+impl PartUploader {
+    async fn put(&self, number: u32, body: Bytes) -> Result<Part, S3Error> {
+        let query = HashMap::from([
+            ("partNumber".to_owned(), number.to_string()),
+            ("uploadId".to_owned(), self.upload_id.clone()),
+        ]);
+        let url = self
+            .bucket
+            .presign_put(&self.key, PART_URL_EXPIRY_SECONDS, None, Some(query))
+            .await?;
+        let response = self.http.put(url).body(body).send().await?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(S3Error::HttpFailWithBody(status.as_u16(), body));
+        }
+        let etag = response
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|etag| etag.to_str().ok())
+            .ok_or_else(|| {
+                S3Error::HttpFailWithBody(status.as_u16(), "the part's answer has no ETag".into())
+            })?;
+        Ok(Part {
+            etag: etag.to_owned(),
+            part_number: number,
+        })
     }
 }
 

@@ -161,3 +161,100 @@ async fn wrong_credentials_are_refused() {
     assert!(matches!(err, StoreError::S3 { .. }), "{err}");
     assert!(!err.to_string().contains("not-the-secret"));
 }
+
+/// The bucket as a second client sees it, to leave an unfinished upload behind the way a
+/// watcher killed mid-upload does, and to look for leftovers afterwards.
+fn raw_bucket(server: &SeaweedFs) -> Box<s3::Bucket> {
+    let region = s3::Region::Custom {
+        region: "us-east-1".to_owned(),
+        endpoint: server.endpoint(),
+    };
+    let credentials = s3::creds::Credentials::new(
+        Some(&server.access_key),
+        Some(&server.secret_key),
+        None,
+        None,
+        None,
+    )
+    .unwrap();
+    s3::Bucket::new(&server.bucket, region, credentials)
+        .unwrap()
+        .with_path_style()
+}
+
+async fn unfinished_uploads(store: &Store, key: &str) -> Vec<String> {
+    let Store::S3(store) = store else {
+        panic!("an S3 store")
+    };
+    store
+        .unfinished_uploads(key)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|upload| upload.upload_id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_started_at_once_replaces_an_earlier_unfinished_one() {
+    let server = SeaweedFs::start("dumps");
+    let store = store_for(&server);
+    let bucket = raw_bucket(&server);
+    let key = "corefiles/shop/web-1/20261127T100012Z_app_server_42_fedcba9876543210.core.zst";
+    let earlier = bucket
+        .initiate_multipart_upload(key, "application/zstd")
+        .await
+        .unwrap();
+    bucket
+        .put_multipart_chunk(
+            pattern(5 * 1024 * 1024),
+            key,
+            1,
+            &earlier.upload_id,
+            "application/zstd",
+        )
+        .await
+        .unwrap();
+    assert_eq!(unfinished_uploads(&store, key).await, [earlier.upload_id]);
+
+    // One part shorter than a part size: started at once, it is still a valid multipart upload.
+    let data = pattern(3 * 1024 * 1024 + 7);
+    let (sender, receiver) = part_channel();
+    let options = UploadOptions {
+        multipart_at_once: true,
+        ..UploadOptions::from_config(&Default::default())
+    };
+    let upload = store.upload(key, "application/zstd", receiver, options);
+    let feed = async {
+        sender.send(data.clone()).await.unwrap();
+        sender.finish();
+    };
+    let (stored, ()) = tokio::join!(upload, feed);
+    assert_eq!(stored.unwrap(), data.len() as u64);
+    assert_eq!(store.get_bytes(key).await.unwrap(), data);
+    assert_eq!(unfinished_uploads(&store, key).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_upload_leaves_nothing_behind() {
+    let server = SeaweedFs::start("dumps");
+    let store = store_for(&server);
+    let key = "corefiles/shop/web-1/20261127T100012Z_app_server_42_0000000000000001.core";
+    let (sender, receiver) = part_channel();
+    let options = UploadOptions {
+        multipart_at_once: true,
+        ..UploadOptions::from_config(&Default::default())
+    };
+    let upload = store.upload(key, "application/octet-stream", receiver, options);
+    let feed = async move {
+        sender.send(pattern(5 * 1024 * 1024)).await.unwrap();
+        // Dropped without finish: the source went away mid-dump.
+    };
+    let (stored, ()) = tokio::join!(upload, feed);
+    assert!(
+        matches!(stored, Err(StoreError::Source { .. })),
+        "{stored:?}"
+    );
+    assert!(store.head(key).await.unwrap().is_none());
+    assert_eq!(unfinished_uploads(&store, key).await, Vec::<String>::new());
+}

@@ -23,6 +23,8 @@ use super::pods::{PodDirectory, PodFacts};
 
 /// Bytes read from the core per read call.
 const READ_BUFFER: usize = 1024 * 1024;
+/// Input bytes each zstd worker compresses at a time.
+const ZSTD_JOB_SIZE: u32 = 1024 * 1024;
 
 #[derive(Debug, Error)]
 pub enum ShipError {
@@ -137,7 +139,8 @@ impl PartWriter {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let part = std::mem::replace(&mut self.buffer, Vec::with_capacity(self.part_size));
+        let next = self.sender.buffer(self.part_size);
+        let part = std::mem::replace(&mut self.buffer, next);
         self.sender.send_blocking(part).map_err(|UploadClosed| {
             std::io::Error::new(std::io::ErrorKind::BrokenPipe, UploadClosed)
         })
@@ -197,7 +200,7 @@ fn read_into_parts(
     use std::os::unix::fs::FileExt;
     let size = opened.identity.size;
     let writer = PartWriter {
-        buffer: Vec::with_capacity(part_size),
+        buffer: sender.buffer(part_size),
         part_size,
         sender,
         written: 0,
@@ -228,6 +231,11 @@ fn read_into_parts(
             // Worker threads compress while this one reads and hashes.
             let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4)) as u32;
             encoder.multithread(workers).map_err(ReadError::Io)?;
+            // Each worker holds its job's input and output; zstd's own job size at fast
+            // levels (2 MiB, a few jobs queued per worker) would cost more than the parts.
+            encoder
+                .set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))
+                .map_err(ReadError::Io)?;
             copy(&mut encoder)?;
             encoder.finish().map_err(io_read_error)?
         }
@@ -375,6 +383,7 @@ impl Shipper {
         let storage = &self.config.storage;
         let (sender, receiver) = part_channel();
         let (level, part_size) = (storage.compression_level, storage.part_size());
+        let size = opened.identity.size;
         let reader = tokio::task::spawn_blocking(move || {
             let outcome = read_into_parts(&opened, compression, level, part_size, sender);
             (outcome, opened)
@@ -383,7 +392,10 @@ impl Shipper {
             Compression::Zstd => "application/zstd",
             Compression::None => "application/octet-stream",
         };
-        let options = UploadOptions::from_config(storage);
+        let options = UploadOptions {
+            multipart_at_once: size > part_size as u64,
+            ..UploadOptions::from_config(storage)
+        };
         let (read, uploaded) = tokio::join!(
             reader,
             self.store.upload(core_key, content_type, receiver, options)
