@@ -5,13 +5,18 @@
 //! holds. While they arrive they are decompressed into a temporary file next to `FILE` and
 //! hashed; only when the result has the size and SHA-256 its record states does it become
 //! `FILE`, by rename. A mismatch leaves no `FILE` behind.
+//!
+//! Downloading, decompressing, and hashing + writing run at the same time (the network on the
+//! runtime, the other two on threads of their own), and zero blocks are left as holes. Nothing
+//! is fsynced: like `cp` or `s5cmd`, a fetch is done when the file is complete and in place.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read as _, Write};
+use std::io::{self, Read as _, Write};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use bytes::Bytes;
 use coredog_core::object_key::Compression;
 use coredog_core::record::DumpRecord;
 use coredog_core::template::human_bytes;
@@ -76,67 +81,6 @@ pub fn part_path(output: &Path) -> PathBuf {
     let mut name = output.as_os_str().to_owned();
     name.push(".part");
     PathBuf::from(name)
-}
-
-/// A writer that hashes and counts what passes through it.
-struct Hashing<W> {
-    inner: W,
-    hasher: Sha256,
-    written: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let written = self.inner.write(buf)?;
-        self.hasher.update(&buf[..written]);
-        self.written += written as u64;
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Where the stored bytes go besides the part file.
-enum Sink {
-    /// zstd, decompressed into a temporary file next to the output.
-    Decode(Box<zstd::stream::write::Decoder<'static, Hashing<BufWriter<NamedTempFile>>>>),
-    /// Stored as the kernel wrote it: the stored bytes are the core.
-    Plain(Hashing<io::Sink>),
-    /// Kept compressed (`--raw`): only the size can be checked.
-    Raw,
-}
-
-impl Sink {
-    fn new(compression: Compression, raw: bool, dir: &Path) -> io::Result<Self> {
-        Ok(match (compression, raw) {
-            (Compression::None, _) => Self::Plain(Hashing {
-                inner: io::sink(),
-                hasher: Sha256::new(),
-                written: 0,
-            }),
-            (Compression::Zstd, true) => Self::Raw,
-            (Compression::Zstd, false) => {
-                let temp = tempfile::Builder::new()
-                    .prefix(".coredog-fetch-")
-                    .tempfile_in(dir)?;
-                Self::Decode(Box::new(zstd::stream::write::Decoder::new(Hashing {
-                    inner: BufWriter::with_capacity(1024 * 1024, temp),
-                    hasher: Sha256::new(),
-                    written: 0,
-                })?))
-            }
-        })
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self {
-            Self::Decode(decoder) => decoder.write_all(bytes),
-            Self::Plain(hashing) => hashing.write_all(bytes),
-            Self::Raw => Ok(()),
-        }
-    }
 }
 
 /// Why the bytes fetched are not the dump the record describes.
@@ -272,15 +216,11 @@ async fn fetch_once<S: DumpStorage>(
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),
     };
-    let io_error = |what: &str, path: &Path, err: io::Error| {
-        UserError::new(format!("cannot {what} {}", path.display()))
-            .hint("check the directory exists and is writable, and that the disk has room")
-            .cause(err)
-    };
-    let mut part_file = OpenOptions::new()
+    let part_file = OpenOptions::new()
         .create(true)
+        .truncate(false)
         .read(true)
-        .append(true)
+        .write(true)
         .mode(0o600)
         .open(part)
         .map_err(|err| io_error("write", part, err))?;
@@ -295,9 +235,11 @@ async fn fetch_once<S: DumpStorage>(
         have = 0;
     }
     let resumed_from = have;
-    let mut sink = Sink::new(record.compression, options.raw, &dir)
-        .map_err(|err| io_error("write into", &dir, err))?;
-
+    let mode = match (record.compression, options.raw) {
+        (Compression::None, _) => Mode::Plain,
+        (Compression::Zstd, true) => Mode::Raw,
+        (Compression::Zstd, false) => Mode::Decode,
+    };
     progress.set_length(stored);
     progress.set_position(0);
     if have > 0 {
@@ -306,74 +248,38 @@ async fn fetch_once<S: DumpStorage>(
             human_bytes(have),
             human_bytes(stored)
         ));
-        let mut reader = File::open(part).map_err(|err| io_error("read", part, err))?;
-        let mut buffer = vec![0u8; 1024 * 1024];
-        loop {
-            let read = reader
-                .read(&mut buffer)
-                .map_err(|err| io_error("read", part, err))?;
-            if read == 0 {
-                break;
-            }
-            if let Err(err) = sink.write(&buffer[..read]) {
-                return Ok(Outcome::Mismatch(
-                    Mismatch::Truncated(err.to_string()),
-                    resumed_from,
-                ));
-            }
-            progress.inc(read as u64);
-        }
     }
 
-    let chunk = options.chunk_size.max(1);
-    let ranges: Vec<(u64, u64)> = (have..stored)
-        .step_by(usize::try_from(chunk).unwrap_or(usize::MAX))
-        .map(|start| (start, (start + chunk).min(stored) - 1))
-        .collect();
-    let mut chunks = stream::iter(ranges)
-        .map(|(start, end)| async move {
-            storage
-                .get_range(key, start, end)
-                .await
-                .map(|bytes| (start, end, bytes))
+    // The network side only downloads; the stored bytes are written, decompressed, hashed and
+    // written out on two threads of their own, so each stage runs while the next range arrives.
+    let (chunks_out, chunks_in) = tokio::sync::mpsc::channel(options.in_flight.max(1));
+    let stages = {
+        let (part, dir, progress) = (part.to_owned(), dir.clone(), progress.clone());
+        tokio::task::spawn_blocking(move || {
+            run_stages(mode, part_file, &part, have, &dir, chunks_in, &progress)
         })
-        .buffered(options.in_flight.max(1));
-    while let Some((start, end, bytes)) = chunks
-        .try_next()
+    };
+    let downloaded = download(storage, key, have, stored, options, chunks_out).await;
+    let staged = stages
         .await
-        .map_err(|err| storage_error(err, &format!("download {key}")))?
-    {
-        if bytes.len() as u64 != end - start + 1 {
-            return Err(user(
-                format!(
-                    "storage returned {} bytes for bytes {start}-{end} of {key}",
-                    bytes.len()
-                ),
-                "the object may have changed while it was read: fetch it again",
-            ));
+        .map_err(|err| anyhow::anyhow!("the fetch's writer stopped: {err}"))?;
+    downloaded?;
+    let staged = match staged {
+        Ok(staged) => staged,
+        Err(StageError::Io { what, path, source }) => {
+            return Err(io_error(what, &path, source).into());
         }
-        part_file
-            .write_all(&bytes)
-            .map_err(|err| io_error("write", part, err))?;
-        if let Err(err) = sink.write(&bytes) {
-            return Ok(Outcome::Mismatch(
-                Mismatch::Truncated(err.to_string()),
-                resumed_from,
-            ));
+        Err(StageError::Corrupt(reason)) => {
+            return Ok(Outcome::Mismatch(Mismatch::Truncated(reason), resumed_from));
         }
-        progress.inc(bytes.len() as u64);
-    }
-    part_file
-        .sync_all()
-        .map_err(|err| io_error("write", part, err))?;
-    let part_len = part_file
-        .metadata()
-        .map_err(|err| io_error("read", part, err))?
-        .len();
-    drop(part_file);
+        // The download failed first; its error was returned above.
+        Err(StageError::Stopped) => {
+            return Err(anyhow::anyhow!("the download of {key} stopped"));
+        }
+    };
 
-    let finished = match sink {
-        Sink::Raw => {
+    let finished = match staged {
+        Staged::Raw { part_len } => {
             // The size is all a compressed dump can be checked by without decompressing it.
             if part_len != record.stored_size {
                 return Ok(Outcome::Mismatch(
@@ -392,54 +298,383 @@ async fn fetch_once<S: DumpStorage>(
                 verified: false,
             }
         }
-        Sink::Plain(hashing) => {
-            if let Some(mismatch) = verify(record, hashing.written, hashing.hasher) {
+        Staged::Checked {
+            written,
+            hasher,
+            decoded,
+        } => {
+            if let Some(mismatch) = verify(record, written, hasher) {
                 return Ok(Outcome::Mismatch(mismatch, resumed_from));
             }
-            commit_rename(part, output, options.force)?;
-            Fetched {
-                path: output.to_owned(),
-                size: stored,
-                resumed_from,
-                verified: true,
-            }
-        }
-        Sink::Decode(decoder) => {
-            let hashing = match decoder.finish() {
-                Ok(hashing) => hashing,
-                Err(err) => {
-                    return Ok(Outcome::Mismatch(
-                        Mismatch::Truncated(err.to_string()),
-                        resumed_from,
-                    ));
+            match decoded {
+                // The stored bytes are the core: the part file becomes the output.
+                None => commit_rename(part, output, options.force)?,
+                Some(temp) => {
+                    let persisted = if options.force {
+                        temp.persist(output).map(drop)
+                    } else {
+                        temp.persist_noclobber(output).map(drop)
+                    };
+                    persisted.map_err(|err| io_error("write", output, err.error))?;
+                    let _ = std::fs::remove_file(part);
                 }
-            };
-            if let Some(mismatch) = verify(record, hashing.written, hashing.hasher) {
-                return Ok(Outcome::Mismatch(mismatch, resumed_from));
             }
-            let temp = hashing
-                .inner
-                .into_inner()
-                .map_err(|err| io_error("write into", &dir, err.into_error()))?;
-            temp.as_file()
-                .sync_all()
-                .map_err(|err| io_error("write into", &dir, err))?;
-            let persisted = if options.force {
-                temp.persist(output).map(drop)
-            } else {
-                temp.persist_noclobber(output).map(drop)
-            };
-            persisted.map_err(|err| io_error("write", output, err.error))?;
-            let _ = std::fs::remove_file(part);
             Fetched {
                 path: output.to_owned(),
-                size: record.size,
+                size: written,
                 resumed_from,
                 verified: true,
             }
         }
     };
     Ok(Outcome::Done(finished))
+}
+
+fn io_error(what: &str, path: &Path, err: io::Error) -> UserError {
+    UserError::new(format!("cannot {what} {}", path.display()))
+        .hint("check the directory exists and is writable, and that the disk has room")
+        .cause(err)
+}
+
+/// Reads bytes `from..stored` of `key` in ranges, `in_flight` at once, and hands them on in
+/// order. Stops early when the stages have stopped (they say why).
+async fn download<S: DumpStorage>(
+    storage: &S,
+    key: &str,
+    from: u64,
+    stored: u64,
+    options: &FetchOptions,
+    chunks: tokio::sync::mpsc::Sender<Bytes>,
+) -> anyhow::Result<()> {
+    let chunk = options.chunk_size.max(1);
+    let ranges: Vec<(u64, u64)> = (from..stored)
+        .step_by(usize::try_from(chunk).unwrap_or(usize::MAX))
+        .map(|start| (start, (start + chunk).min(stored) - 1))
+        .collect();
+    let mut ranges = stream::iter(ranges)
+        .map(|(start, end)| async move {
+            storage
+                .get_range(key, start, end)
+                .await
+                .map(|bytes| (start, end, bytes))
+        })
+        .buffered(options.in_flight.max(1));
+    while let Some((start, end, bytes)) = ranges
+        .try_next()
+        .await
+        .map_err(|err| storage_error(err, &format!("download {key}")))?
+    {
+        if bytes.len() as u64 != end - start + 1 {
+            return Err(user(
+                format!(
+                    "storage returned {} bytes for bytes {start}-{end} of {key}",
+                    bytes.len()
+                ),
+                "the object may have changed while it was read: fetch it again",
+            ));
+        }
+        if chunks.send(bytes).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// What becomes of the stored bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Stored as the kernel wrote it: the stored bytes are the core.
+    Plain,
+    /// zstd, decompressed into a temporary file next to the output.
+    Decode,
+    /// Kept compressed (`--raw`): only the size can be checked.
+    Raw,
+}
+
+enum Staged {
+    Raw {
+        part_len: u64,
+    },
+    Checked {
+        written: u64,
+        hasher: Sha256,
+        /// The decompressed core, when it is not the part file itself.
+        decoded: Option<NamedTempFile>,
+    },
+}
+
+#[derive(Debug)]
+enum StageError {
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// The stored bytes do not decompress.
+    Corrupt(String),
+    /// The download ended before every byte arrived.
+    Stopped,
+}
+
+fn stage_io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StageError + 'a {
+    move |source| StageError::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Bytes handed from the decompressor to the thread that hashes and writes them.
+const DECODED_CHUNK: usize = 4 * 1024 * 1024;
+
+/// The blocking side of a fetch. This thread appends the stored bytes to the part file (first
+/// reading back what an earlier fetch left there) and decompresses them; a second thread
+/// hashes the core and writes it out.
+fn run_stages(
+    mode: Mode,
+    part_file: File,
+    part: &Path,
+    have: u64,
+    dir: &Path,
+    mut chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    progress: &ProgressBar,
+) -> Result<Staged, StageError> {
+    let stored_sparse = mode == Mode::Plain;
+    let mut part_out = SparseFile::new(part_file, have, stored_sparse);
+    let decoded = match mode {
+        Mode::Decode => Some(
+            tempfile::Builder::new()
+                .prefix(".coredog-fetch-")
+                .tempfile_in(dir)
+                .map_err(stage_io("write into", dir))?,
+        ),
+        Mode::Plain | Mode::Raw => None,
+    };
+    let decoded_path = decoded.as_ref().map(|temp| temp.path().to_owned());
+    let (to_check, checked_in) = std::sync::mpsc::sync_channel::<Bytes>(4);
+    let checker = (mode != Mode::Raw).then(|| {
+        std::thread::spawn(
+            move || -> Result<(u64, Sha256, Option<NamedTempFile>), StageError> {
+                let mut hasher = Sha256::new();
+                let mut written = 0u64;
+                let mut out = match decoded {
+                    Some(temp) => {
+                        let file = temp.reopen().map_err(stage_io("write into", temp.path()))?;
+                        Some((SparseFile::new(file, 0, true), temp))
+                    }
+                    None => None,
+                };
+                for bytes in checked_in {
+                    hasher.update(&bytes);
+                    written += bytes.len() as u64;
+                    if let Some((file, temp)) = &mut out {
+                        file.write(&bytes).map_err(stage_io("write", temp.path()))?;
+                    }
+                }
+                if let Some((file, temp)) = &mut out {
+                    file.settle().map_err(stage_io("write", temp.path()))?;
+                }
+                Ok((written, hasher, out.map(|(_, temp)| temp)))
+            },
+        )
+    });
+    let mut decoder = match mode {
+        Mode::Decode => Some(
+            zstd::stream::write::Decoder::new(Forward {
+                buffer: Vec::with_capacity(DECODED_CHUNK),
+                to: to_check.clone(),
+            })
+            .map_err(|err| StageError::Corrupt(err.to_string()))?,
+        ),
+        Mode::Plain | Mode::Raw => None,
+    };
+    let mut pass_on = |bytes: Bytes| -> Result<(), StageError> {
+        match (&mut decoder, mode) {
+            (Some(decoder), _) => decoder
+                .write_all(&bytes)
+                .map_err(|err| StageError::Corrupt(err.to_string())),
+            (None, Mode::Plain) => to_check.send(bytes).map_err(|_| StageError::Stopped),
+            (None, _) => Ok(()),
+        }
+    };
+
+    let mut staged = (|| {
+        if have > 0 && mode != Mode::Raw {
+            let mut reader = File::open(part).map_err(stage_io("read", part))?;
+            loop {
+                let mut buffer = vec![0u8; 1024 * 1024];
+                let read = reader.read(&mut buffer).map_err(stage_io("read", part))?;
+                if read == 0 {
+                    break;
+                }
+                buffer.truncate(read);
+                pass_on(Bytes::from(buffer))?;
+                progress.inc(read as u64);
+            }
+        } else {
+            progress.inc(have);
+        }
+        while let Some(bytes) = chunks.blocking_recv() {
+            let len = bytes.len() as u64;
+            part_out.write(&bytes).map_err(stage_io("write", part))?;
+            // A fetch stopped here resumes from the part file's length.
+            part_out.settle().map_err(stage_io("write", part))?;
+            pass_on(bytes)?;
+            progress.inc(len);
+        }
+        Ok(())
+    })();
+    if staged.is_ok()
+        && let Some(decoder) = decoder.take()
+    {
+        staged = decoder
+            .finish()
+            .map_err(|err| StageError::Corrupt(err.to_string()))
+            .and_then(|forward| forward.flush_rest().map_err(|_| StageError::Stopped));
+    }
+    drop(decoder);
+    drop(to_check);
+    let checked = checker.map(|thread| {
+        thread.join().unwrap_or_else(|_| {
+            Err(StageError::Io {
+                what: "write",
+                path: decoded_path.clone().unwrap_or_else(|| part.to_owned()),
+                source: io::Error::other("the writing thread panicked"),
+            })
+        })
+    });
+    // An error of the writing thread explains a stop of this one.
+    if let (Err(StageError::Stopped), Some(Err(err))) = (&staged, &checked) {
+        return Err(match err {
+            StageError::Io { what, path, source } => StageError::Io {
+                what,
+                path: path.clone(),
+                source: io::Error::new(source.kind(), source.to_string()),
+            },
+            StageError::Corrupt(reason) => StageError::Corrupt(reason.clone()),
+            StageError::Stopped => StageError::Stopped,
+        });
+    }
+    staged?;
+    match checked {
+        None => Ok(Staged::Raw {
+            part_len: part_out.len,
+        }),
+        Some(checked) => {
+            let (written, hasher, decoded) = checked?;
+            Ok(Staged::Checked {
+                written,
+                hasher,
+                decoded,
+            })
+        }
+    }
+}
+
+/// The decompressor's output, handed on in chunks of [`DECODED_CHUNK`] bytes.
+struct Forward {
+    buffer: Vec<u8>,
+    to: std::sync::mpsc::SyncSender<Bytes>,
+}
+
+impl Forward {
+    fn send(&mut self) -> io::Result<()> {
+        let full = std::mem::replace(&mut self.buffer, Vec::with_capacity(DECODED_CHUNK));
+        self.to
+            .send(Bytes::from(full))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the writer stopped"))
+    }
+
+    fn flush_rest(mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        self.send()
+    }
+}
+
+impl Write for Forward {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let take = (DECODED_CHUNK - self.buffer.len()).min(data.len());
+        self.buffer.extend_from_slice(&data[..take]);
+        if self.buffer.len() == DECODED_CHUNK {
+            self.send()?;
+        }
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Blocks checked for zeros when writing sparsely: the filesystem's block size.
+const SPARSE_BLOCK: usize = 4096;
+
+/// A file written front to back in which whole blocks of zeros become holes, as `cp` and
+/// `zstd -d` leave them: a core is often a third zero pages, which then cost neither disk nor
+/// the time to write them.
+struct SparseFile {
+    file: File,
+    /// Bytes written, holes included.
+    len: u64,
+    /// Where the file's data ends (it is shorter than `len` after a trailing hole).
+    end: u64,
+    sparse: bool,
+}
+
+impl SparseFile {
+    fn new(file: File, len: u64, sparse: bool) -> Self {
+        Self {
+            file,
+            len,
+            end: len,
+            sparse,
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt as _;
+        if !self.sparse {
+            self.file.write_all_at(bytes, self.len)?;
+            self.len += bytes.len() as u64;
+            self.end = self.len;
+            return Ok(());
+        }
+        // Runs of non-zero blocks are written with one call each.
+        let mut run_start: Option<usize> = None;
+        let mut at = 0;
+        for block in bytes.chunks(SPARSE_BLOCK) {
+            let zero = block.iter().fold(0u8, |acc, &byte| acc | byte) == 0;
+            match (zero, run_start) {
+                (false, None) => run_start = Some(at),
+                (true, Some(start)) => {
+                    self.file
+                        .write_all_at(&bytes[start..at], self.len + start as u64)?;
+                    self.end = self.len + at as u64;
+                    run_start = None;
+                }
+                _ => {}
+            }
+            at += block.len();
+        }
+        if let Some(start) = run_start {
+            self.file
+                .write_all_at(&bytes[start..], self.len + start as u64)?;
+            self.end = self.len + bytes.len() as u64;
+        }
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Extends the file over a trailing hole, so its length is what was written.
+    fn settle(&mut self) -> io::Result<()> {
+        if self.end < self.len {
+            self.file.set_len(self.len)?;
+            self.end = self.len;
+        }
+        Ok(())
+    }
 }
 
 fn verify(record: &DumpRecord, written: u64, hasher: Sha256) -> Option<Mismatch> {
