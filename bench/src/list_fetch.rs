@@ -1,16 +1,18 @@
 //! `list-fetch`: `kubectl coredog list` over 10,000 dumps and `kubectl coredog fetch` of a 1 GiB
 //! dump from SeaweedFS, against `s5cmd ls` and `s5cmd cp` on the same bucket in the same run.
 //!
-//! - The bucket: 10,000 small dumps (a few KiB of core, zstd) and their records, laid out as the
-//!   watcher writes them (`CoreKey::to_key`, `CoreKey::record_key`, `DumpRecord` JSON) over
+//! - The bucket: 10,000 small dumps (a few KiB of core, zstd), their id index entries and
+//!   records, laid out as the watcher writes them (`CoreKey::to_key`, `CoreKey::id_index_key`,
+//!   `CoreKey::record_key`, `DumpRecord` JSON) over
 //!   20 namespaces x 25 pods, plus one ~1 GiB core-like dump stored twice: zstd level 1 as the
 //!   watcher compresses (`.core.zst`) and uncompressed (`.core`), each with a record stating its
 //!   size, stored size and SHA-256, both uploaded through `coredog-store` as the watcher does.
 //! - list: `kubectl-coredog list -A` (the default table: the newest 50, with their records) and
 //!   `list -A --limit 0 -o json` (every record read), against
 //!   `s5cmd ls 's3://bucket/corefiles/*'` (every object listed, nothing read).
-//! - fetch: `kubectl-coredog fetch ID -o FILE` (the ID resolved by a listing, range reads, zstd
-//!   decompression, SHA-256, fsync, rename) against `s5cmd cp` of the stored object (a copy).
+//! - fetch: `kubectl-coredog fetch ID -o FILE` (the ID looked up in the id index, range reads,
+//!   zstd decompression, SHA-256, sparse write, rename) against `s5cmd cp` of the stored object
+//!   (a copy), and for zstd also `s5cmd cat | zstd -d -o FILE` (the same file, unverified).
 //! - The server: `weed mini` on loopback with SigV4 enforced, as tests/src/lib.rs starts it.
 //! - Rounds alternate the contenders' order; the median round (by wall time) is reported. Each
 //!   command starts after `sync`, with no output file in place.
@@ -811,6 +813,11 @@ fn small_dumps(args: &ListFetchArgs, templates: &[SmallTemplate], now: Timestamp
             content_type: "application/zstd",
         });
         puts.push(Put {
+            key: key.id_index_key(),
+            body: Arc::new(Vec::new()),
+            content_type: "application/octet-stream",
+        });
+        puts.push(Put {
             key: key.record_key(),
             body: Arc::new(record.to_json()),
             content_type: "application/json",
@@ -969,8 +976,8 @@ struct Sample {
     cpu: f64,
     server_cpu: f64,
     peak_rss_mib: f64,
-    /// `sync` right after the command (s5cmd cp: the time to make its copy durable, which
-    /// `fetch` does itself with fsync).
+    /// `sync` right after the command (s5cmd cp: the time to make its copy durable; neither
+    /// it nor `fetch` fsyncs).
     sync_after: Option<f64>,
 }
 
@@ -1473,6 +1480,7 @@ fn run_in(
             UploadOptions::from_config(&config.storage),
         ))?;
         let record = spec.record(&key, core_size, stored_size, &core_sha256);
+        runtime.block_on(store.put_bytes(&key.id_index_key(), &[], "application/octet-stream"))?;
         runtime.block_on(store.put_bytes(
             &key.record_key(),
             &record.to_json(),
@@ -1506,7 +1514,8 @@ fn run_in(
         none,
         core_size,
         dumps,
-        objects: 2 * dumps,
+        // Each dump: the core, its id index entry and its record.
+        objects: 3 * dumps,
         ticks: clock_ticks(),
     };
 
@@ -1582,7 +1591,7 @@ fn report(bench: &Bench<'_>, versions: &Value, zst_size: u64, of: &dyn Fn(Op) ->
         versions["weed"].as_str().unwrap_or_default()
     );
     println!(
-        "{} alternating rounds after a warm-up, median round; each command after `sync`; s5cmd {} (cp: 50 MiB parts, 5 at once); plugin fetch: 8 MiB ranges, 4 at once, then zstd, SHA-256, fsync",
+        "{} alternating rounds after a warm-up, median round; each command after `sync`; s5cmd {} (cp: 50 MiB parts, 5 at once); plugin fetch: 32 MiB ranges streamed, 4 at once, zstd and SHA-256 on their own threads, sparse write, no fsync",
         args.rounds,
         versions["s5cmd"].as_str().unwrap_or_default()
     );
@@ -1648,10 +1657,10 @@ fn report(bench: &Bench<'_>, versions: &Value, zst_size: u64, of: &dyn Fn(Op) ->
         json!(round_to(versus_cat, 3)),
     );
     println!(
-        "fetch zstd is {versus_cat:.2}x `s5cmd cat | zstd -d -o FILE`, which makes the same file (unverified, no fsync)"
+        "fetch zstd is {versus_cat:.2}x `s5cmd cat | zstd -d -o FILE`, which makes the same file (unverified)"
     );
     println!(
-        "(cpu: the command's user+sys; srv cpu: SeaweedFS's meanwhile; peak: VmHWM sampled every 10 ms; + sync: `sync` right after the s5cmd commands, the durability fetch gets from its fsync)"
+        "(cpu: the command's user+sys; srv cpu: SeaweedFS's meanwhile; peak: VmHWM sampled every 10 ms; + sync: `sync` right after the s5cmd commands, what making the file durable would add)"
     );
     println!(
         "{}",

@@ -11,6 +11,21 @@
 //!
 //! A key carries enough to list dumps without reading their records (time, namespace, pod,
 //! container, exe, pid, id), and [`CoreKey::parse`] reads it back.
+//!
+//! Finding a dump by its id must not mean listing every dump, so each dump also has an empty
+//! entry in an id index, written before its record:
+//!
+//! ```text
+//! <StoreDir>/.ids/<id>_<namespace>_<pod>_<UTC time>_<container>_<exe>_<pid>_<id>.core.zst
+//! ```
+//!
+//! Namespaces and pod names are DNS names, without `_`, so the entry reads back unambiguously;
+//! the entries are one flat directory, which S3-compatible servers list as cheaply as any.
+//! Listing `<StoreDir>/.ids/<id or a prefix of it>` answers in one request however many dumps
+//! there are. Namespaces are DNS labels and never start with a dot, so the index cannot collide
+//! with one, and it sorts before every namespace: a listing of all namespaces starts after it
+//! ([`after_id_index`]). It lives under `StoreDir`, so lifecycle rules that expire dumps expire
+//! their entries too.
 
 use std::fmt;
 
@@ -104,6 +119,24 @@ pub fn listing_prefix(store_dir: &str, namespace: Option<&str>, pod: Option<&str
     prefix
 }
 
+/// The id index's directory under `StoreDir`.
+pub const ID_INDEX_DIR: &str = ".ids";
+
+/// The prefix of the id index entries of every dump whose id starts with `id_prefix`.
+pub fn id_index_prefix(store_dir: &str, id_prefix: &str) -> String {
+    format!(
+        "{}{ID_INDEX_DIR}/{id_prefix}",
+        listing_prefix(store_dir, None, None)
+    )
+}
+
+/// Where a listing of every namespace under `StoreDir` starts (S3's `start-after`): past the
+/// id index, whose keys continue with hex digits only, and before any namespace, which starts
+/// with a lowercase letter or a digit.
+pub fn after_id_index(store_dir: &str) -> String {
+    format!("{}{ID_INDEX_DIR}/~", listing_prefix(store_dir, None, None))
+}
+
 /// The fields a dump object's key is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreKey {
@@ -138,6 +171,31 @@ impl CoreKey {
     /// The record object's key: the dump's key with `.json` appended.
     pub fn record_key(&self) -> String {
         record_key_for(&self.to_key())
+    }
+
+    /// The dump's entry in the id index (see the module documentation).
+    pub fn id_index_key(&self) -> String {
+        let key = self.to_key();
+        let file = key.rsplit('/').next().unwrap_or_default();
+        format!(
+            "{}_{}_{}_{file}",
+            id_index_prefix(&self.store_dir, self.id.as_str()),
+            self.namespace,
+            self.pod
+        )
+    }
+
+    /// Reads an id index entry back to the dump it names. `None` when `key` is not an entry of
+    /// the index under `store_dir`, or names a dump of another id.
+    pub fn from_id_index_key(store_dir: &str, key: &str) -> Option<Self> {
+        let entry = key.strip_prefix(&id_index_prefix(store_dir, ""))?;
+        let (id, rest) = entry.split_once('_')?;
+        let (namespace, rest) = rest.split_once('_')?;
+        let (pod, file) = rest.split_once('_')?;
+        let mut core = listing_prefix(store_dir, Some(namespace), Some(pod));
+        core.push_str(file);
+        let core = Self::parse(&core)?;
+        (core.id.as_str() == id && core.store_dir == store_prefix(store_dir)).then_some(core)
     }
 
     /// Reads a dump object's key back. `None` for anything that is not one (records included).
@@ -243,6 +301,46 @@ mod tests {
         parsed.exe = key.exe.clone();
         assert_eq!(parsed, key);
         assert_eq!(CoreKey::parse(&key.record_key()), None);
+    }
+
+    #[test]
+    fn id_index_entries_name_their_dump_and_sort_before_every_namespace() {
+        let key = key();
+        let entry = key.id_index_key();
+        assert_eq!(
+            entry,
+            format!(
+                "corefiles/.ids/{}_shop_web-7d9f-x2x4z_20261127T100012Z_app_my_server_42_{}.core.zst",
+                key.id, key.id
+            )
+        );
+        assert!(entry.starts_with(&id_index_prefix("corefiles", &key.id.as_str()[..4])));
+        let mut back = CoreKey::from_id_index_key("corefiles", &entry).unwrap();
+        back.exe = key.exe.clone();
+        assert_eq!(back, key);
+        // Not an entry: the dump itself, another StoreDir, an id that does not match.
+        assert_eq!(CoreKey::from_id_index_key("corefiles", &key.to_key()), None);
+        assert_eq!(CoreKey::from_id_index_key("other", &entry), None);
+        let forged = entry.replacen(key.id.as_str(), "0000000000000000", 1);
+        assert_eq!(CoreKey::from_id_index_key("corefiles", &forged), None);
+
+        let after = after_id_index("corefiles");
+        assert!(entry < after);
+        let ffff = id_index_prefix("corefiles", "ffffffffffffffff") + "_z_z_z";
+        assert!(ffff < after);
+        for namespace in ["0ns", "a", "default", "kube-system"] {
+            assert!(listing_prefix("corefiles", Some(namespace), None) > after);
+        }
+
+        let mut root = key.clone();
+        root.store_dir = String::new();
+        let entry = root.id_index_key();
+        assert!(entry.starts_with(".ids/"), "{entry}");
+        assert_eq!(
+            CoreKey::from_id_index_key("", &entry).map(|k| k.to_key()),
+            Some(root.to_key())
+        );
+        assert!(entry < after_id_index(""));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! is fsynced: like `cp` or `s5cmd`, a fetch is done when the file is complete and in place.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read as _, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
@@ -29,6 +29,7 @@ use tracing::debug;
 use crate::error::{UserError, user};
 use crate::storage::list::Dump;
 use crate::storage::{DumpStorage, storage_error};
+use coredog_store::Piece;
 
 /// How a fetch reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +47,7 @@ pub struct FetchOptions {
 impl Default for FetchOptions {
     fn default() -> Self {
         Self {
-            chunk_size: 8 * 1024 * 1024,
+            chunk_size: 32 * 1024 * 1024,
             in_flight: 4,
             raw: false,
             force: false,
@@ -250,16 +251,22 @@ async fn fetch_once<S: DumpStorage>(
         ));
     }
 
-    // The network side only downloads; the stored bytes are written, decompressed, hashed and
-    // written out on two threads of their own, so each stage runs while the next range arrives.
-    let (chunks_out, chunks_in) = tokio::sync::mpsc::channel(options.in_flight.max(1));
+    // The network side only downloads, ranges at once, each streamed as it arrives. One
+    // thread writes the pieces into the part file where they belong and, as the file fills
+    // from the front, decompresses it; another hashes the core and writes it out.
+    let ranges = Ranges {
+        from: have,
+        size: options.chunk_size.max(1),
+        end: stored,
+    };
+    let (pieces_out, pieces_in) = tokio::sync::mpsc::channel(PIECES_QUEUED);
     let stages = {
         let (part, dir, progress) = (part.to_owned(), dir.clone(), progress.clone());
         tokio::task::spawn_blocking(move || {
-            run_stages(mode, part_file, &part, have, &dir, chunks_in, &progress)
+            run_stages(mode, part_file, &part, ranges, &dir, pieces_in, &progress)
         })
     };
-    let downloaded = download(storage, key, have, stored, options, chunks_out).await;
+    let downloaded = download(storage, key, ranges, options.in_flight, pieces_out).await;
     let staged = stages
         .await
         .map_err(|err| anyhow::anyhow!("the fetch's writer stopped: {err}"))?;
@@ -336,48 +343,52 @@ fn io_error(what: &str, path: &Path, err: io::Error) -> UserError {
         .cause(err)
 }
 
-/// Reads bytes `from..stored` of `key` in ranges, `in_flight` at once, and hands them on in
-/// order. Stops early when the stages have stopped (they say why).
+/// Pieces of the download waiting for the writer; they are the size of the network's reads.
+const PIECES_QUEUED: usize = 32;
+
+/// How bytes `from..end` of the stored object are cut into ranges of `size` bytes.
+#[derive(Debug, Clone, Copy)]
+struct Ranges {
+    from: u64,
+    size: u64,
+    end: u64,
+}
+
+impl Ranges {
+    fn count(&self) -> usize {
+        usize::try_from(self.end.saturating_sub(self.from).div_ceil(self.size)).unwrap_or(0)
+    }
+
+    /// First and last byte of range `index`.
+    fn bounds(&self, index: usize) -> (u64, u64) {
+        let start = self.from + index as u64 * self.size;
+        (start, (start + self.size).min(self.end) - 1)
+    }
+
+    fn index_of(&self, offset: u64) -> usize {
+        usize::try_from((offset - self.from) / self.size).unwrap_or(usize::MAX)
+    }
+}
+
+/// Reads `ranges` of `key`, `in_flight` at once, streaming every piece to the writer. Stops
+/// early when the writer has stopped (it says why).
 async fn download<S: DumpStorage>(
     storage: &S,
     key: &str,
-    from: u64,
-    stored: u64,
-    options: &FetchOptions,
-    chunks: tokio::sync::mpsc::Sender<Bytes>,
+    ranges: Ranges,
+    in_flight: usize,
+    pieces: tokio::sync::mpsc::Sender<Piece>,
 ) -> anyhow::Result<()> {
-    let chunk = options.chunk_size.max(1);
-    let ranges: Vec<(u64, u64)> = (from..stored)
-        .step_by(usize::try_from(chunk).unwrap_or(usize::MAX))
-        .map(|start| (start, (start + chunk).min(stored) - 1))
-        .collect();
-    let mut ranges = stream::iter(ranges)
-        .map(|(start, end)| async move {
-            storage
-                .get_range(key, start, end)
-                .await
-                .map(|bytes| (start, end, bytes))
+    let pieces = &pieces;
+    stream::iter(0..ranges.count())
+        .map(|index| {
+            let (start, end) = ranges.bounds(index);
+            storage.read_range(key, start, end, pieces)
         })
-        .buffered(options.in_flight.max(1));
-    while let Some((start, end, bytes)) = ranges
-        .try_next()
+        .buffer_unordered(in_flight.max(1))
+        .try_collect::<()>()
         .await
-        .map_err(|err| storage_error(err, &format!("download {key}")))?
-    {
-        if bytes.len() as u64 != end - start + 1 {
-            return Err(user(
-                format!(
-                    "storage returned {} bytes for bytes {start}-{end} of {key}",
-                    bytes.len()
-                ),
-                "the object may have changed while it was read: fetch it again",
-            ));
-        }
-        if chunks.send(bytes).await.is_err() {
-            break;
-        }
-    }
-    Ok(())
+        .map_err(|err| storage_error(err, &format!("download {key}")))
 }
 
 /// What becomes of the stored bytes.
@@ -427,20 +438,24 @@ fn stage_io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 /// Bytes handed from the decompressor to the thread that hashes and writes them.
 const DECODED_CHUNK: usize = 4 * 1024 * 1024;
 
-/// The blocking side of a fetch. This thread appends the stored bytes to the part file (first
-/// reading back what an earlier fetch left there) and decompresses them; a second thread
-/// hashes the core and writes it out.
+/// Bytes read back from the part file at a time, to be decompressed or hashed.
+const READ_BACK: usize = 4 * 1024 * 1024;
+
+/// The blocking side of a fetch. This thread writes each piece into the part file at its
+/// offset and, as the file fills from the front, passes the bytes on in order: to the
+/// decompressor, or straight to the second thread, which hashes the core and writes it out.
+/// The part file's front was checked by an earlier fetch only if it is read again here first.
 fn run_stages(
     mode: Mode,
     part_file: File,
     part: &Path,
-    have: u64,
+    ranges: Ranges,
     dir: &Path,
-    mut chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    mut pieces: tokio::sync::mpsc::Receiver<Piece>,
     progress: &ProgressBar,
 ) -> Result<Staged, StageError> {
-    let stored_sparse = mode == Mode::Plain;
-    let mut part_out = SparseFile::new(part_file, have, stored_sparse);
+    let have = ranges.from;
+    let mut part_out = SparseFile::new(part_file, have, mode == Mode::Plain);
     let decoded = match mode {
         Mode::Decode => Some(
             tempfile::Builder::new()
@@ -466,10 +481,11 @@ fn run_stages(
                 };
                 for bytes in checked_in {
                     hasher.update(&bytes);
-                    written += bytes.len() as u64;
                     if let Some((file, temp)) = &mut out {
-                        file.write(&bytes).map_err(stage_io("write", temp.path()))?;
+                        file.write_at(written, &bytes)
+                            .map_err(stage_io("write", temp.path()))?;
                     }
+                    written += bytes.len() as u64;
                 }
                 if let Some((file, temp)) = &mut out {
                     file.settle().map_err(stage_io("write", temp.path()))?;
@@ -498,32 +514,53 @@ fn run_stages(
         }
     };
 
+    // Bytes before `front` are in the part file; bytes before `passed` have been passed on.
+    let mut front = have;
+    let mut passed = if mode == Mode::Raw { front } else { 0 };
+    let mut received = vec![0u64; ranges.count()];
+    let mut next_range = 0;
     let mut staged = (|| {
-        if have > 0 && mode != Mode::Raw {
-            let mut reader = File::open(part).map_err(stage_io("read", part))?;
-            loop {
-                let mut buffer = vec![0u8; 1024 * 1024];
-                let read = reader.read(&mut buffer).map_err(stage_io("read", part))?;
-                if read == 0 {
+        read_back(&part_out.file, part, &mut passed, front, &mut pass_on)?;
+        progress.inc(have);
+        while let Some(Piece { offset, bytes }) = pieces.blocking_recv() {
+            let len = bytes.len() as u64;
+            part_out
+                .write_at(offset, &bytes)
+                .map_err(stage_io("write", part))?;
+            // The next bytes due are passed on as they are; others wait in the file.
+            if offset == passed && mode != Mode::Raw {
+                pass_on(bytes)?;
+                passed += len;
+            }
+            let index = ranges.index_of(offset);
+            if let Some(count) = received.get_mut(index) {
+                *count += len;
+            }
+            while next_range < received.len() {
+                let (start, end) = ranges.bounds(next_range);
+                if received[next_range] < end + 1 - start {
                     break;
                 }
-                buffer.truncate(read);
-                pass_on(Bytes::from(buffer))?;
-                progress.inc(read as u64);
+                front = end + 1;
+                next_range += 1;
             }
-        } else {
-            progress.inc(have);
-        }
-        while let Some(bytes) = chunks.blocking_recv() {
-            let len = bytes.len() as u64;
-            part_out.write(&bytes).map_err(stage_io("write", part))?;
-            // A fetch stopped here resumes from the part file's length.
-            part_out.settle().map_err(stage_io("write", part))?;
-            pass_on(bytes)?;
+            if mode != Mode::Raw {
+                read_back(&part_out.file, part, &mut passed, front, &mut pass_on)?;
+            }
             progress.inc(len);
         }
         Ok(())
     })();
+    // What a resumed fetch may trust is the front: past it, ranges may have holes.
+    let complete = next_range == received.len();
+    if complete {
+        staged = staged.and_then(|()| part_out.settle().map_err(stage_io("write", part)));
+    } else {
+        let _ = part_out.file.set_len(front);
+        if staged.is_ok() {
+            staged = Err(StageError::Stopped);
+        }
+    }
     if staged.is_ok()
         && let Some(decoder) = decoder.take()
     {
@@ -557,9 +594,7 @@ fn run_stages(
     }
     staged?;
     match checked {
-        None => Ok(Staged::Raw {
-            part_len: part_out.len,
-        }),
+        None => Ok(Staged::Raw { part_len: front }),
         Some(checked) => {
             let (written, hasher, decoded) = checked?;
             Ok(Staged::Checked {
@@ -569,6 +604,36 @@ fn run_stages(
             })
         }
     }
+}
+
+/// Passes on bytes `*passed..front` of the part file, which are all written.
+fn read_back(
+    file: &File,
+    part: &Path,
+    passed: &mut u64,
+    front: u64,
+    pass_on: &mut dyn FnMut(Bytes) -> Result<(), StageError>,
+) -> Result<(), StageError> {
+    use std::os::unix::fs::FileExt as _;
+    while *passed < front {
+        let len = usize::try_from(front - *passed).map_or(READ_BACK, |left| left.min(READ_BACK));
+        let mut buffer = vec![0u8; len];
+        // The file may end before `front` in a trailing hole: those bytes are the zeros the
+        // buffer already holds.
+        let mut filled = 0;
+        while filled < len {
+            let read = file
+                .read_at(&mut buffer[filled..], *passed + filled as u64)
+                .map_err(stage_io("read", part))?;
+            if read == 0 {
+                break;
+            }
+            filled += read;
+        }
+        pass_on(Bytes::from(buffer))?;
+        *passed += len as u64;
+    }
+    Ok(())
 }
 
 /// The decompressor's output, handed on in chunks of [`DECODED_CHUNK`] bytes.
@@ -611,14 +676,13 @@ impl Write for Forward {
 /// Blocks checked for zeros when writing sparsely: the filesystem's block size.
 const SPARSE_BLOCK: usize = 4096;
 
-/// A file written front to back in which whole blocks of zeros become holes, as `cp` and
-/// `zstd -d` leave them: a core is often a third zero pages, which then cost neither disk nor
-/// the time to write them.
+/// A file in which whole blocks of zeros become holes, as `cp` and `zstd -d` leave them: a core
+/// is often a third zero pages, which then cost neither disk nor the time to write them.
 struct SparseFile {
     file: File,
-    /// Bytes written, holes included.
+    /// How long the file is meant to be: the end of the furthest bytes written, holes included.
     len: u64,
-    /// Where the file's data ends (it is shorter than `len` after a trailing hole).
+    /// Where the file's data ends (short of `len` after a trailing hole).
     end: u64,
     sparse: bool,
 }
@@ -633,37 +697,47 @@ impl SparseFile {
         }
     }
 
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+    fn write_at(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
         use std::os::unix::fs::FileExt as _;
+        let stop = offset + bytes.len() as u64;
+        self.len = self.len.max(stop);
         if !self.sparse {
-            self.file.write_all_at(bytes, self.len)?;
-            self.len += bytes.len() as u64;
-            self.end = self.len;
+            self.file.write_all_at(bytes, offset)?;
+            self.end = self.end.max(stop);
             return Ok(());
         }
-        // Runs of non-zero blocks are written with one call each.
+        // Blocks aligned to the file's, so that a zero block is a whole hole; runs of non-zero
+        // blocks are written with one call each.
         let mut run_start: Option<usize> = None;
         let mut at = 0;
-        for block in bytes.chunks(SPARSE_BLOCK) {
-            let zero = block.iter().fold(0u8, |acc, &byte| acc | byte) == 0;
+        while at < bytes.len() {
+            let block_end =
+                (at + SPARSE_BLOCK - ((offset as usize + at) % SPARSE_BLOCK)).min(bytes.len());
+            let zero = bytes[at..block_end]
+                .iter()
+                .fold(0u8, |acc, &byte| acc | byte)
+                == 0;
             match (zero, run_start) {
                 (false, None) => run_start = Some(at),
                 (true, Some(start)) => {
-                    self.file
-                        .write_all_at(&bytes[start..at], self.len + start as u64)?;
-                    self.end = self.len + at as u64;
+                    self.write_run(offset, &bytes[start..at], start)?;
                     run_start = None;
                 }
                 _ => {}
             }
-            at += block.len();
+            at = block_end;
         }
         if let Some(start) = run_start {
-            self.file
-                .write_all_at(&bytes[start..], self.len + start as u64)?;
-            self.end = self.len + bytes.len() as u64;
+            self.write_run(offset, &bytes[start..], start)?;
         }
-        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn write_run(&mut self, offset: u64, run: &[u8], within: usize) -> io::Result<()> {
+        use std::os::unix::fs::FileExt as _;
+        let at = offset + within as u64;
+        self.file.write_all_at(run, at)?;
+        self.end = self.end.max(at + run.len() as u64);
         Ok(())
     }
 

@@ -198,7 +198,7 @@ async fn count_dumps<S: DumpStorage>(
     let mut continuation: Option<String> = None;
     loop {
         let page = storage
-            .list_page(&prefix, continuation.as_deref())
+            .list_page(&prefix, continuation.as_deref(), None)
             .await
             .map_err(|err| err.to_string())?;
         count += page

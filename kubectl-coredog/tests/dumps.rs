@@ -587,7 +587,7 @@ async fn fetch_raw_keeps_the_stored_bytes_and_plain_dumps_are_verified_too() {
     .unwrap();
     assert_eq!(std::fs::read(&raw).unwrap(), dumps[0].stored);
 
-    // Uncompressed, 3 MiB: the default 8 MiB chunks make it one range read.
+    // Uncompressed, 3 MiB: the default 32 MiB ranges make it one range read.
     let plain = dir.path().join("agent.core");
     storage.take_requests();
     fetch(
@@ -680,4 +680,103 @@ async fn zero_pages_become_holes_and_the_fetched_core_is_byte_for_byte() {
             core.len()
         );
     }
+}
+
+/// What the watcher writes besides the dump and its record: the id index entry.
+fn index(storage: &MemoryStorage, stored: &Stored) {
+    let key = CoreKey::parse(&stored.record.key).unwrap();
+    storage.put(&key.id_index_key(), Vec::new());
+}
+
+#[tokio::test]
+async fn ids_are_looked_up_in_the_index_without_listing_every_dump() {
+    let (storage, dumps) = sample();
+    for stored in &dumps {
+        index(&storage, stored);
+    }
+    storage.take_requests();
+    let mut captured = Captured::default();
+    info_command(
+        &storage,
+        STORE_DIR,
+        &info_args(&["0123", "-o", "json"]),
+        &Scope::All,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    assert!(captured.stdout().contains("\"id\": \"0123456789abcdef\""));
+    let requests = storage.take_requests();
+    let lists: Vec<&String> = requests.iter().filter(|r| r.starts_with("list ")).collect();
+    assert_eq!(lists, ["list corefiles/.ids/0123"], "{requests:?}");
+
+    // Ambiguity is still told, from the index alone.
+    let err = info_command(
+        &storage,
+        STORE_DIR,
+        &info_args(&["012"]),
+        &Scope::All,
+        &mut Captured::default().console(),
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("ID prefix 012 is ambiguous: it matches 2 dumps"));
+    // `-n` applies to what the index finds.
+    let err = info_command(
+        &storage,
+        STORE_DIR,
+        &info_args(&["fedc"]),
+        &Scope::Namespace("shop".into()),
+        &mut Captured::default().console(),
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("no dump has an ID starting with fedc"));
+
+    // The index is not a dump: `list -A` skips it without listing it.
+    storage.take_requests();
+    let mut captured = Captured::default();
+    list_command(
+        &storage,
+        STORE_DIR,
+        &list_args(&["-A", "-o", "json"]),
+        &Scope::All,
+        now(),
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&captured.stdout()).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+    let requests = storage.take_requests();
+    assert!(
+        requests
+            .iter()
+            .filter(|r| r.starts_with("list "))
+            .all(|r| r.starts_with("list corefiles/")),
+        "{requests:?}"
+    );
+    assert!(
+        requests.contains(&"list corefiles/ after corefiles/.ids/~".to_owned()),
+        "{requests:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_index_entry_whose_dump_is_gone_falls_back_to_a_listing() {
+    let (storage, dumps) = sample();
+    // An entry for a dump deleted since, sharing the prefix of a dump stored before the index.
+    let mut gone = CoreKey::parse(&dumps[0].record.key).unwrap();
+    gone.pod = "deleted".into();
+    storage.put(&gone.id_index_key(), Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("core");
+    fetch(
+        &storage,
+        &["0123456789abcdef", "-o", out.to_str().unwrap()],
+        small_chunks(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), dumps[0].core);
 }

@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use coredog_core::config::StorageConfig;
 use jiff::Timestamp;
 
-use crate::{ListPage, ObjectInfo, PartReceiver, StoreError, abandoned, part_channel};
+use crate::{ListPage, ObjectInfo, PartReceiver, Piece, StoreError, abandoned, part_channel};
 
 const PAGE_SIZE: usize = 1000;
 
@@ -240,6 +240,54 @@ impl CfsStore {
                 .read_to_end(&mut buffer)
                 .map_err(io_error("read", &path))?;
             Ok(bytes::Bytes::from(buffer))
+        })
+        .await
+    }
+}
+
+impl CfsStore {
+    pub async fn read_range(
+        &self,
+        key: &str,
+        start: u64,
+        end_inclusive: u64,
+        to: &tokio::sync::mpsc::Sender<Piece>,
+    ) -> Result<(), StoreError> {
+        use std::os::unix::fs::FileExt as _;
+        const PIECE: u64 = 1024 * 1024;
+        let path = self.path_of(key)?;
+        let (key, to) = (key.to_owned(), to.clone());
+        blocking(move || {
+            let file = match std::fs::File::open(&path) {
+                Ok(file) => file,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::NotFound(key));
+                }
+                Err(err) => return Err(io_error("open", &path)(err)),
+            };
+            let mut at = start;
+            while at <= end_inclusive {
+                let mut buffer = vec![0u8; PIECE.min(end_inclusive + 1 - at) as usize];
+                let read = file
+                    .read_at(&mut buffer, at)
+                    .map_err(io_error("read", &path))?;
+                if read == 0 {
+                    return Err(io_error("read", &path)(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("the file ends before byte {at}"),
+                    )));
+                }
+                buffer.truncate(read);
+                let piece = Piece {
+                    offset: at,
+                    bytes: bytes::Bytes::from(buffer),
+                };
+                if to.blocking_send(piece).is_err() {
+                    break;
+                }
+                at += read as u64;
+            }
+            Ok(())
         })
         .await
     }

@@ -81,6 +81,13 @@ impl StoreError {
     }
 }
 
+/// Bytes of an object read by [`Store::read_range`], and where in the object they belong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub offset: u64,
+    pub bytes: Bytes,
+}
+
 /// How an upload is streamed.
 #[derive(Debug, Clone, Copy)]
 pub struct UploadOptions {
@@ -287,9 +294,20 @@ impl Store {
         prefix: &str,
         continuation: Option<&str>,
     ) -> Result<ListPage, StoreError> {
+        self.list_page_after(prefix, continuation, None).await
+    }
+
+    /// [`Store::list_page`], starting after the key `start_after` (which need not exist) when
+    /// there is no continuation yet.
+    pub async fn list_page_after(
+        &self,
+        prefix: &str,
+        continuation: Option<&str>,
+        start_after: Option<&str>,
+    ) -> Result<ListPage, StoreError> {
         match self {
-            Self::S3(store) => store.list_page(prefix, continuation).await,
-            Self::Cfs(store) => store.list_page(prefix, continuation).await,
+            Self::S3(store) => store.list_page(prefix, continuation, start_after).await,
+            Self::Cfs(store) => store.list_page(prefix, continuation.or(start_after)).await,
         }
     }
 
@@ -310,6 +328,22 @@ impl Store {
         match self {
             Self::S3(store) => store.get_range(key, start, end_inclusive).await,
             Self::Cfs(store) => store.get_range(key, start, end_inclusive).await,
+        }
+    }
+
+    /// Streams bytes `start..=end_inclusive` of `key` to `to` as they arrive, each piece with
+    /// its offset, without holding the range in memory. A read that breaks off is continued
+    /// from where it stopped. Returns early, without error, when `to` is closed.
+    pub async fn read_range(
+        &self,
+        key: &str,
+        start: u64,
+        end_inclusive: u64,
+        to: &mpsc::Sender<Piece>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::S3(store) => store.read_range(key, start, end_inclusive, to).await,
+            Self::Cfs(store) => store.read_range(key, start, end_inclusive, to).await,
         }
     }
 

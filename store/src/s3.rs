@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::{
-    ListPage, ObjectInfo, PartReceiver, RetryPolicy, StoreError, UploadOptions, abandoned,
+    ListPage, ObjectInfo, PartReceiver, Piece, RetryPolicy, StoreError, UploadOptions, abandoned,
 };
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -354,6 +354,7 @@ impl S3Store {
         &self,
         prefix: &str,
         continuation: Option<&str>,
+        start_after: Option<&str>,
     ) -> Result<ListPage, StoreError> {
         let (result, _status) = self
             .retry
@@ -362,7 +363,9 @@ impl S3Store {
                     prefix.to_owned(),
                     None,
                     continuation.map(str::to_owned),
-                    None,
+                    start_after
+                        .filter(|_| continuation.is_none())
+                        .map(str::to_owned),
                     Some(PAGE_SIZE),
                 )
             })
@@ -414,6 +417,79 @@ impl S3Store {
             Err(err) if is_not_found(&err) => Err(StoreError::NotFound(key.to_owned())),
             Err(err) => Err(s3_error("get object range", key)(err)),
         }
+    }
+
+    pub async fn read_range(
+        &self,
+        key: &str,
+        start: u64,
+        end_inclusive: u64,
+        to: &tokio::sync::mpsc::Sender<Piece>,
+    ) -> Result<(), StoreError> {
+        let mut at = start;
+        let mut attempt = 1;
+        loop {
+            let read = self.read_range_once(key, &mut at, end_inclusive, to).await;
+            match read {
+                Ok(()) => return Ok(()),
+                Err(err) if is_not_found(&err) => return Err(StoreError::NotFound(key.to_owned())),
+                Err(err) if is_transient(&err) && attempt < self.retry.attempts => {
+                    debug!(key, at, attempt, error = %err, "range read broke off; continuing");
+                    tokio::time::sleep(self.retry.backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(err) => return Err(s3_error("get object range", key)(err)),
+            }
+        }
+    }
+
+    /// One GET of bytes `*at..=end_inclusive`; `*at` follows what has been handed on.
+    async fn read_range_once(
+        &self,
+        key: &str,
+        at: &mut u64,
+        end_inclusive: u64,
+        to: &tokio::sync::mpsc::Sender<Piece>,
+    ) -> Result<(), S3Error> {
+        if *at > end_inclusive {
+            return Ok(());
+        }
+        let url = self
+            .bucket
+            .presign_get(key, PART_URL_EXPIRY_SECONDS, None)
+            .await?;
+        let mut response = self
+            .http
+            .get(url)
+            .header(
+                reqwest::header::RANGE,
+                format!("bytes={}-{end_inclusive}", *at),
+            )
+            .send()
+            .await?;
+        let status = response.status();
+        if status != reqwest::StatusCode::PARTIAL_CONTENT {
+            let body = response.text().await.unwrap_or_default();
+            return Err(S3Error::HttpFailWithBody(status.as_u16(), body));
+        }
+        while let Some(bytes) = response.chunk().await? {
+            let len = bytes.len() as u64;
+            if *at + len > end_inclusive + 1 {
+                return Err(S3Error::HttpFailWithBody(
+                    status.as_u16(),
+                    "the answer is longer than the range asked for".to_owned(),
+                ));
+            }
+            if to.send(Piece { offset: *at, bytes }).await.is_err() {
+                return Ok(());
+            }
+            *at += len;
+        }
+        if *at <= end_inclusive {
+            // The connection ended early: a transient failure, continued from `*at`.
+            return Err(S3Error::HttpFail);
+        }
+        Ok(())
     }
 
     pub async fn presign_get(&self, key: &str, expires_seconds: u32) -> Result<String, StoreError> {

@@ -61,6 +61,24 @@ async fn multipart_uploads_list_and_read_back() {
         &data[5 * 1024 * 1024 - 10..5 * 1024 * 1024 + 10]
     );
 
+    // Streamed: every piece where it belongs, nothing outside the range.
+    let (to, mut pieces) = tokio::sync::mpsc::channel(16);
+    let (start, end) = (3 * 1024 * 1024 + 5, 12 * 1024 * 1024 + 6);
+    let reader = async {
+        store.read_range(key, start, end, &to).await.unwrap();
+        drop(to);
+    };
+    let collector = async {
+        let mut got = Vec::new();
+        while let Some(piece) = pieces.recv().await {
+            assert_eq!(piece.offset, start + got.len() as u64);
+            got.extend_from_slice(&piece.bytes);
+        }
+        got
+    };
+    let ((), got) = tokio::join!(reader, collector);
+    assert_eq!(got, &data[start as usize..=end as usize]);
+
     store
         .put_bytes(&format!("{key}.json"), b"{\"id\":1}", "application/json")
         .await

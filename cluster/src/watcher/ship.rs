@@ -1,6 +1,6 @@
 //! Shipping one core: open it safely, describe it from its notes, stream it (hashed and
-//! compressed) into storage, write its record, then — and only then — remove the local file and
-//! announce it.
+//! compressed) into storage, write its id index entry and its record, then — and only then —
+//! remove the local file and announce it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -343,6 +343,14 @@ impl Shipper {
                     exe,
                     pid,
                 );
+                // The id index entry before the record: a complete dump is always findable
+                // by its id.
+                self.store
+                    .put_bytes(&key.id_index_key(), &[], "application/octet-stream")
+                    .await
+                    .map_err(|err| {
+                        ShipError::Failed(format!("storing the id index entry: {err}"))
+                    })?;
                 self.store
                     .put_bytes(&record_key, &record.to_json(), "application/json")
                     .await

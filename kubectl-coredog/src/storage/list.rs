@@ -8,7 +8,9 @@
 
 use std::collections::HashSet;
 
-use coredog_core::object_key::{CoreKey, RECORD_SUFFIX, listing_prefix, record_key_for, safe_exe};
+use coredog_core::object_key::{
+    CoreKey, RECORD_SUFFIX, after_id_index, listing_prefix, record_key_for, safe_exe,
+};
 use coredog_core::record::DumpRecord;
 use coredog_core::template::human_bytes;
 use coredog_store::{ObjectInfo, StoreError};
@@ -148,11 +150,18 @@ pub async fn scan<S: DumpStorage>(
     filters: &Filters,
 ) -> Result<Vec<Listed>, StoreError> {
     let prefix = filters.prefix(store_dir);
+    // A listing of every namespace skips the id index, which sorts before them all.
+    let start_after = filters
+        .namespace
+        .is_none()
+        .then(|| after_id_index(store_dir));
     let mut dumps = Vec::new();
     let mut records = HashSet::new();
     let mut continuation: Option<String> = None;
     loop {
-        let page = storage.list_page(&prefix, continuation.as_deref()).await?;
+        let page = storage
+            .list_page(&prefix, continuation.as_deref(), start_after.as_deref())
+            .await?;
         for object in page.objects {
             if let Some(core_key) = object.key.strip_suffix(RECORD_SUFFIX) {
                 records.insert(core_key.to_owned());

@@ -6,9 +6,12 @@ use std::future::{Future, ready};
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use coredog_store::{ListPage, ObjectInfo, StoreError};
+use coredog_store::{ListPage, ObjectInfo, Piece, StoreError};
 
 use super::DumpStorage;
+
+/// Bytes per piece of a range read.
+const MEMORY_PIECE: usize = 300;
 
 pub struct MemoryStorage {
     objects: Mutex<BTreeMap<String, Vec<u8>>>,
@@ -72,8 +75,13 @@ impl DumpStorage for MemoryStorage {
         &self,
         prefix: &str,
         continuation: Option<&str>,
+        start_after: Option<&str>,
     ) -> impl Future<Output = Result<ListPage, StoreError>> + Send {
-        self.log(format!("list {prefix}"));
+        self.log(match start_after {
+            Some(after) if continuation.is_none() => format!("list {prefix} after {after}"),
+            _ => format!("list {prefix}"),
+        });
+        let continuation = continuation.or(start_after);
         let page = self
             .objects
             .lock()
@@ -107,20 +115,43 @@ impl DumpStorage for MemoryStorage {
         ready(self.object(key))
     }
 
-    fn get_range(
+    /// Sends the range in small pieces, yielding between them, so that ranges read at once
+    /// arrive interleaved as they do from a server.
+    fn read_range(
         &self,
         key: &str,
         start: u64,
         end_inclusive: u64,
-    ) -> impl Future<Output = Result<Bytes, StoreError>> + Send {
+        to: &tokio::sync::mpsc::Sender<Piece>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.log(format!("range {key} {start}-{end_inclusive}"));
-        let result = self.object(key).map(|bytes| {
+        let range = self.object(key).map(|bytes| {
             let len = bytes.len() as u64;
             let start = start.min(len) as usize;
             let end = end_inclusive.saturating_add(1).min(len) as usize;
-            Bytes::copy_from_slice(&bytes[start..end.max(start)])
+            (start, Bytes::copy_from_slice(&bytes[start..end.max(start)]))
         });
-        ready(result)
+        async move {
+            let (start, bytes) = range?;
+            let mut at = 0;
+            while at < bytes.len() {
+                let piece = bytes.slice(at..(at + MEMORY_PIECE).min(bytes.len()));
+                let offset = (start + at) as u64;
+                at += piece.len();
+                if to
+                    .send(Piece {
+                        offset,
+                        bytes: piece,
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            Ok(())
+        }
     }
 
     fn head(

@@ -13,9 +13,8 @@ use std::future::Future;
 use std::path::Path;
 
 use anyhow::Context as _;
-use bytes::Bytes;
 use coredog_core::config::{Config, StorageConfig};
-use coredog_store::{ListPage, ObjectInfo, Store, StoreError};
+use coredog_store::{ListPage, ObjectInfo, Piece, Store, StoreError};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use tracing::debug;
@@ -27,22 +26,25 @@ use crate::install::manifests::{
 
 /// The reads `list`, `info`, `fetch` and `status` make.
 pub trait DumpStorage {
-    /// One page of the keys under `prefix`, in key order.
+    /// One page of the keys under `prefix`, in key order; the first page starts after the key
+    /// `start_after` when one is given.
     fn list_page(
         &self,
         prefix: &str,
         continuation: Option<&str>,
+        start_after: Option<&str>,
     ) -> impl Future<Output = Result<ListPage, StoreError>> + Send;
 
     fn get_bytes(&self, key: &str) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
 
-    /// Bytes `start..=end_inclusive` of `key`.
-    fn get_range(
+    /// Streams bytes `start..=end_inclusive` of `key` to `to`, each piece with its offset.
+    fn read_range(
         &self,
         key: &str,
         start: u64,
         end_inclusive: u64,
-    ) -> impl Future<Output = Result<Bytes, StoreError>> + Send;
+        to: &tokio::sync::mpsc::Sender<Piece>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn head(
         &self,
@@ -55,21 +57,23 @@ impl DumpStorage for Store {
         &self,
         prefix: &str,
         continuation: Option<&str>,
+        start_after: Option<&str>,
     ) -> impl Future<Output = Result<ListPage, StoreError>> + Send {
-        Store::list_page(self, prefix, continuation)
+        Store::list_page_after(self, prefix, continuation, start_after)
     }
 
     fn get_bytes(&self, key: &str) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send {
         Store::get_bytes(self, key)
     }
 
-    fn get_range(
+    fn read_range(
         &self,
         key: &str,
         start: u64,
         end_inclusive: u64,
-    ) -> impl Future<Output = Result<Bytes, StoreError>> + Send {
-        Store::get_range(self, key, start, end_inclusive)
+        to: &tokio::sync::mpsc::Sender<Piece>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        Store::read_range(self, key, start, end_inclusive, to)
     }
 
     fn head(

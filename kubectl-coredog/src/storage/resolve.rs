@@ -1,6 +1,8 @@
 //! Finding a dump by its ID or any unique prefix of it, as git finds a commit.
 
-use coredog_core::object_key::DumpId;
+use coredog_core::object_key::{CoreKey, DumpId, id_index_prefix};
+use coredog_store::{ObjectInfo, StoreError};
+use tracing::debug;
 
 use super::list::{Filters, Listed, scan};
 use super::{DumpStorage, storage_error};
@@ -57,17 +59,81 @@ pub fn pick(prefix: &str, candidates: Vec<Listed>) -> anyhow::Result<Listed> {
     }
 }
 
-/// Lists what `filters` select and picks the dump `prefix` names.
+/// Finds the dump `prefix` names among those `filters` select: in the id index (one listing of
+/// the entries that start with `prefix`, however many dumps there are), and by listing every
+/// dump when the index has none (dumps stored before the index existed, or whose entry was
+/// removed). An entry whose dump is gone is ignored.
 pub async fn resolve<S: DumpStorage>(
     storage: &S,
     store_dir: &str,
     filters: &Filters,
     prefix: &str,
 ) -> anyhow::Result<Listed> {
+    let wanted = prefix.trim().to_ascii_lowercase();
+    // `pick` explains what is wrong with a prefix that is not one.
+    if !wanted.is_empty()
+        && wanted.len() <= DumpId::LEN
+        && wanted.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        let indexed = indexed(storage, store_dir, filters, &wanted)
+            .await
+            .map_err(|err| storage_error(err, "look the ID up"))?;
+        if !indexed.is_empty() {
+            let mut chosen = pick(prefix, indexed)?;
+            let core_key = chosen.object.key.clone();
+            match storage.head(&core_key).await {
+                Ok(Some(object)) => {
+                    chosen.object = object;
+                    return Ok(chosen);
+                }
+                Ok(None) => debug!(key = %core_key, "an id index entry names a dump that is gone"),
+                Err(err) => return Err(storage_error(err, &format!("read {core_key}"))),
+            }
+        }
+    }
     let candidates = scan(storage, store_dir, filters)
         .await
         .map_err(|err| storage_error(err, "list the dumps"))?;
     pick(prefix, candidates)
+}
+
+/// The dumps whose id index entries start with `wanted`. Their objects are not read yet: the
+/// size and time come from the one that is picked.
+async fn indexed<S: DumpStorage>(
+    storage: &S,
+    store_dir: &str,
+    filters: &Filters,
+    wanted: &str,
+) -> Result<Vec<Listed>, StoreError> {
+    let prefix = id_index_prefix(store_dir, wanted);
+    let mut found = Vec::new();
+    let mut continuation: Option<String> = None;
+    loop {
+        let page = storage
+            .list_page(&prefix, continuation.as_deref(), None)
+            .await?;
+        for object in page.objects {
+            let Some(key) = CoreKey::from_id_index_key(store_dir, &object.key) else {
+                continue;
+            };
+            if filters.matches_key(&key) {
+                found.push(Listed {
+                    object: ObjectInfo {
+                        key: key.to_key(),
+                        size: 0,
+                        last_modified: None,
+                    },
+                    key,
+                    // The entry is written before the record; reading it tells.
+                    has_record: true,
+                });
+            }
+        }
+        match page.next {
+            Some(next) => continuation = Some(next),
+            None => return Ok(found),
+        }
+    }
 }
 
 #[cfg(test)]
