@@ -242,9 +242,9 @@ pub struct StorageConfig {
     /// Size of each multipart part.
     #[serde(rename = "partSizeMiB", default = "default_part_size_mib")]
     pub part_size_mib: u32,
-    /// Parts uploaded at once for one dump. A part uploading is held up to three times (the
-    /// part, its retry copy and the request body), plus one part queued and one being filled:
-    /// one upload holds at most `partSizeMiB × (3 × partsInFlight + 2)`.
+    /// Parts uploaded at once for one dump. Each uploading part's buffer is held once (the
+    /// request body shares it, a retry sends it again), plus one part queued and one being
+    /// filled: one upload holds at most `partSizeMiB × (partsInFlight + 2)`.
     #[serde(rename = "partsInFlight", default = "default_parts_in_flight")]
     pub parts_in_flight: u32,
 }
@@ -259,7 +259,7 @@ fn default_compression_level() -> i32 {
     1
 }
 fn default_part_size_mib() -> u32 {
-    // With 3 parts in flight: 5 MiB × (3 × 3 + 2) = 55 MiB of part buffers at most.
+    // With 3 parts in flight: 5 MiB × (3 + 2) = 25 MiB of part buffers at most per upload.
     5
 }
 fn default_parts_in_flight() -> u32 {

@@ -24,7 +24,7 @@ use super::pods::{PodDirectory, PodFacts};
 /// Bytes read from the core per read call.
 const READ_BUFFER: usize = 1024 * 1024;
 /// Input bytes each zstd worker compresses at a time.
-const ZSTD_JOB_SIZE: u32 = 1024 * 1024;
+const ZSTD_JOB_SIZE: u32 = 512 * 1024;
 
 #[derive(Debug, Error)]
 pub enum ShipError {
