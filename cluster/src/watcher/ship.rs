@@ -228,8 +228,11 @@ fn read_into_parts(
         Compression::Zstd => {
             let mut encoder =
                 zstd::stream::write::Encoder::new(writer, level).map_err(ReadError::Io)?;
-            // Worker threads compress while this one reads and hashes.
-            let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4)) as u32;
+            // Worker threads compress while this one reads and hashes: one per two CPUs the
+            // watcher may use (its cgroup's quota counts), since this thread and the upload
+            // keep the others busy.
+            let workers = std::thread::available_parallelism()
+                .map_or(1, |n| (n.get() / 2).clamp(1, 4)) as u32;
             encoder.multithread(workers).map_err(ReadError::Io)?;
             // Each worker holds its job's input and output; zstd's own job size at fast
             // levels (2 MiB, a few jobs queued per worker) would cost more than the parts.
