@@ -16,11 +16,12 @@
 //! entry in an id index, written before its record:
 //!
 //! ```text
-//! <StoreDir>/.ids/<id>_<namespace>_<pod>_<UTC time>_<container>_<exe>_<pid>_<id>.core.zst
+//! <StoreDir>/.ids/<id>_<namespace>_<pod>_<UTC time>_<container>_<exe>_<pid>_<id>.core.zst.id
 //! ```
 //!
 //! Namespaces and pod names are DNS names, without `_`, so the entry reads back unambiguously;
-//! the entries are one flat directory, which S3-compatible servers list as cheaply as any.
+//! the entries are one flat directory, which S3-compatible servers list as cheaply as any. The
+//! `.id` suffix keeps them out of anything that looks for `*.core.zst` or `*.core` files.
 //! Listing `<StoreDir>/.ids/<id or a prefix of it>` answers in one request however many dumps
 //! there are. Namespaces are DNS labels and never start with a dot, so the index cannot collide
 //! with one, and it sorts before every namespace: a listing of all namespaces starts after it
@@ -121,6 +122,8 @@ pub fn listing_prefix(store_dir: &str, namespace: Option<&str>, pod: Option<&str
 
 /// The id index's directory under `StoreDir`.
 pub const ID_INDEX_DIR: &str = ".ids";
+/// Suffix of every id index entry.
+pub const ID_INDEX_SUFFIX: &str = ".id";
 
 /// The prefix of the id index entries of every dump whose id starts with `id_prefix`.
 pub fn id_index_prefix(store_dir: &str, id_prefix: &str) -> String {
@@ -178,7 +181,7 @@ impl CoreKey {
         let key = self.to_key();
         let file = key.rsplit('/').next().unwrap_or_default();
         format!(
-            "{}_{}_{}_{file}",
+            "{}_{}_{}_{file}{ID_INDEX_SUFFIX}",
             id_index_prefix(&self.store_dir, self.id.as_str()),
             self.namespace,
             self.pod
@@ -188,7 +191,9 @@ impl CoreKey {
     /// Reads an id index entry back to the dump it names. `None` when `key` is not an entry of
     /// the index under `store_dir`, or names a dump of another id.
     pub fn from_id_index_key(store_dir: &str, key: &str) -> Option<Self> {
-        let entry = key.strip_prefix(&id_index_prefix(store_dir, ""))?;
+        let entry = key
+            .strip_prefix(&id_index_prefix(store_dir, ""))?
+            .strip_suffix(ID_INDEX_SUFFIX)?;
         let (id, rest) = entry.split_once('_')?;
         let (namespace, rest) = rest.split_once('_')?;
         let (pod, file) = rest.split_once('_')?;
@@ -310,7 +315,7 @@ mod tests {
         assert_eq!(
             entry,
             format!(
-                "corefiles/.ids/{}_shop_web-7d9f-x2x4z_20261127T100012Z_app_my_server_42_{}.core.zst",
+                "corefiles/.ids/{}_shop_web-7d9f-x2x4z_20261127T100012Z_app_my_server_42_{}.core.zst.id",
                 key.id, key.id
             )
         );
