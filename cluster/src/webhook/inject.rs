@@ -9,9 +9,11 @@
 //! A container that cannot be served (another volume already mounted at the path, or its own
 //! `COREDOG_POD_NAME`) is skipped with a warning; the rest of the pod is still injected.
 
+use std::collections::BTreeMap;
+
 use coredog_core::annotations::{ContainerSelection, INJECTED, InjectionRequest};
 use coredog_core::layout::{POD_NAME_ENV, VOLUME_NAME, namespace_host_dir, sub_path_expr};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::pod_view::{ContainerView, PodView, VolumeView};
 
@@ -45,11 +47,86 @@ impl SkipReason {
     }
 }
 
+/// One JSONPatch operation. The webhook only ever adds; the values are typed rather than
+/// `serde_json::Value` trees, which cost more to build than the rest of a review.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Add {
+    op: &'static str,
+    pub path: String,
+    pub value: Addition,
+}
+
+/// What an [`Add`] adds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Addition {
+    PodNameEnv(PodNameEnv),
+    Mount(Mount),
+    Volume(Volume),
+    Text(String),
+    Annotations(BTreeMap<&'static str, String>),
+    /// A list the pod did not have, holding the one item.
+    List([Box<Addition>; 1]),
+}
+
+/// `COREDOG_POD_NAME` from the downward API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodNameEnv {
+    name: &'static str,
+    value_from: EnvSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EnvSource {
+    field_ref: FieldRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FieldRef {
+    api_version: &'static str,
+    field_path: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mount {
+    name: &'static str,
+    mount_path: String,
+    sub_path_expr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume {
+    name: &'static str,
+    host_path: HostPath,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct HostPath {
+    path: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+impl Add {
+    fn new(path: String, value: Addition) -> Self {
+        Self {
+            op: "add",
+            path,
+            value,
+        }
+    }
+}
+
 /// The outcome of planning one pod.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Plan {
     /// JSONPatch operations; empty when nothing needs adding.
-    pub operations: Vec<Value>,
+    pub operations: Vec<Add>,
     /// Containers that have the dump directory once the patch is applied.
     pub injected: Vec<String>,
     /// Sentences for the pod's owner (admission warnings).
@@ -118,19 +195,24 @@ fn container_state(container: &ContainerView<'_>, path: &str) -> ContainerState 
     }
 }
 
-fn pod_name_env() -> Value {
-    json!({
-        "name": POD_NAME_ENV,
-        "valueFrom": { "fieldRef": { "apiVersion": "v1", "fieldPath": "metadata.name" } }
+fn pod_name_env() -> Addition {
+    Addition::PodNameEnv(PodNameEnv {
+        name: POD_NAME_ENV,
+        value_from: EnvSource {
+            field_ref: FieldRef {
+                api_version: "v1",
+                field_path: "metadata.name",
+            },
+        },
     })
 }
 
 /// Adds `value` to the list at `list_path`, creating the list when the pod has none.
-fn append(list_path: &str, list_exists: bool, value: Value) -> Value {
+fn append(list_path: &str, list_exists: bool, value: Addition) -> Add {
     if list_exists {
-        json!({ "op": "add", "path": format!("{list_path}/-"), "value": value })
+        Add::new(format!("{list_path}/-"), value)
     } else {
-        json!({ "op": "add", "path": list_path, "value": [value] })
+        Add::new(list_path.to_owned(), Addition::List([Box::new(value)]))
     }
 }
 
@@ -147,13 +229,24 @@ pub fn plan(
     request: &InjectionRequest,
 ) -> Plan {
     let mut plan = Plan::default();
-    let Some(spec) = pod.spec.as_ref() else {
-        plan.skip(
-            SkipReason::InternalError,
-            "coredog: the pod has no spec".to_owned(),
-        );
-        return plan;
+    let spec = match pod.spec() {
+        Ok(Some(spec)) => spec,
+        Ok(None) => {
+            plan.skip(
+                SkipReason::InternalError,
+                "coredog: the pod has no spec".to_owned(),
+            );
+            return plan;
+        }
+        Err(err) => {
+            plan.skip(
+                SkipReason::InternalError,
+                format!("coredog: cannot read the pod's spec: {err}"),
+            );
+            return plan;
+        }
     };
+    let spec = &spec;
     let path = request.path.as_str();
     let groups = [
         (
@@ -197,10 +290,10 @@ pub fn plan(
                     container_ops.push(append(
                         &format!("{base}/volumeMounts"),
                         has_mount_list,
-                        json!({
-                            "name": VOLUME_NAME,
-                            "mountPath": path,
-                            "subPathExpr": sub_path_expr(&container.name),
+                        Addition::Mount(Mount {
+                            name: VOLUME_NAME,
+                            mount_path: path.to_owned(),
+                            sub_path_expr: sub_path_expr(&container.name),
                         }),
                     ));
                     plan.injected.push(container.name.to_string());
@@ -248,12 +341,17 @@ pub fn plan(
         None => plan.operations.push(append(
             "/spec/volumes",
             volumes.is_some(),
-            json!({
-                "name": VOLUME_NAME,
-                "hostPath": { "path": namespace_host_dir(host_dir, namespace), "type": "DirectoryOrCreate" }
+            Addition::Volume(Volume {
+                name: VOLUME_NAME,
+                host_path: HostPath {
+                    path: namespace_host_dir(host_dir, namespace),
+                    kind: "DirectoryOrCreate",
+                },
             }),
         )),
-        Some(VolumeView { host_path: Some(_), .. }) => {}
+        Some(VolumeView {
+            host_path: Some(_), ..
+        }) => {}
         Some(_) => {
             let mut refused = Plan::default();
             refused.skip(
@@ -268,9 +366,15 @@ pub fn plan(
     let injected = plan.injected.join(",");
     if pod.metadata.annotation(INJECTED) != Some(injected.as_str()) {
         plan.operations.push(if pod.metadata.annotations.is_some() {
-            json!({ "op": "add", "path": format!("/metadata/annotations/{}", pointer_escape(INJECTED)), "value": injected })
+            Add::new(
+                format!("/metadata/annotations/{}", pointer_escape(INJECTED)),
+                Addition::Text(injected),
+            )
         } else {
-            json!({ "op": "add", "path": "/metadata/annotations", "value": { INJECTED: injected } })
+            Add::new(
+                "/metadata/annotations".to_owned(),
+                Addition::Annotations(BTreeMap::from([(INJECTED, injected)])),
+            )
         });
     }
     if newly_injected == 0 && plan.operations.is_empty() {
@@ -285,6 +389,7 @@ mod tests {
     use coredog_core::annotations::read_opt_in;
     use coredog_core::layout::DEFAULT_HOST_DIR;
     use k8s_openapi::api::core::v1::Pod;
+    use serde_json::{Value, json};
 
     fn pod(value: Value) -> Pod {
         serde_json::from_value(value).unwrap()
@@ -299,7 +404,7 @@ mod tests {
     fn apply(pod: &Pod, plan: &Plan) -> Pod {
         let mut doc = serde_json::to_value(pod).unwrap();
         let patch: json_patch::Patch =
-            serde_json::from_value(Value::Array(plan.operations.clone())).unwrap();
+            serde_json::from_value(serde_json::to_value(&plan.operations).unwrap()).unwrap();
         json_patch::patch(&mut doc, &patch).unwrap();
         serde_json::from_value(doc).unwrap()
     }

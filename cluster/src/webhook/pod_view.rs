@@ -3,20 +3,31 @@
 //! Deserialising the full `k8s_openapi` Pod costs several times more than the rest of a review
 //! (every field of every container is allocated), and the webhook only needs names, mounts and
 //! one environment variable. Unknown fields are skipped; strings are borrowed unless they
-//! contain escapes.
+//! contain escapes. The spec is only located in the first pass and read when the pod opted in,
+//! so the pods that did not (most of them) cost a scan of their spec, not its containers.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct PodView<'a> {
     #[serde(default, borrow)]
     pub metadata: MetaView<'a>,
     #[serde(default, borrow)]
-    pub spec: Option<SpecView<'a>>,
+    spec: Option<&'a RawValue>,
+}
+
+impl<'a> PodView<'a> {
+    /// Reads the spec the first pass only located.
+    pub fn spec(&self) -> Result<Option<SpecView<'a>>, serde_json::Error> {
+        self.spec
+            .map(|raw| serde_json::from_str(raw.get()))
+            .transpose()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
