@@ -10,6 +10,7 @@
 //!   against `s5cmd ls` and `s5cmd cp` on the same bucket (see `list_fetch.rs`).
 
 mod list_fetch;
+mod measure;
 mod ship;
 
 use std::net::SocketAddr;
