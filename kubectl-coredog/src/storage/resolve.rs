@@ -11,8 +11,8 @@ use crate::error::{UserError, user};
 /// Candidates named in an ambiguity error.
 const MAX_NAMED: usize = 10;
 
-/// The one dump whose ID starts with `prefix`.
-pub fn pick(prefix: &str, candidates: Vec<Listed>) -> anyhow::Result<Listed> {
+/// `prefix` as IDs are spelt (lowercase), or why it cannot be the start of one.
+fn id_prefix(prefix: &str) -> anyhow::Result<String> {
     let wanted = prefix.trim().to_ascii_lowercase();
     if wanted.is_empty()
         || wanted.len() > DumpId::LEN
@@ -23,6 +23,12 @@ pub fn pick(prefix: &str, candidates: Vec<Listed>) -> anyhow::Result<Listed> {
             "copy the ID column of `kubectl coredog list`",
         ));
     }
+    Ok(wanted)
+}
+
+/// The one dump whose ID starts with `prefix`.
+pub fn pick(prefix: &str, candidates: Vec<Listed>) -> anyhow::Result<Listed> {
+    let wanted = id_prefix(prefix)?;
     let mut matching: Vec<Listed> = candidates
         .into_iter()
         .filter(|listed| listed.key.id.as_str().starts_with(&wanted))
@@ -69,26 +75,20 @@ pub async fn resolve<S: DumpStorage>(
     filters: &Filters,
     prefix: &str,
 ) -> anyhow::Result<Listed> {
-    let wanted = prefix.trim().to_ascii_lowercase();
-    // `pick` explains what is wrong with a prefix that is not one.
-    if !wanted.is_empty()
-        && wanted.len() <= DumpId::LEN
-        && wanted.bytes().all(|b| b.is_ascii_hexdigit())
-    {
-        let indexed = indexed(storage, store_dir, filters, &wanted)
-            .await
-            .map_err(|err| storage_error(err, "look the ID up"))?;
-        if !indexed.is_empty() {
-            let mut chosen = pick(prefix, indexed)?;
-            let core_key = chosen.object.key.clone();
-            match storage.head(&core_key).await {
-                Ok(Some(object)) => {
-                    chosen.object = object;
-                    return Ok(chosen);
-                }
-                Ok(None) => debug!(key = %core_key, "an id index entry names a dump that is gone"),
-                Err(err) => return Err(storage_error(err, &format!("read {core_key}"))),
+    let wanted = id_prefix(prefix)?;
+    let indexed = indexed(storage, store_dir, filters, &wanted)
+        .await
+        .map_err(|err| storage_error(err, "look the ID up"))?;
+    if !indexed.is_empty() {
+        let mut chosen = pick(prefix, indexed)?;
+        let core_key = chosen.object.key.clone();
+        match storage.head(&core_key).await {
+            Ok(Some(object)) => {
+                chosen.object = object;
+                return Ok(chosen);
             }
+            Ok(None) => debug!(key = %core_key, "an id index entry names a dump that is gone"),
+            Err(err) => return Err(storage_error(err, &format!("read {core_key}"))),
         }
     }
     let candidates = scan(storage, store_dir, filters)
