@@ -28,8 +28,9 @@ use crate::{
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const PAGE_SIZE: usize = 1000;
-/// A part's URL is signed just before it is sent; this only has to outlast one request.
-const PART_URL_EXPIRY_SECONDS: u32 = 3600;
+/// URLs this store presigns for its own requests are signed just before they are used: they only
+/// have to outlast one request.
+const REQUEST_URL_EXPIRY_SECONDS: u32 = 3600;
 
 pub struct S3Store {
     bucket: Box<Bucket>,
@@ -288,7 +289,7 @@ impl S3Store {
         ]);
         let url = self
             .bucket
-            .presign_get("/", PART_URL_EXPIRY_SECONDS, Some(query))
+            .presign_get("/", REQUEST_URL_EXPIRY_SECONDS, Some(query))
             .await?;
         let response = self.http.get(url).send().await?;
         let status = response.status();
@@ -456,7 +457,7 @@ impl S3Store {
         }
         let url = self
             .bucket
-            .presign_get(key, PART_URL_EXPIRY_SECONDS, None)
+            .presign_get(key, REQUEST_URL_EXPIRY_SECONDS, None)
             .await?;
         let mut response = self
             .http
@@ -536,7 +537,7 @@ impl PartUploader {
         ]);
         let url = self
             .bucket
-            .presign_put(&self.key, PART_URL_EXPIRY_SECONDS, None, Some(query))
+            .presign_put(&self.key, REQUEST_URL_EXPIRY_SECONDS, None, Some(query))
             .await?;
         let response = self.http.put(url).body(body).send().await?;
         let status = response.status();
