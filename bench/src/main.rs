@@ -132,6 +132,12 @@ async fn echo_server(listen: SocketAddr, cert: PathBuf, key: PathBuf) -> anyhow:
 /// A server process stopped when dropped.
 struct Server(Child);
 
+impl Server {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -171,10 +177,19 @@ struct RunResult {
     requests_per_second: f64,
     p50: Duration,
     p99: Duration,
+    /// The server's CPU time (user + system) per request.
+    server_cpu: Duration,
+}
+
+/// Where a load goes: the server's address and its process, for its CPU time.
+#[derive(Clone, Copy)]
+struct Target {
+    address: SocketAddr,
+    pid: u32,
 }
 
 async fn load(
-    address: SocketAddr,
+    target: Target,
     ca: &Path,
     body: Bytes,
     connections: usize,
@@ -189,6 +204,9 @@ async fn load(
         .with_root_certificates(roots)
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let ticks = measure::clock_ticks();
+    let cpu_before = measure::cpu_seconds(target.pid, ticks);
+    let address = target.address;
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -227,12 +245,14 @@ async fn load(
         latencies.extend(task.await??);
     }
     let elapsed = started.elapsed();
+    let server_cpu = measure::cpu_seconds(target.pid, ticks) - cpu_before;
     latencies.sort_unstable();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     Ok(RunResult {
         requests_per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
         p50: at(0.50),
         p99: at(0.99),
+        server_cpu: Duration::from_secs_f64(server_cpu.max(0.0) / latencies.len() as f64),
     })
 }
 
@@ -275,7 +295,7 @@ async fn webhook_bench(
     std::fs::write(&key, &issued.key_pem)?;
     std::fs::write(&ca, &issued.ca_pem)?;
 
-    let (_webhook, webhook_address) = start(
+    let (webhook_server, webhook_address) = start(
         Command::new(coredog)
             .args(["webhook", "--listen", "127.0.0.1:0", "--tls-cert"])
             .arg(&cert)
@@ -283,7 +303,7 @@ async fn webhook_bench(
             .arg(&key),
         "webhook serving HTTPS",
     )?;
-    let (_echo, echo_address) = start(
+    let (echo_server, echo_address) = start(
         Command::new(std::env::current_exe()?)
             .args(["echo-server", "--listen", "127.0.0.1:0", "--tls-cert"])
             .arg(&cert)
@@ -291,6 +311,14 @@ async fn webhook_bench(
             .arg(&key),
         "echo serving",
     )?;
+    let webhook = Target {
+        address: webhook_address,
+        pid: webhook_server.pid(),
+    };
+    let echo = Target {
+        address: echo_address,
+        pid: echo_server.pid(),
+    };
 
     let opted_in: Value = serde_json::from_str(include_str!(
         "../../cluster/tests/fixtures/deployment-pod.json"
@@ -307,14 +335,14 @@ async fn webhook_bench(
         duration.as_secs()
     );
     println!(
-        "{:<18} {:<18} {:>10} {:>9} {:>9}",
-        "body", "server", "req/s", "p50 ms", "p99 ms"
+        "{:<18} {:<18} {:>10} {:>9} {:>9} {:>15}",
+        "body", "server", "req/s", "p50 ms", "p99 ms", "server CPU/req"
     );
     let mut summary = Vec::new();
     for (label, body) in &bodies {
         // Warm both servers (TLS session setup, allocator) before measuring.
         load(
-            echo_address,
+            echo,
             &ca,
             body.clone(),
             connections,
@@ -322,7 +350,7 @@ async fn webhook_bench(
         )
         .await?;
         load(
-            webhook_address,
+            webhook,
             &ca,
             body.clone(),
             connections,
@@ -331,17 +359,17 @@ async fn webhook_bench(
         .await?;
         let (mut echo_runs, mut webhook_runs) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
-            echo_runs.push(load(echo_address, &ca, body.clone(), connections, duration).await?);
-            webhook_runs
-                .push(load(webhook_address, &ca, body.clone(), connections, duration).await?);
+            echo_runs.push(load(echo, &ca, body.clone(), connections, duration).await?);
+            webhook_runs.push(load(webhook, &ca, body.clone(), connections, duration).await?);
         }
         let (echo, webhook) = (median(echo_runs), median(webhook_runs));
         for (server, result) in [("ceiling (echo)", &echo), ("coredog webhook", &webhook)] {
             println!(
-                "{label:<18} {server:<18} {:>10.0} {:>9.3} {:>9.3}",
+                "{label:<18} {server:<18} {:>10.0} {:>9.3} {:>9.3} {:>12.1} µs",
                 result.requests_per_second,
                 result.p50.as_secs_f64() * 1e3,
-                result.p99.as_secs_f64() * 1e3
+                result.p99.as_secs_f64() * 1e3,
+                result.server_cpu.as_secs_f64() * 1e6
             );
         }
         let ratio = webhook.requests_per_second / echo.requests_per_second;
@@ -354,6 +382,8 @@ async fn webhook_bench(
             "webhook_p50_ms": (webhook.p50.as_secs_f64() * 1e6).round() / 1e3,
             "webhook_p99_ms": (webhook.p99.as_secs_f64() * 1e6).round() / 1e3,
             "ceiling_p99_ms": (echo.p99.as_secs_f64() * 1e6).round() / 1e3,
+            "ceiling_server_cpu_us": (echo.server_cpu.as_secs_f64() * 1e7).round() / 10.0,
+            "webhook_server_cpu_us": (webhook.server_cpu.as_secs_f64() * 1e7).round() / 10.0,
         }));
     }
     println!("{}", serde_json::to_string(&summary)?);
