@@ -206,7 +206,7 @@ pub async fn run(cli: Cli, console: &mut Console<'_>) -> anyhow::Result<ExitCode
                 &args,
                 &scopes,
                 Timestamp::now(),
-                FetchOptions::default(),
+                FetchOptions::for_parts(opened.part_size),
                 console,
             )
             .await?;

@@ -10,10 +10,12 @@
 //! runtime, the other two on threads of their own), and zero blocks are left as holes. Nothing
 //! is fsynced: like `cp` or `s5cmd`, a fetch is done when the file is complete and in place.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -24,6 +26,7 @@ use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
+use tokio::sync::Semaphore;
 use tracing::debug;
 
 use crate::error::{UserError, user};
@@ -44,13 +47,29 @@ pub struct FetchOptions {
     pub force: bool,
 }
 
+/// The most bytes one range request asks for.
+const RANGE_AT_MOST: u64 = 48 * 1024 * 1024;
+
 impl Default for FetchOptions {
     fn default() -> Self {
         Self {
-            chunk_size: 32 * 1024 * 1024,
+            chunk_size: RANGE_AT_MOST,
             in_flight: 4,
             raw: false,
             force: false,
+        }
+    }
+}
+
+impl FetchOptions {
+    /// Options for dumps stored in multipart parts of `part_size` bytes: each range is whole
+    /// parts. A range that cuts a part in two makes the server read that part for both, and
+    /// fewer, larger ranges cost it less again (see bench/README.md, fetch).
+    pub fn for_parts(part_size: u64) -> Self {
+        let parts = (RANGE_AT_MOST / part_size.max(1)).max(1);
+        Self {
+            chunk_size: parts * part_size.max(1),
+            ..Self::default()
         }
     }
 }
@@ -252,21 +271,29 @@ async fn fetch_once<S: DumpStorage>(
     }
 
     // The network side only downloads, ranges at once, each streamed as it arrives. One
-    // thread writes the pieces into the part file where they belong and, as the file fills
-    // from the front, decompresses it; another hashes the core and writes it out.
+    // thread writes the pieces into the part file where they belong and passes them on in
+    // order, decompressing them; another hashes the core and writes it out.
     let ranges = Ranges {
         from: have,
         size: options.chunk_size.max(1),
         end: stored,
     };
     let (pieces_out, pieces_in) = tokio::sync::mpsc::channel(PIECES_QUEUED);
+    let in_flight = options.in_flight.max(1);
+    let window = Arc::new(Semaphore::new(in_flight));
     let stages = {
         let (part, dir, progress) = (part.to_owned(), dir.clone(), progress.clone());
+        let window = window.clone();
         tokio::task::spawn_blocking(move || {
-            run_stages(mode, part_file, &part, ranges, &dir, pieces_in, &progress)
+            let staged = run_stages(
+                mode, part_file, &part, ranges, &dir, pieces_in, &window, &progress,
+            );
+            // Nothing more will be let in; a download waiting for room stops.
+            window.close();
+            staged
         })
     };
-    let downloaded = download(storage, key, ranges, options.in_flight, pieces_out).await;
+    let downloaded = download(storage, key, ranges, in_flight, &window, pieces_out).await;
     let staged = stages
         .await
         .map_err(|err| anyhow::anyhow!("the fetch's writer stopped: {err}"))?;
@@ -370,22 +397,36 @@ impl Ranges {
     }
 }
 
-/// Reads `ranges` of `key`, `in_flight` at once, streaming every piece to the writer. Stops
-/// early when the writer has stopped (it says why).
+/// Reads `ranges` of `key`, `in_flight` at once, streaming every piece to the writer. A range
+/// starts only when `window` lets it in: the writer lets a range in for each range it has
+/// finished, so no more than `in_flight` ranges are open at once, in the part file as in the
+/// writer's memory. Stops early when the writer has stopped (it says why).
 async fn download<S: DumpStorage>(
     storage: &S,
     key: &str,
     ranges: Ranges,
     in_flight: usize,
+    window: &Semaphore,
     pieces: tokio::sync::mpsc::Sender<Piece>,
 ) -> anyhow::Result<()> {
     let pieces = &pieces;
     stream::iter(0..ranges.count())
-        .map(|index| {
-            let (start, end) = ranges.bounds(index);
-            storage.read_range(key, start, end, pieces)
+        .then(|index| async move {
+            let admitted = window.acquire().await.ok()?;
+            admitted.forget();
+            Some(index)
         })
-        .buffer_unordered(in_flight.max(1))
+        .map(|admitted| async move {
+            match admitted {
+                Some(index) => {
+                    let (start, end) = ranges.bounds(index);
+                    storage.read_range(key, start, end, pieces).await
+                }
+                // The window is closed: the writer stopped.
+                None => Ok(()),
+            }
+        })
+        .buffer_unordered(in_flight)
         .try_collect::<()>()
         .await
         .map_err(|err| storage_error(err, &format!("download {key}")))
@@ -438,13 +479,16 @@ fn stage_io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 /// Bytes handed from the decompressor to the thread that hashes and writes them.
 const DECODED_CHUNK: usize = 4 * 1024 * 1024;
 
-/// Bytes read back from the part file at a time, to be decompressed or hashed.
+/// Bytes of a resumed fetch's part file read back at a time, to be decompressed or hashed.
 const READ_BACK: usize = 4 * 1024 * 1024;
 
 /// The blocking side of a fetch. This thread writes each piece into the part file at its
-/// offset and, as the file fills from the front, passes the bytes on in order: to the
-/// decompressor, or straight to the second thread, which hashes the core and writes it out.
-/// The part file's front was checked by an earlier fetch only if it is read again here first.
+/// offset and passes the bytes on in order: to the decompressor, or straight to the second
+/// thread, which hashes the core and writes it out. Pieces that arrive ahead of the bytes due
+/// wait in memory up to [`AHEAD_BUDGET`], past it in the part file only, read back when their
+/// turn comes; each range finished lets another into `window`. The front of a resumed part
+/// file was checked by an earlier fetch only if it is read again here first.
+#[allow(clippy::too_many_arguments)]
 fn run_stages(
     mode: Mode,
     part_file: File,
@@ -452,6 +496,7 @@ fn run_stages(
     ranges: Ranges,
     dir: &Path,
     mut pieces: tokio::sync::mpsc::Receiver<Piece>,
+    window: &Semaphore,
     progress: &ProgressBar,
 ) -> Result<Staged, StageError> {
     let have = ranges.from;
@@ -517,6 +562,7 @@ fn run_stages(
     // Bytes before `front` are in the part file; bytes before `passed` have been passed on.
     let mut front = have;
     let mut passed = if mode == Mode::Raw { front } else { 0 };
+    let mut ahead = Ahead::new(AHEAD_BUDGET);
     let mut received = vec![0u64; ranges.count()];
     let mut next_range = 0;
     let mut staged = (|| {
@@ -527,10 +573,13 @@ fn run_stages(
             part_out
                 .write_at(offset, &bytes)
                 .map_err(stage_io("write", part))?;
-            // The next bytes due are passed on as they are; others wait in the file.
-            if offset == passed && mode != Mode::Raw {
-                pass_on(bytes)?;
-                passed += len;
+            if mode != Mode::Raw {
+                if offset == passed {
+                    pass_on(bytes)?;
+                    passed += len;
+                } else {
+                    ahead.hold(offset, bytes);
+                }
             }
             let index = ranges.index_of(offset);
             if let Some(count) = received.get_mut(index) {
@@ -543,9 +592,10 @@ fn run_stages(
                 }
                 front = end + 1;
                 next_range += 1;
+                window.add_permits(1);
             }
             if mode != Mode::Raw {
-                read_back(&part_out.file, part, &mut passed, front, &mut pass_on)?;
+                ahead.pass_due(&part_out.file, part, &mut passed, front, &mut pass_on)?;
             }
             progress.inc(len);
         }
@@ -606,30 +656,80 @@ fn run_stages(
     }
 }
 
-/// Passes on bytes `*passed..front` of the part file, which are all written.
+/// Out-of-order pieces held in memory: up to this many bytes; later ones wait in the part
+/// file only. Four ranges in flight mostly finish together, so without a budget up to three
+/// of them would be held.
+const AHEAD_BUDGET: usize = 32 * 1024 * 1024;
+
+/// Pieces that arrived ahead of the bytes due, by offset.
+struct Ahead {
+    pieces: BTreeMap<u64, Bytes>,
+    held: usize,
+    budget: usize,
+}
+
+impl Ahead {
+    fn new(budget: usize) -> Self {
+        Self {
+            pieces: BTreeMap::new(),
+            held: 0,
+            budget,
+        }
+    }
+
+    /// Keeps `bytes` (already in the part file) in memory if the budget allows.
+    fn hold(&mut self, offset: u64, bytes: Bytes) {
+        if self.held + bytes.len() <= self.budget {
+            self.held += bytes.len();
+            self.pieces.insert(offset, bytes);
+        }
+    }
+
+    /// Passes on every byte due that is at hand: held pieces, and what is in the part file
+    /// before `front` but was not held.
+    fn pass_due(
+        &mut self,
+        file: &File,
+        part: &Path,
+        passed: &mut u64,
+        front: u64,
+        pass_on: &mut dyn FnMut(Bytes) -> Result<(), StageError>,
+    ) -> Result<(), StageError> {
+        loop {
+            if let Some(bytes) = self.pieces.remove(passed) {
+                self.held -= bytes.len();
+                *passed += bytes.len() as u64;
+                pass_on(bytes)?;
+            } else if *passed < front {
+                let next_held = self.pieces.range(*passed..).next().map(|(&at, _)| at);
+                let until = next_held.map_or(front, |next| next.min(front));
+                read_back(file, part, passed, until, pass_on)?;
+            } else {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Passes on bytes `*passed..until` of the part file, which are all written.
 fn read_back(
     file: &File,
     part: &Path,
     passed: &mut u64,
-    front: u64,
+    until: u64,
     pass_on: &mut dyn FnMut(Bytes) -> Result<(), StageError>,
 ) -> Result<(), StageError> {
-    use std::os::unix::fs::FileExt as _;
-    while *passed < front {
-        let len = usize::try_from(front - *passed).map_or(READ_BACK, |left| left.min(READ_BACK));
-        let mut buffer = vec![0u8; len];
-        // The file may end before `front` in a trailing hole: those bytes are the zeros the
-        // buffer already holds.
-        let mut filled = 0;
-        while filled < len {
-            let read = file
-                .read_at(&mut buffer[filled..], *passed + filled as u64)
-                .map_err(stage_io("read", part))?;
-            if read == 0 {
-                break;
-            }
-            filled += read;
-        }
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    while *passed < until {
+        let len = usize::try_from(until - *passed).map_or(READ_BACK, |left| left.min(READ_BACK));
+        let mut buffer = Vec::with_capacity(len);
+        let mut reader = file;
+        reader
+            .seek(SeekFrom::Start(*passed))
+            .and_then(|_| reader.take(len as u64).read_to_end(&mut buffer))
+            .map_err(stage_io("read", part))?;
+        // The file may end before `until` in a trailing hole: those bytes are zeros.
+        buffer.resize(len, 0);
         pass_on(Bytes::from(buffer))?;
         *passed += len as u64;
     }
@@ -676,6 +776,16 @@ impl Write for Forward {
 /// Blocks checked for zeros when writing sparsely: the filesystem's block size.
 const SPARSE_BLOCK: usize = 4096;
 
+/// Whether `block` is all zeros. Most blocks of a core are not, and show it in their first
+/// bytes: the check stops at the first 32 that are not zero (each 32 compared at once).
+fn is_zero(block: &[u8]) -> bool {
+    let mut words = block.chunks_exact(32);
+    words
+        .by_ref()
+        .all(|word| word.iter().fold(0u8, |acc, &byte| acc | byte) == 0)
+        && words.remainder().iter().all(|&byte| byte == 0)
+}
+
 /// A file in which whole blocks of zeros become holes, as `cp` and `zstd -d` leave them: a core
 /// is often a third zero pages, which then cost neither disk nor the time to write them.
 struct SparseFile {
@@ -713,10 +823,7 @@ impl SparseFile {
         while at < bytes.len() {
             let block_end =
                 (at + SPARSE_BLOCK - ((offset as usize + at) % SPARSE_BLOCK)).min(bytes.len());
-            let zero = bytes[at..block_end]
-                .iter()
-                .fold(0u8, |acc, &byte| acc | byte)
-                == 0;
+            let zero = is_zero(&bytes[at..block_end]);
             match (zero, run_start) {
                 (false, None) => run_start = Some(at),
                 (true, Some(start)) => {
@@ -792,5 +899,66 @@ mod tests {
         assert!(default_file_name(&record, false).ends_with(".core"));
         assert!(default_file_name(&record, true).ends_with(".core.zst"));
         assert_eq!(part_path(Path::new("dir/core")), Path::new("dir/core.part"));
+    }
+
+    #[test]
+    fn ranges_are_whole_parts() {
+        const MIB: u64 = 1024 * 1024;
+        assert_eq!(FetchOptions::for_parts(5 * MIB).chunk_size, 45 * MIB);
+        assert_eq!(FetchOptions::for_parts(16 * MIB).chunk_size, 48 * MIB);
+        assert_eq!(FetchOptions::for_parts(64 * MIB).chunk_size, 64 * MIB);
+        assert_eq!(FetchOptions::for_parts(0).chunk_size, RANGE_AT_MOST);
+    }
+
+    /// Pieces arriving out of order, over a budget that holds only some of them, are passed
+    /// on in order: the held ones from memory, the others read back from the part file.
+    #[test]
+    fn pieces_ahead_are_passed_on_in_order_from_memory_or_the_part_file() {
+        let content: Vec<u8> = (0..80u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&content).unwrap();
+        let piece = |index: usize| {
+            (
+                index as u64 * 10,
+                Bytes::copy_from_slice(&content[index * 10..][..10]),
+            )
+        };
+        // Two ranges of four pieces; the second range finishes first.
+        let arrivals = [4, 5, 6, 7, 1, 2, 0, 3];
+        let mut ahead = Ahead::new(25);
+        let (mut passed, mut front, mut received) = (0u64, 0u64, [false; 8]);
+        let mut out = Vec::new();
+        let mut read_from_file = 0;
+        for index in arrivals {
+            let (offset, bytes) = piece(index);
+            received[index] = true;
+            if offset == passed {
+                passed += bytes.len() as u64;
+                out.extend_from_slice(&bytes);
+            } else {
+                ahead.hold(offset, bytes);
+            }
+            assert!(ahead.held <= 25);
+            for range in 0..2 {
+                if received[..(range + 1) * 4].iter().all(|&got| got) {
+                    front = (range as u64 + 1) * 40;
+                }
+            }
+            let held_before: usize = ahead.pieces.values().map(Bytes::len).sum();
+            let mut pass_on = |bytes: Bytes| {
+                out.extend_from_slice(&bytes);
+                Ok(())
+            };
+            let passed_before = passed;
+            ahead
+                .pass_due(&file, Path::new("part"), &mut passed, front, &mut pass_on)
+                .unwrap();
+            let held_after: usize = ahead.pieces.values().map(Bytes::len).sum();
+            read_from_file += (passed - passed_before) as usize - (held_before - held_after);
+        }
+        assert_eq!(out, content);
+        assert!(ahead.pieces.is_empty() && ahead.held == 0);
+        assert!(read_from_file > 0, "the budget held every piece");
+        assert!(read_from_file < 60, "no piece was held");
     }
 }

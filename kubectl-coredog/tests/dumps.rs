@@ -587,7 +587,7 @@ async fn fetch_raw_keeps_the_stored_bytes_and_plain_dumps_are_verified_too() {
     .unwrap();
     assert_eq!(std::fs::read(&raw).unwrap(), dumps[0].stored);
 
-    // Uncompressed, 3 MiB: the default 32 MiB ranges make it one range read.
+    // Uncompressed, 3 MiB: the default 48 MiB ranges make it one range read.
     let plain = dir.path().join("agent.core");
     storage.take_requests();
     fetch(

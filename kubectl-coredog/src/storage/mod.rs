@@ -88,6 +88,8 @@ impl DumpStorage for Store {
 pub struct OpenedStorage {
     pub store: Store,
     pub store_dir: String,
+    /// The multipart part size the watcher stores dumps with (`partSizeMiB`).
+    pub part_size: u64,
 }
 
 /// The storage settings: from `--config FILE`, else from the config Secret install wrote
@@ -207,6 +209,7 @@ pub fn open(storage: &StorageConfig) -> anyhow::Result<OpenedStorage> {
     Ok(OpenedStorage {
         store,
         store_dir: storage.store_dir.clone(),
+        part_size: storage.part_size() as u64,
     })
 }
 
