@@ -12,7 +12,10 @@
 //!   `s5cmd ls 's3://bucket/corefiles/*'` (every object listed, nothing read).
 //! - fetch: `kubectl-coredog fetch ID -o FILE` (the ID looked up in the id index, range reads,
 //!   zstd decompression, SHA-256, sparse write, rename) against `s5cmd cp` of the stored object
-//!   (a copy), and for zstd also `s5cmd cat | zstd -d -o FILE` (the same file, unverified).
+//!   (a copy); for zstd also `s5cmd cat | zstd -d -o FILE` (the same file, unverified), and
+//!   uncompressed also `s5cmd cp` then `openssl dgst -sha256 FILE` (the copy checked as fetch
+//!   checks it; OpenSSL's SHA-256 uses the CPU's SHA extensions, coreutils' `sha256sum` is 8x
+//!   slower here).
 //! - The server: `weed mini` on loopback with SigV4 enforced, as tests/src/lib.rs starts it.
 //! - Rounds alternate the contenders' order; the median round (by wall time) is reported. Each
 //!   command starts after `sync`, with no output file in place.
@@ -864,15 +867,17 @@ enum Op {
     S5cmdCatZstd,
     FetchZstd,
     S5cmdCpNone,
+    S5cmdCpSha,
     FetchNone,
 }
 
 const LIST_OPS: [Op; 4] = [Op::S5cmdLs, Op::ListTable, Op::ListJson, Op::Info];
-const FETCH_OPS: [Op; 5] = [
+const FETCH_OPS: [Op; 6] = [
     Op::S5cmdCpZstd,
     Op::S5cmdCatZstd,
     Op::FetchZstd,
     Op::S5cmdCpNone,
+    Op::S5cmdCpSha,
     Op::FetchNone,
 ];
 
@@ -887,6 +892,7 @@ impl Op {
             Self::S5cmdCatZstd => "s5cmd_cat_zstd_d",
             Self::FetchZstd => "fetch_zstd",
             Self::S5cmdCpNone => "s5cmd_cp_none",
+            Self::S5cmdCpSha => "s5cmd_cp_openssl_sha256",
             Self::FetchNone => "fetch_none",
         }
     }
@@ -899,6 +905,7 @@ impl Op {
             Self::Info => "kubectl coredog info ID (resolve only)",
             Self::S5cmdCpZstd | Self::S5cmdCpNone => "s5cmd cp s3://bench/KEY FILE",
             Self::S5cmdCatZstd => "s5cmd cat s3://bench/KEY | zstd -d -o FILE",
+            Self::S5cmdCpSha => "s5cmd cp ... && openssl dgst -sha256 FILE",
             Self::FetchZstd | Self::FetchNone => "kubectl coredog fetch ID -o FILE",
         }
     }
@@ -907,7 +914,7 @@ impl Op {
     fn leaves_dirty_pages(self) -> bool {
         matches!(
             self,
-            Self::S5cmdCpZstd | Self::S5cmdCatZstd | Self::S5cmdCpNone
+            Self::S5cmdCpZstd | Self::S5cmdCatZstd | Self::S5cmdCpNone | Self::S5cmdCpSha
         )
     }
 }
@@ -1014,6 +1021,22 @@ impl Bench<'_> {
                 format!("s3://{BUCKET}/{}", self.none.key),
                 output,
             ]),
+            Op::S5cmdCpSha => {
+                // The copy checked as fetch checks it: the SHA-256 of the whole file, by the
+                // fastest common tool.
+                let mut command = Command::new("sh");
+                command
+                    .args([
+                        "-c",
+                        r#""$0" --endpoint-url "$1" cp "$2" "$3" && openssl dgst -sha256 "$3" >/dev/null"#,
+                    ])
+                    .arg(&self.s5cmd)
+                    .arg(self.server.endpoint())
+                    .arg(format!("s3://{BUCKET}/{}", self.none.key))
+                    .arg(&output);
+                with_keys(&mut command);
+                command
+            }
             Op::FetchZstd => plugin(&["fetch", &self.zstd.id, "-o", &output]),
             Op::FetchNone => plugin(&["fetch", &self.none.id, "-o", &output]),
         };
@@ -1115,7 +1138,7 @@ impl Bench<'_> {
                     bail!("info printed:\n{text}");
                 }
             }
-            Op::S5cmdCpZstd | Op::S5cmdCpNone => {
+            Op::S5cmdCpZstd | Op::S5cmdCpNone | Op::S5cmdCpSha => {
                 let want = if op == Op::S5cmdCpZstd {
                     self.zstd.stored_size
                 } else {
@@ -1516,6 +1539,7 @@ fn report(bench: &Bench<'_>, versions: &Value, zst_size: u64, of: &dyn Fn(Op) ->
         ("fetch zstd", Op::S5cmdCatZstd, None),
         ("fetch zstd", Op::FetchZstd, Some((cp_zstd, 1.1))),
         ("fetch none", Op::S5cmdCpNone, None),
+        ("fetch none", Op::S5cmdCpSha, None),
         ("fetch none", Op::FetchNone, Some((cp_none, 1.1))),
     ];
     println!(
@@ -1556,7 +1580,7 @@ fn report(bench: &Bench<'_>, versions: &Value, zst_size: u64, of: &dyn Fn(Op) ->
             None => (String::new(), String::new()),
         };
         // The pipeline's peak would be the shell's: not comparable.
-        let peak = if op == Op::S5cmdCatZstd {
+        let peak = if matches!(op, Op::S5cmdCatZstd | Op::S5cmdCpSha) {
             "-".to_owned()
         } else {
             format!("{:.0}", sample.peak_rss_mib)
@@ -1581,7 +1605,7 @@ fn report(bench: &Bench<'_>, versions: &Value, zst_size: u64, of: &dyn Fn(Op) ->
         if let Some(sync) = sample.sync_after {
             figure["sync_after_s"] = json!(round_to(sync, 3));
         }
-        if op == Op::S5cmdCatZstd
+        if matches!(op, Op::S5cmdCatZstd | Op::S5cmdCpSha)
             && let Some(figure) = figure.as_object_mut()
         {
             figure.remove("peak_rss_mib");
@@ -1596,6 +1620,14 @@ fn report(bench: &Bench<'_>, versions: &Value, zst_size: u64, of: &dyn Fn(Op) ->
     );
     println!(
         "fetch zstd is {versus_cat:.2}x `s5cmd cat | zstd -d -o FILE`, which makes the same file (unverified)"
+    );
+    let versus_sha = of(Op::FetchNone).wall / of(Op::S5cmdCpSha).wall;
+    ratios.insert(
+        "fetch_none_vs_s5cmd_cp_openssl_sha256".to_owned(),
+        json!(round_to(versus_sha, 3)),
+    );
+    println!(
+        "fetch none is {versus_sha:.2}x `s5cmd cp && openssl dgst -sha256 FILE`, which checks the copy as fetch does"
     );
     println!(
         "(cpu: the command's user+sys; srv cpu: SeaweedFS's meanwhile; peak: VmHWM sampled every 10 ms; + sync: `sync` right after the s5cmd commands, what making the file durable would add)"
