@@ -37,18 +37,14 @@ use coredog_store::{Store, UploadOptions, part_channel};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::Server;
 use crate::measure::{
-    children_cpu_seconds, clock_ticks, cpu_seconds, free_port, http_status, peak_rss_mib, round_to,
+    ACCESS_KEY, BUCKET, REGION, SECRET_KEY, Seaweed, children_cpu_seconds, clock_ticks,
+    cpu_seconds, peak_rss_mib, round_to,
 };
 
 const MIB: u64 = 1024 * 1024;
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
-const BUCKET: &str = "bench";
 const STORE_DIR: &str = "corefiles";
-const ACCESS_KEY: &str = "AKIDCOREDOGBENCH";
-const SECRET_KEY: &str = "coredog-bench-secret-key-0123456789";
-const REGION: &str = "us-east-1";
 /// Rows `kubectl coredog list` shows by default.
 const DEFAULT_LIMIT: usize = 50;
 /// Distinct small cores the 10,000 small dumps are made of.
@@ -447,101 +443,9 @@ fn sync_disks() -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-/// `weed mini` as tests/src/lib.rs starts it: loopback only, SigV4 enforced for one identity,
-/// one bucket; stopped when dropped.
-struct Seaweed {
-    process: Server,
-    port: u16,
-}
-
-impl Seaweed {
-    fn start(weed: &Path, dir: &Path) -> anyhow::Result<Self> {
-        let data = dir.join("data");
-        std::fs::create_dir_all(&data)?;
-        let identities = format!(
-            r#"{{"identities":[{{"name":"bench","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
-        );
-        std::fs::write(dir.join("identities.json"), identities)?;
-        let ports: Vec<u16> = (0..10).map(|_| free_port()).collect::<Result<_, _>>()?;
-        let names = [
-            "master.port",
-            "master.port.grpc",
-            "volume.port",
-            "volume.port.grpc",
-            "filer.port",
-            "filer.port.grpc",
-            "s3.port",
-            "s3.port.grpc",
-            "admin.port",
-            "admin.port.grpc",
-        ];
-        let log = File::create(dir.join("weed.log"))?;
-        let child = Command::new(weed)
-            .arg("mini")
-            .arg(format!("-dir={}", data.display()))
-            .args([
-                "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1",
-                "-admin.ui=false",
-                "-webdav=false",
-            ])
-            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
-            .args(
-                names
-                    .iter()
-                    .zip(&ports)
-                    .map(|(name, port)| format!("-{name}={port}")),
-            )
-            .arg(format!(
-                "-s3.config={}",
-                dir.join("identities.json").display()
-            ))
-            .arg(format!("-bucket={BUCKET}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", weed.display()))?;
-        let mut server = Self {
-            process: Server(child),
-            port: ports[6],
-        };
-        let filer = ports[4];
-        let deadline = Instant::now() + Duration::from_secs(60);
-        // Unsigned requests are refused once S3 is up and enforcing auth; the bucket exists once
-        // the filer lists its directory.
-        while http_status(server.port, &format!("/{BUCKET}")) != Some(403)
-            || http_status(filer, &format!("/buckets/{BUCKET}/")) != Some(200)
-        {
-            if let Some(status) = server.process.0.try_wait()? {
-                bail!(
-                    "weed mini exited ({status}); see {}",
-                    dir.join("weed.log").display()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!("SeaweedFS S3 did not come up on port {}", server.port);
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Ok(server)
-    }
-
-    fn pid(&self) -> u32 {
-        self.process.0.id()
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// The `StorageConfig` of `SeaweedFs::storage_config_yaml`.
-    fn config_yaml(&self) -> String {
-        format!(
-            "StorageConfig:\n  protocol: s3\n  s3AccesskeyID: {ACCESS_KEY}\n  s3SecretAccessKey: {SECRET_KEY}\n  s3Region: {REGION}\n  S3Bucket: {BUCKET}\n  S3Endpoint: {}\n  StoreDir: {STORE_DIR}\n",
-            self.endpoint()
-        )
-    }
+/// The list-fetch bench's `StorageConfig`.
+fn config_yaml(server: &Seaweed) -> String {
+    server.storage_config_yaml(STORE_DIR)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1392,10 +1296,10 @@ fn run_in(
         started.elapsed().as_secs_f64()
     );
 
-    let server = Seaweed::start(weed, &scratch.join("s3"))?;
+    let server = Seaweed::start(weed, scratch.join("s3"))?;
     let config_path = scratch.join("config.yaml");
-    std::fs::write(&config_path, server.config_yaml())?;
-    let config = Config::from_yaml(&server.config_yaml())?;
+    std::fs::write(&config_path, config_yaml(&server))?;
+    let config = Config::from_yaml(&config_yaml(&server))?;
     let store = Arc::new(Store::from_config(&config.storage)?);
 
     // The bucket.

@@ -1,9 +1,21 @@
-//! What both storage benchmarks measure of a process: CPU time and peak memory from `/proc`,
-//! and the loopback helpers their servers need.
+//! What both storage benchmarks measure of a process: CPU time and peak memory from `/proc`;
+//! and the S3 server they both measure against.
 
-use std::io::{Read as _, Write as _};
-use std::process::Command;
-use std::time::Duration;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use coredog_tests::{free_port, http_status};
+
+use crate::Server;
+
+/// The bucket and the one identity of the benchmarks' S3 server.
+pub const BUCKET: &str = "bench";
+pub const ACCESS_KEY: &str = "AKIDCOREDOGBENCH";
+pub const SECRET_KEY: &str = "coredog-bench-secret-key-0123456789";
+pub const REGION: &str = "us-east-1";
 
 /// User + system CPU seconds of this process's reaped children.
 pub fn children_cpu_seconds(ticks: f64) -> f64 {
@@ -28,25 +40,6 @@ pub fn cpu_seconds(pid: u32, ticks: f64) -> f64 {
         .unwrap_or(0.0)
 }
 
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-pub fn http_status(port: u16, path: &str) -> Option<u16> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
-}
-
 /// `VmHWM` (peak resident set) of a live process, in MiB.
 pub fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -69,4 +62,112 @@ pub fn stat_fields(pid: &str) -> Option<Vec<u64>> {
             .map(|field| field.parse().unwrap_or(0))
             .collect(),
     )
+}
+
+/// `weed mini` as tests/src/lib.rs starts it: loopback only, SigV4 enforced for one identity,
+/// one bucket. Stopped, and its directory removed, when dropped.
+pub struct Seaweed {
+    process: Server,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Seaweed {
+    /// Starts the server with its data and log in `dir`; returns once the bucket exists.
+    pub fn start(weed: &Path, dir: PathBuf) -> anyhow::Result<Self> {
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data)?;
+        let identities = format!(
+            r#"{{"identities":[{{"name":"bench","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+        );
+        std::fs::write(dir.join("identities.json"), identities)?;
+        let ports: [u16; 10] = std::array::from_fn(|_| free_port());
+        let names = [
+            "master.port",
+            "master.port.grpc",
+            "volume.port",
+            "volume.port.grpc",
+            "filer.port",
+            "filer.port.grpc",
+            "s3.port",
+            "s3.port.grpc",
+            "admin.port",
+            "admin.port.grpc",
+        ];
+        let log = File::create(dir.join("weed.log"))?;
+        let child = Command::new(weed)
+            .arg("mini")
+            .arg(format!("-dir={}", data.display()))
+            .args([
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-admin.ui=false",
+                "-webdav=false",
+            ])
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .args(
+                names
+                    .iter()
+                    .zip(&ports)
+                    .map(|(name, port)| format!("-{name}={port}")),
+            )
+            .arg(format!(
+                "-s3.config={}",
+                dir.join("identities.json").display()
+            ))
+            .arg(format!("-bucket={BUCKET}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", weed.display()))?;
+        let mut server = Self {
+            process: Server(child),
+            dir,
+            port: ports[6],
+        };
+        let filer = ports[4];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Unsigned requests are refused once S3 is up and enforcing auth; the bucket exists once
+        // the filer lists its directory.
+        while http_status(server.port, &format!("/{BUCKET}")) != Some(403)
+            || http_status(filer, &format!("/buckets/{BUCKET}/")) != Some(200)
+        {
+            if let Some(status) = server.process.0.try_wait()? {
+                bail!(
+                    "weed mini exited ({status}); see {}",
+                    server.dir.join("weed.log").display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("SeaweedFS S3 did not come up on port {}", server.port);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(server)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A `StorageConfig` block for this server's bucket under `store_dir`.
+    pub fn storage_config_yaml(&self, store_dir: &str) -> String {
+        format!(
+            "StorageConfig:\n  protocol: s3\n  s3AccesskeyID: {ACCESS_KEY}\n  s3SecretAccessKey: {SECRET_KEY}\n  s3Region: {REGION}\n  S3Bucket: {BUCKET}\n  S3Endpoint: {}\n  StoreDir: {store_dir}\n",
+            self.endpoint()
+        )
+    }
+}
+
+impl Drop for Seaweed {
+    fn drop(&mut self) {
+        let _ = self.process.0.kill();
+        let _ = self.process.0.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -38,15 +38,11 @@ use serde_json::{Value, json};
 
 use crate::Server;
 use crate::measure::{
-    children_cpu_seconds, clock_ticks, cpu_seconds, free_port, http_status, peak_rss_mib, round_to,
-    stat_fields,
+    ACCESS_KEY, BUCKET, REGION, SECRET_KEY, Seaweed, children_cpu_seconds, clock_ticks,
+    cpu_seconds, peak_rss_mib, round_to, stat_fields,
 };
 
 const MIB: u64 = 1024 * 1024;
-const BUCKET: &str = "bench";
-const ACCESS_KEY: &str = "AKIDCOREDOGBENCH";
-const SECRET_KEY: &str = "coredog-bench-secret-key-0123456789";
-const REGION: &str = "us-east-1";
 /// Longest a single upload may take before the run is abandoned.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -540,112 +536,17 @@ fn logfmt_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 // ---------------------------------------------------------------------------------------------
 // The S3 server.
 
-struct S3Server {
-    process: Server,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl S3Server {
-    /// `weed mini` as tests/src/lib.rs starts it: loopback only, SigV4 enforced for one
-    /// identity, one bucket.
-    fn start(weed: &Path, dir: PathBuf) -> anyhow::Result<Self> {
-        let data = dir.join("data");
-        std::fs::create_dir_all(&data)?;
-        let identities = format!(
-            r#"{{"identities":[{{"name":"bench","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
-        );
-        std::fs::write(dir.join("identities.json"), identities)?;
-        let ports: Vec<u16> = (0..10).map(|_| free_port()).collect::<Result<_, _>>()?;
-        let names = [
-            "master.port",
-            "master.port.grpc",
-            "volume.port",
-            "volume.port.grpc",
-            "filer.port",
-            "filer.port.grpc",
-            "s3.port",
-            "s3.port.grpc",
-            "admin.port",
-            "admin.port.grpc",
-        ];
-        let log = File::create(dir.join("weed.log"))?;
-        let mut command = Command::new(weed);
-        command
-            .arg("mini")
-            .arg(format!("-dir={}", data.display()))
-            .args([
-                "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1",
-                "-admin.ui=false",
-                "-webdav=false",
-            ])
-            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
-            .args(
-                names
-                    .iter()
-                    .zip(&ports)
-                    .map(|(name, port)| format!("-{name}={port}")),
-            )
-            .arg(format!(
-                "-s3.config={}",
-                dir.join("identities.json").display()
-            ))
-            .arg(format!("-bucket={BUCKET}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start {}", weed.display()))?;
-        let mut server = Self {
-            process: Server(child),
-            dir,
-            port: ports[6],
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        // Unsigned requests are refused once the S3 gateway is up and enforcing auth.
-        while http_status(server.port, &format!("/{BUCKET}")) != Some(403) {
-            if let Some(status) = server.process.0.try_wait()? {
-                bail!(
-                    "weed mini exited ({status}); see {}",
-                    server.dir.join("weed.log").display()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!("SeaweedFS S3 did not come up on port {}", server.port);
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Ok(server)
-    }
-
-    fn pid(&self) -> u32 {
-        self.process.0.id()
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
+impl Seaweed {
     fn config_yaml(&self, store_dir: &str, compression: &str) -> String {
         format!(
-            "StorageConfig:\n  protocol: s3\n  s3AccesskeyID: {ACCESS_KEY}\n  s3SecretAccessKey: {SECRET_KEY}\n  s3Region: {REGION}\n  S3Bucket: {BUCKET}\n  S3Endpoint: {}\n  StoreDir: {store_dir}\n  compression: {compression}\n",
-            self.endpoint()
+            "{}  compression: {compression}\n",
+            self.storage_config_yaml(store_dir)
         )
     }
 
     fn store(&self) -> anyhow::Result<Store> {
         let config = Config::from_yaml(&self.config_yaml("checks", "zstd"))?;
         Ok(Store::from_config(&config.storage)?)
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.process.0.kill();
-        let _ = self.process.0.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -857,7 +758,7 @@ fn ms(from: Instant, to: Instant) -> f64 {
 impl Bench<'_> {
     fn measure(
         &self,
-        server: &S3Server,
+        server: &Seaweed,
         contender: Contender,
         tag: &str,
         perf: Option<&Path>,
@@ -870,7 +771,7 @@ impl Bench<'_> {
 
     fn measure_watcher(
         &self,
-        server: &S3Server,
+        server: &Seaweed,
         compression: &str,
         tag: &str,
         perf: Option<&Path>,
@@ -1025,7 +926,7 @@ impl Bench<'_> {
 
     fn measure_peer(
         &self,
-        server: &S3Server,
+        server: &Seaweed,
         contender: Contender,
         tag: &str,
     ) -> anyhow::Result<Run> {
@@ -1447,7 +1348,7 @@ fn run_in(
         .collect();
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); CONTENDERS.len()];
     for round in 0..args.rounds {
-        let server = S3Server::start(&bench.tools.weed, scratch.join(format!("s3-{round}")))?;
+        let server = Seaweed::start(&bench.tools.weed, scratch.join(format!("s3-{round}")))?;
         // Warm the server (first volumes, first connections) with an upload nobody is timed on.
         bench.measure_peer(&server, Contender::S5cmd, &format!("warm-{round}"))?;
         for step in 0..selected.len() {
@@ -1648,7 +1549,7 @@ fn run_in(
 
     if let Some(dir) = &args.perf {
         std::fs::create_dir_all(dir)?;
-        let server = S3Server::start(&bench.tools.weed, scratch.join("s3-perf"))?;
+        let server = Seaweed::start(&bench.tools.weed, scratch.join("s3-perf"))?;
         bench.measure_peer(&server, Contender::S5cmd, "warm-perf")?;
         for contender in [Contender::WatcherZstd, Contender::WatcherOff] {
             let mode = contender.compression().unwrap_or_default();
