@@ -163,14 +163,22 @@ pub fn free_port() -> u16 {
 
 /// The status code of a plain, unsigned `GET path` on 127.0.0.1:`port`, if anything answers.
 pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    http_request_status(port, "GET", path, b"")
+}
+
+/// The status of one plain HTTP/1.1 request with `body` to `127.0.0.1:<port>`, `None` when
+/// nothing answered.
+pub fn http_request_status(port: u16, method: &str, path: &str, body: &[u8]) -> Option<u16> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
     )
     .ok()?;
+    stream.write_all(body).ok()?;
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
@@ -278,7 +286,10 @@ impl SeaweedFs {
                 "-s3.config={}",
                 self.dir.path().join("identities.json").display()
             ))
-            .arg(format!("-bucket={}", self.bucket));
+            .arg(format!("-bucket={}", self.bucket))
+            // Fixed capacity: left to itself, `weed mini` sizes volumes from the disk and, with
+            // less free space than one volume, starts with none and accepts no write at all.
+            .args(["-master.volumeSizeLimitMB=64", "-volume.max=64"]);
         let (guard, _) = spawn_until("seaweedfs", &mut command, "S3", Duration::from_secs(30));
         self.process = Some(guard);
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -293,6 +304,17 @@ impl SeaweedFs {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        // A server that answers but cannot store (a full disk) would otherwise show up as every
+        // upload test timing out; one write through the filer says so at once.
+        let probe = "/coredog-probe";
+        let stored = http_request_status(filer, "PUT", probe, b"probe");
+        assert!(
+            matches!(stored, Some(200 | 201)),
+            "SeaweedFS on port {s3} cannot store a file (filer answered {stored:?}); free disk \
+             under {} is the usual cause",
+            self.dir.path().display()
+        );
+        let _ = http_request_status(filer, "DELETE", probe, b"");
     }
 }
 
