@@ -479,8 +479,17 @@ fn stage_io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 /// Bytes handed from the decompressor to the thread that hashes and writes them.
 const DECODED_CHUNK: usize = 4 * 1024 * 1024;
 
-/// Bytes of a resumed fetch's part file read back at a time, to be decompressed or hashed.
-const READ_BACK: usize = 4 * 1024 * 1024;
+/// Bytes of the part file read back at a time, to be decompressed or hashed: few enough to
+/// stay in the CPU's cache between the read and their use, in one buffer used again and again.
+const READ_BACK: usize = 256 * 1024;
+
+/// What is passed on, in order, to be decompressed or hashed.
+enum Due {
+    /// Bytes in hand: a piece as it arrived, or decompressed output.
+    Bytes(Bytes),
+    /// Bytes already in the part file, read there by whoever needs them.
+    InPart { offset: u64, len: u64 },
+}
 
 /// The blocking side of a fetch. This thread writes each piece into the part file at its
 /// offset and passes the bytes on in order: to the decompressor, or straight to the second
@@ -511,7 +520,10 @@ fn run_stages(
         Mode::Plain | Mode::Raw => None,
     };
     let decoded_path = decoded.as_ref().map(|temp| temp.path().to_owned());
-    let (to_check, checked_in) = std::sync::mpsc::sync_channel::<Bytes>(4);
+    let part_reader = part_out.file.try_clone().map_err(stage_io("read", part))?;
+    let (to_check, checked_in) = std::sync::mpsc::sync_channel::<Due>(4);
+    let checker_part_reader = part_reader.try_clone().map_err(stage_io("read", part))?;
+    let checker_part = part.to_owned();
     let checker = (mode != Mode::Raw).then(|| {
         std::thread::spawn(
             move || -> Result<(u64, Sha256, Option<NamedTempFile>), StageError> {
@@ -524,13 +536,27 @@ fn run_stages(
                     }
                     None => None,
                 };
-                for bytes in checked_in {
-                    hasher.update(&bytes);
+                let mut take = |bytes: &[u8]| -> Result<(), StageError> {
+                    hasher.update(bytes);
                     if let Some((file, temp)) = &mut out {
-                        file.write_at(written, &bytes)
+                        file.write_at(written, bytes)
                             .map_err(stage_io("write", temp.path()))?;
                     }
                     written += bytes.len() as u64;
+                    Ok(())
+                };
+                let mut scratch = Vec::new();
+                for due in checked_in {
+                    match due {
+                        Due::Bytes(bytes) => take(&bytes)?,
+                        Due::InPart { offset, len } => read_part(
+                            &checker_part_reader,
+                            &checker_part,
+                            offset..offset + len,
+                            &mut scratch,
+                            &mut take,
+                        )?,
+                    }
                 }
                 if let Some((file, temp)) = &mut out {
                     file.settle().map_err(stage_io("write", temp.path()))?;
@@ -549,12 +575,27 @@ fn run_stages(
         ),
         Mode::Plain | Mode::Raw => None,
     };
-    let mut pass_on = |bytes: Bytes| -> Result<(), StageError> {
+    let mut scratch = Vec::new();
+    let mut pass_on = |due: Due| -> Result<(), StageError> {
         match (&mut decoder, mode) {
-            (Some(decoder), _) => decoder
-                .write_all(&bytes)
-                .map_err(|err| StageError::Corrupt(err.to_string())),
-            (None, Mode::Plain) => to_check.send(bytes).map_err(|_| StageError::Stopped),
+            (Some(decoder), _) => {
+                let mut decode = |bytes: &[u8]| {
+                    decoder
+                        .write_all(bytes)
+                        .map_err(|err| StageError::Corrupt(err.to_string()))
+                };
+                match due {
+                    Due::Bytes(bytes) => decode(&bytes),
+                    Due::InPart { offset, len } => read_part(
+                        &part_reader,
+                        part,
+                        offset..offset + len,
+                        &mut scratch,
+                        decode,
+                    ),
+                }
+            }
+            (None, Mode::Plain) => to_check.send(due).map_err(|_| StageError::Stopped),
             (None, _) => Ok(()),
         }
     };
@@ -566,7 +607,13 @@ fn run_stages(
     let mut received = vec![0u64; ranges.count()];
     let mut next_range = 0;
     let mut staged = (|| {
-        read_back(&part_out.file, part, &mut passed, front, &mut pass_on)?;
+        if passed < front {
+            pass_on(Due::InPart {
+                offset: passed,
+                len: front - passed,
+            })?;
+            passed = front;
+        }
         progress.inc(have);
         while let Some(Piece { offset, bytes }) = pieces.blocking_recv() {
             let len = bytes.len() as u64;
@@ -575,7 +622,7 @@ fn run_stages(
                 .map_err(stage_io("write", part))?;
             if mode != Mode::Raw {
                 if offset == passed {
-                    pass_on(bytes)?;
+                    pass_on(Due::Bytes(bytes))?;
                     passed += len;
                 } else {
                     ahead.hold(offset, bytes);
@@ -595,7 +642,7 @@ fn run_stages(
                 window.add_permits(1);
             }
             if mode != Mode::Raw {
-                ahead.pass_due(&part_out.file, part, &mut passed, front, &mut pass_on)?;
+                ahead.pass_due(&mut passed, front, &mut pass_on)?;
             }
             progress.inc(len);
         }
@@ -689,21 +736,23 @@ impl Ahead {
     /// before `front` but was not held.
     fn pass_due(
         &mut self,
-        file: &File,
-        part: &Path,
         passed: &mut u64,
         front: u64,
-        pass_on: &mut dyn FnMut(Bytes) -> Result<(), StageError>,
+        pass_on: &mut dyn FnMut(Due) -> Result<(), StageError>,
     ) -> Result<(), StageError> {
         loop {
             if let Some(bytes) = self.pieces.remove(passed) {
                 self.held -= bytes.len();
                 *passed += bytes.len() as u64;
-                pass_on(bytes)?;
+                pass_on(Due::Bytes(bytes))?;
             } else if *passed < front {
                 let next_held = self.pieces.range(*passed..).next().map(|(&at, _)| at);
                 let until = next_held.map_or(front, |next| next.min(front));
-                read_back(file, part, passed, until, pass_on)?;
+                pass_on(Due::InPart {
+                    offset: *passed,
+                    len: until - *passed,
+                })?;
+                *passed = until;
             } else {
                 return Ok(());
             }
@@ -711,27 +760,35 @@ impl Ahead {
     }
 }
 
-/// Passes on bytes `*passed..until` of the part file, which are all written.
-fn read_back(
+/// Hands bytes `range` of the part file, all written, to `sink` a buffer at a time. The file
+/// may end before them in a trailing hole: those bytes are zeros.
+fn read_part(
     file: &File,
-    part: &Path,
-    passed: &mut u64,
-    until: u64,
-    pass_on: &mut dyn FnMut(Bytes) -> Result<(), StageError>,
+    path: &Path,
+    range: std::ops::Range<u64>,
+    scratch: &mut Vec<u8>,
+    mut sink: impl FnMut(&[u8]) -> Result<(), StageError>,
 ) -> Result<(), StageError> {
-    use std::io::{Read as _, Seek as _, SeekFrom};
-    while *passed < until {
-        let len = usize::try_from(until - *passed).map_or(READ_BACK, |left| left.min(READ_BACK));
-        let mut buffer = Vec::with_capacity(len);
-        let mut reader = file;
-        reader
-            .seek(SeekFrom::Start(*passed))
-            .and_then(|_| reader.take(len as u64).read_to_end(&mut buffer))
-            .map_err(stage_io("read", part))?;
-        // The file may end before `until` in a trailing hole: those bytes are zeros.
-        buffer.resize(len, 0);
-        pass_on(Bytes::from(buffer))?;
-        *passed += len as u64;
+    use std::os::unix::fs::FileExt as _;
+    scratch.resize(READ_BACK, 0);
+    let mut at = range.start;
+    while at < range.end {
+        let want = usize::try_from(range.end - at).map_or(READ_BACK, |left| left.min(READ_BACK));
+        let buffer = &mut scratch[..want];
+        let mut filled = 0;
+        while filled < want {
+            match file.read_at(&mut buffer[filled..], at + filled as u64) {
+                Ok(0) => {
+                    buffer[filled..].fill(0);
+                    filled = want;
+                }
+                Ok(read) => filled += read,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(stage_io("read", path)(err)),
+            }
+        }
+        sink(buffer)?;
+        at += want as u64;
     }
     Ok(())
 }
@@ -739,14 +796,14 @@ fn read_back(
 /// The decompressor's output, handed on in chunks of [`DECODED_CHUNK`] bytes.
 struct Forward {
     buffer: Vec<u8>,
-    to: std::sync::mpsc::SyncSender<Bytes>,
+    to: std::sync::mpsc::SyncSender<Due>,
 }
 
 impl Forward {
     fn send(&mut self) -> io::Result<()> {
         let full = std::mem::replace(&mut self.buffer, Vec::with_capacity(DECODED_CHUNK));
         self.to
-            .send(Bytes::from(full))
+            .send(Due::Bytes(Bytes::from(full)))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the writer stopped"))
     }
 
@@ -910,6 +967,30 @@ mod tests {
         assert_eq!(FetchOptions::for_parts(0).chunk_size, RANGE_AT_MOST);
     }
 
+    /// A part file read back across buffers and past its end (a trailing hole, zeros).
+    #[test]
+    fn the_part_file_is_read_back_in_order_with_zeros_past_its_end() {
+        let mut file = tempfile::tempfile().unwrap();
+        let written: Vec<u8> = (0..300_000u32).map(|at| (at % 251) as u8 + 1).collect();
+        file.write_all(&written).unwrap();
+        let mut out = Vec::new();
+        let mut scratch = Vec::new();
+        read_part(
+            &file,
+            Path::new("part"),
+            100..700_000,
+            &mut scratch,
+            |bytes| {
+                out.extend_from_slice(bytes);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(out.len(), 699_900);
+        assert_eq!(out[..299_900], written[100..]);
+        assert!(out[299_900..].iter().all(|&byte| byte == 0));
+    }
+
     /// Pieces arriving out of order, over a budget that holds only some of them, are passed
     /// on in order: the held ones from memory, the others read back from the part file.
     #[test]
@@ -944,17 +1025,27 @@ mod tests {
                     front = (range as u64 + 1) * 40;
                 }
             }
-            let held_before: usize = ahead.pieces.values().map(Bytes::len).sum();
-            let mut pass_on = |bytes: Bytes| {
-                out.extend_from_slice(&bytes);
-                Ok(())
+            let mut scratch = Vec::new();
+            let mut pass_on = |due: Due| match due {
+                Due::Bytes(bytes) => {
+                    out.extend_from_slice(&bytes);
+                    Ok(())
+                }
+                Due::InPart { offset, len } => {
+                    read_from_file += len;
+                    read_part(
+                        &file,
+                        Path::new("part"),
+                        offset..offset + len,
+                        &mut scratch,
+                        |bytes| {
+                            out.extend_from_slice(bytes);
+                            Ok(())
+                        },
+                    )
+                }
             };
-            let passed_before = passed;
-            ahead
-                .pass_due(&file, Path::new("part"), &mut passed, front, &mut pass_on)
-                .unwrap();
-            let held_after: usize = ahead.pieces.values().map(Bytes::len).sum();
-            read_from_file += (passed - passed_before) as usize - (held_before - held_after);
+            ahead.pass_due(&mut passed, front, &mut pass_on).unwrap();
         }
         assert_eq!(out, content);
         assert!(ahead.pieces.is_empty() && ahead.held == 0);
