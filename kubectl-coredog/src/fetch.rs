@@ -488,7 +488,7 @@ enum Due {
     /// Bytes in hand: a piece as it arrived, or decompressed output.
     Bytes(Bytes),
     /// Bytes already in the part file, read there by whoever needs them.
-    InPart { offset: u64, len: u64 },
+    InPart(std::ops::Range<u64>),
 }
 
 /// The blocking side of a fetch. This thread writes each piece into the part file at its
@@ -549,10 +549,10 @@ fn run_stages(
                 for due in checked_in {
                     match due {
                         Due::Bytes(bytes) => take(&bytes)?,
-                        Due::InPart { offset, len } => read_part(
+                        Due::InPart(range) => read_part(
                             &checker_part_reader,
                             &checker_part,
-                            offset..offset + len,
+                            range,
                             &mut scratch,
                             &mut take,
                         )?,
@@ -586,13 +586,9 @@ fn run_stages(
                 };
                 match due {
                     Due::Bytes(bytes) => decode(&bytes),
-                    Due::InPart { offset, len } => read_part(
-                        &part_reader,
-                        part,
-                        offset..offset + len,
-                        &mut scratch,
-                        decode,
-                    ),
+                    Due::InPart(range) => {
+                        read_part(&part_reader, part, range, &mut scratch, decode)
+                    }
                 }
             }
             (None, Mode::Plain) => to_check.send(due).map_err(|_| StageError::Stopped),
@@ -607,13 +603,7 @@ fn run_stages(
     let mut received = vec![0u64; ranges.count()];
     let mut next_range = 0;
     let mut staged = (|| {
-        if passed < front {
-            pass_on(Due::InPart {
-                offset: passed,
-                len: front - passed,
-            })?;
-            passed = front;
-        }
+        ahead.pass_due(&mut passed, front, &mut pass_on)?;
         progress.inc(have);
         while let Some(Piece { offset, bytes }) = pieces.blocking_recv() {
             let len = bytes.len() as u64;
@@ -748,10 +738,7 @@ impl Ahead {
             } else if *passed < front {
                 let next_held = self.pieces.range(*passed..).next().map(|(&at, _)| at);
                 let until = next_held.map_or(front, |next| next.min(front));
-                pass_on(Due::InPart {
-                    offset: *passed,
-                    len: until - *passed,
-                })?;
+                pass_on(Due::InPart(*passed..until))?;
                 *passed = until;
             } else {
                 return Ok(());
@@ -1031,18 +1018,12 @@ mod tests {
                     out.extend_from_slice(&bytes);
                     Ok(())
                 }
-                Due::InPart { offset, len } => {
-                    read_from_file += len;
-                    read_part(
-                        &file,
-                        Path::new("part"),
-                        offset..offset + len,
-                        &mut scratch,
-                        |bytes| {
-                            out.extend_from_slice(bytes);
-                            Ok(())
-                        },
-                    )
+                Due::InPart(range) => {
+                    read_from_file += range.end - range.start;
+                    read_part(&file, Path::new("part"), range, &mut scratch, |bytes| {
+                        out.extend_from_slice(bytes);
+                        Ok(())
+                    })
                 }
             };
             ahead.pass_due(&mut passed, front, &mut pass_on).unwrap();
