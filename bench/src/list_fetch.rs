@@ -894,6 +894,18 @@ impl Bench<'_> {
             with_keys(&mut command);
             command
         };
+        // `script` run by sh with s5cmd as $0, the endpoint $1, the object's URL $2, the output $3.
+        let s5cmd_script = |script: &str, key: &str, output: &str| {
+            let mut command = Command::new("sh");
+            command
+                .args(["-c", script])
+                .arg(&self.s5cmd)
+                .arg(self.server.endpoint())
+                .arg(format!("s3://{BUCKET}/{key}"))
+                .arg(output);
+            with_keys(&mut command);
+            command
+        };
         let output = self.output_file(op).display().to_string();
         let mut command = match op {
             Op::S5cmdLs => s5cmd(&["ls".to_owned(), format!("s3://{BUCKET}/{STORE_DIR}/*")]),
@@ -905,42 +917,24 @@ impl Bench<'_> {
                 format!("s3://{BUCKET}/{}", self.zstd.key),
                 output,
             ]),
-            Op::S5cmdCatZstd => {
-                // The same file `fetch` makes of a zstd dump, by the shortest pipeline.
-                let mut command = Command::new("sh");
-                command
-                    .args([
-                        "-c",
-                        r#""$0" --endpoint-url "$1" cat "$2" | zstd -d -q -f -o "$3""#,
-                    ])
-                    .arg(&self.s5cmd)
-                    .arg(self.server.endpoint())
-                    .arg(format!("s3://{BUCKET}/{}", self.zstd.key))
-                    .arg(&output);
-                with_keys(&mut command);
-                command
-            }
+            // The same file `fetch` makes of a zstd dump, by the shortest pipeline.
+            Op::S5cmdCatZstd => s5cmd_script(
+                r#""$0" --endpoint-url "$1" cat "$2" | zstd -d -q -f -o "$3""#,
+                &self.zstd.key,
+                &output,
+            ),
             Op::S5cmdCpNone => s5cmd(&[
                 "cp".to_owned(),
                 format!("s3://{BUCKET}/{}", self.none.key),
                 output,
             ]),
-            Op::S5cmdCpSha => {
-                // The copy checked as fetch checks it: the SHA-256 of the whole file, by the
-                // fastest common tool.
-                let mut command = Command::new("sh");
-                command
-                    .args([
-                        "-c",
-                        r#""$0" --endpoint-url "$1" cp "$2" "$3" && openssl dgst -sha256 "$3" >/dev/null"#,
-                    ])
-                    .arg(&self.s5cmd)
-                    .arg(self.server.endpoint())
-                    .arg(format!("s3://{BUCKET}/{}", self.none.key))
-                    .arg(&output);
-                with_keys(&mut command);
-                command
-            }
+            // The copy checked as fetch checks it: the SHA-256 of the whole file, by the fastest
+            // common tool.
+            Op::S5cmdCpSha => s5cmd_script(
+                r#""$0" --endpoint-url "$1" cp "$2" "$3" && openssl dgst -sha256 "$3" >/dev/null"#,
+                &self.none.key,
+                &output,
+            ),
             Op::FetchZstd => plugin(&["fetch", &self.zstd.id, "-o", &output]),
             Op::FetchNone => plugin(&["fetch", &self.none.id, "-o", &output]),
         };

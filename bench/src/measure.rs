@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use coredog_tests::{free_port, http_status};
+use coredog_tests::{WeedPorts, weed_identities, weed_mini, weed_serves, weed_stores};
 
 use crate::Server;
 
@@ -64,8 +64,8 @@ pub fn stat_fields(pid: &str) -> Option<Vec<u64>> {
     )
 }
 
-/// `weed mini` as tests/src/lib.rs starts it: loopback only, SigV4 enforced for one identity,
-/// one bucket. Stopped, and its directory removed, when dropped.
+/// `weed mini` as the tests start it (`coredog_tests::weed_mini`): loopback only, SigV4
+/// enforced for one identity, one bucket. Stopped, and its directory removed, when dropped.
 pub struct Seaweed {
     process: Server,
     dir: PathBuf,
@@ -77,45 +77,14 @@ impl Seaweed {
     pub fn start(weed: &Path, dir: PathBuf) -> anyhow::Result<Self> {
         let data = dir.join("data");
         std::fs::create_dir_all(&data)?;
-        let identities = format!(
-            r#"{{"identities":[{{"name":"bench","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
-        );
-        std::fs::write(dir.join("identities.json"), identities)?;
-        let ports: [u16; 10] = std::array::from_fn(|_| free_port());
-        let names = [
-            "master.port",
-            "master.port.grpc",
-            "volume.port",
-            "volume.port.grpc",
-            "filer.port",
-            "filer.port.grpc",
-            "s3.port",
-            "s3.port.grpc",
-            "admin.port",
-            "admin.port.grpc",
-        ];
+        let identities = dir.join("identities.json");
+        std::fs::write(
+            &identities,
+            weed_identities("bench", ACCESS_KEY, SECRET_KEY),
+        )?;
+        let ports = WeedPorts::free();
         let log = File::create(dir.join("weed.log"))?;
-        let child = Command::new(weed)
-            .arg("mini")
-            .arg(format!("-dir={}", data.display()))
-            .args([
-                "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1",
-                "-admin.ui=false",
-                "-webdav=false",
-            ])
-            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
-            .args(
-                names
-                    .iter()
-                    .zip(&ports)
-                    .map(|(name, port)| format!("-{name}={port}")),
-            )
-            .arg(format!(
-                "-s3.config={}",
-                dir.join("identities.json").display()
-            ))
-            .arg(format!("-bucket={BUCKET}"))
+        let child = weed_mini(weed, &data, &identities, BUCKET, &ports)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -124,15 +93,10 @@ impl Seaweed {
         let mut server = Self {
             process: Server(child),
             dir,
-            port: ports[6],
+            port: ports.s3(),
         };
-        let filer = ports[4];
         let deadline = Instant::now() + Duration::from_secs(60);
-        // Unsigned requests are refused once S3 is up and enforcing auth; the bucket exists once
-        // the filer lists its directory.
-        while http_status(server.port, &format!("/{BUCKET}")) != Some(403)
-            || http_status(filer, &format!("/buckets/{BUCKET}/")) != Some(200)
-        {
+        while !weed_serves(&ports, BUCKET) {
             if let Some(status) = server.process.0.try_wait()? {
                 bail!(
                     "weed mini exited ({status}); see {}",
@@ -143,6 +107,13 @@ impl Seaweed {
                 bail!("SeaweedFS S3 did not come up on port {}", server.port);
             }
             std::thread::sleep(Duration::from_millis(200));
+        }
+        if !weed_stores(&ports) {
+            bail!(
+                "SeaweedFS on port {} cannot store a file; free disk under {} is the usual cause",
+                server.port,
+                server.dir.display()
+            );
         }
         Ok(server)
     }

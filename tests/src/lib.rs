@@ -184,6 +184,97 @@ pub fn http_request_status(port: u16, method: &str, path: &str, body: &[u8]) -> 
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
+/// The ports `weed mini` listens on, each free when chosen.
+#[derive(Debug, Clone, Copy)]
+pub struct WeedPorts([u16; 10]);
+
+impl WeedPorts {
+    /// Its flags, in the order of the ports.
+    const FLAGS: [&str; 10] = [
+        "master.port",
+        "master.port.grpc",
+        "volume.port",
+        "volume.port.grpc",
+        "filer.port",
+        "filer.port.grpc",
+        "s3.port",
+        "s3.port.grpc",
+        "admin.port",
+        "admin.port.grpc",
+    ];
+
+    pub fn free() -> Self {
+        Self(std::array::from_fn(|_| free_port()))
+    }
+
+    pub fn s3(&self) -> u16 {
+        self.0[6]
+    }
+
+    pub fn filer(&self) -> u16 {
+        self.0[4]
+    }
+}
+
+/// The S3 identities file for one identity allowed everything.
+pub fn weed_identities(name: &str, access_key: &str, secret_key: &str) -> String {
+    format!(
+        r#"{{"identities":[{{"name":"{name}","credentials":[{{"accessKey":"{access_key}","secretKey":"{secret_key}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+    )
+}
+
+/// `weed mini` on loopback only, serving `bucket` (created at start) from `data`, with SigV4
+/// enforced for the identities in the file `identities`.
+pub fn weed_mini(
+    weed: &Path,
+    data: &Path,
+    identities: &Path,
+    bucket: &str,
+    ports: &WeedPorts,
+) -> Command {
+    let mut command = Command::new(weed);
+    command
+        .arg("mini")
+        .arg(format!("-dir={}", data.display()))
+        .args([
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-admin.ui=false",
+            "-webdav=false",
+        ])
+        .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+        .args(
+            WeedPorts::FLAGS
+                .iter()
+                .zip(ports.0)
+                .map(|(flag, port)| format!("-{flag}={port}")),
+        )
+        .arg(format!("-s3.config={}", identities.display()))
+        .arg(format!("-bucket={bucket}"))
+        // Fixed capacity: left to itself, `weed mini` sizes volumes from the disk and, with
+        // less free space than one volume, starts with none and accepts no write at all.
+        .args(["-master.volumeSizeLimitMB=64", "-volume.max=64"]);
+    command
+}
+
+/// Whether `weed mini` on `ports` serves `bucket`: unsigned requests are refused once S3 is up
+/// and enforcing auth, and the bucket exists once the filer lists its directory (S3 cannot
+/// tell that without signing).
+pub fn weed_serves(ports: &WeedPorts, bucket: &str) -> bool {
+    http_status(ports.s3(), &format!("/{bucket}")) == Some(403)
+        && http_status(ports.filer(), &format!("/buckets/{bucket}/")) == Some(200)
+}
+
+/// Whether `weed mini` on `ports` can store a file: one written and removed through the filer.
+/// A server that answers but cannot store (a full disk) would otherwise show up only as
+/// uploads that never finish.
+pub fn weed_stores(ports: &WeedPorts) -> bool {
+    let probe = "/coredog-probe";
+    let stored = http_request_status(ports.filer(), "PUT", probe, b"probe");
+    let _ = http_request_status(ports.filer(), "DELETE", probe, b"");
+    matches!(stored, Some(200 | 201))
+}
+
 /// A real S3 server: SeaweedFS (`weed mini`) on loopback, with SigV4 authentication enforced
 /// for one identity and one bucket created at start. Stopped when dropped; [`SeaweedFs::stop`]
 /// and [`SeaweedFs::restart`] take it down and bring it back with the same data and ports, for
@@ -191,7 +282,7 @@ pub fn http_request_status(port: u16, method: &str, path: &str, body: &[u8]) -> 
 pub struct SeaweedFs {
     process: Option<ChildGuard>,
     dir: tempfile::TempDir,
-    ports: [u16; 10],
+    ports: WeedPorts,
     pub bucket: String,
     pub access_key: String,
     pub secret_key: String,
@@ -202,15 +293,13 @@ impl SeaweedFs {
         let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("no temp dir: {err}"));
         let access_key = "AKIDCOREDOGTEST".to_owned();
         let secret_key = "coredog-test-secret-key-0123456789".to_owned();
-        let identities = format!(
-            r#"{{"identities":[{{"name":"coredog","credentials":[{{"accessKey":"{access_key}","secretKey":"{secret_key}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
-        );
+        let identities = weed_identities("coredog", &access_key, &secret_key);
         std::fs::write(dir.path().join("identities.json"), identities)
             .unwrap_or_else(|err| panic!("cannot write identities: {err}"));
         let mut server = Self {
             process: None,
             dir,
-            ports: std::array::from_fn(|_| free_port()),
+            ports: WeedPorts::free(),
             bucket: bucket.to_owned(),
             access_key,
             secret_key,
@@ -220,7 +309,7 @@ impl SeaweedFs {
     }
 
     pub fn s3_port(&self) -> u16 {
-        self.ports[6]
+        self.ports.s3()
     }
 
     /// `http://127.0.0.1:<port>`
@@ -247,74 +336,31 @@ impl SeaweedFs {
     /// Starts (or starts again) the server and waits until S3 answers.
     pub fn restart(&mut self) {
         self.process = None;
-        let [
-            master,
-            master_grpc,
-            volume,
-            volume_grpc,
-            filer,
-            filer_grpc,
-            s3,
-            s3_grpc,
-            admin,
-            admin_grpc,
-        ] = self.ports;
         let data = self.dir.path().join("data");
         let _ = std::fs::create_dir_all(&data);
-        let mut command = Command::new(tool("weed"));
-        command
-            .arg("mini")
-            .arg(format!("-dir={}", data.display()))
-            .args([
-                "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1",
-                "-admin.ui=false",
-                "-webdav=false",
-            ])
-            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
-            .arg(format!("-master.port={master}"))
-            .arg(format!("-master.port.grpc={master_grpc}"))
-            .arg(format!("-volume.port={volume}"))
-            .arg(format!("-volume.port.grpc={volume_grpc}"))
-            .arg(format!("-filer.port={filer}"))
-            .arg(format!("-filer.port.grpc={filer_grpc}"))
-            .arg(format!("-s3.port={s3}"))
-            .arg(format!("-s3.port.grpc={s3_grpc}"))
-            .arg(format!("-admin.port={admin}"))
-            .arg(format!("-admin.port.grpc={admin_grpc}"))
-            .arg(format!(
-                "-s3.config={}",
-                self.dir.path().join("identities.json").display()
-            ))
-            .arg(format!("-bucket={}", self.bucket))
-            // Fixed capacity: left to itself, `weed mini` sizes volumes from the disk and, with
-            // less free space than one volume, starts with none and accepts no write at all.
-            .args(["-master.volumeSizeLimitMB=64", "-volume.max=64"]);
+        let mut command = weed_mini(
+            &tool("weed"),
+            &data,
+            &self.dir.path().join("identities.json"),
+            &self.bucket,
+            &self.ports,
+        );
         let (guard, _) = spawn_until("seaweedfs", &mut command, "S3", Duration::from_secs(30));
         self.process = Some(guard);
+        let s3 = self.s3_port();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        // Unsigned requests are refused once the S3 gateway is up and enforcing auth; the bucket
-        // exists once the filer lists its directory (S3 cannot tell that without signing).
-        while http_status(s3, &format!("/{}", self.bucket)) != Some(403)
-            || http_status(filer, &format!("/buckets/{}/", self.bucket)) != Some(200)
-        {
+        while !weed_serves(&self.ports, &self.bucket) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "SeaweedFS S3 did not come up on port {s3}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        // A server that answers but cannot store (a full disk) would otherwise show up as every
-        // upload test timing out; one write through the filer says so at once.
-        let probe = "/coredog-probe";
-        let stored = http_request_status(filer, "PUT", probe, b"probe");
         assert!(
-            matches!(stored, Some(200 | 201)),
-            "SeaweedFS on port {s3} cannot store a file (filer answered {stored:?}); free disk \
-             under {} is the usual cause",
+            weed_stores(&self.ports),
+            "SeaweedFS on port {s3} cannot store a file; free disk under {} is the usual cause",
             self.dir.path().display()
         );
-        let _ = http_request_status(filer, "DELETE", probe, b"");
     }
 }
 
