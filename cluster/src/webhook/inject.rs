@@ -9,13 +9,14 @@
 //! A container that cannot be served (another volume already mounted at the path, or its own
 //! `COREDOG_POD_NAME`) is skipped with a warning; the rest of the pod is still injected.
 
-use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write as _;
 
 use coredog_core::annotations::{ContainerSelection, INJECTED, InjectionRequest};
 use coredog_core::layout::{POD_NAME_ENV, VOLUME_NAME, namespace_host_dir, sub_path_expr};
-use serde::Serialize;
 
 use super::pod_view::{ContainerView, PodView, VolumeView};
+use super::review::write_json;
 
 /// Why a pod or a container got nothing; the label of the skip metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,86 +48,112 @@ impl SkipReason {
     }
 }
 
-/// One JSONPatch operation. The webhook only ever adds; the values are typed rather than
-/// `serde_json::Value` trees, which cost more to build than the rest of a review.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Add {
-    op: &'static str,
-    pub path: String,
-    pub value: Addition,
+/// JSONPatch `add` operations, written as JSON while they are planned: building typed values
+/// and serialising them cost more than the rest of a review.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Patch {
+    /// `[` and the operations so far, comma-separated; empty before the first.
+    json: Vec<u8>,
 }
 
-/// What an [`Add`] adds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Addition {
-    PodNameEnv(PodNameEnv),
-    Mount(Mount),
-    Volume(Volume),
-    Text(String),
-    Annotations(BTreeMap<&'static str, String>),
-    /// A list the pod did not have, holding the one item.
-    List([Box<Addition>; 1]),
+impl Patch {
+    pub fn is_empty(&self) -> bool {
+        self.json.is_empty()
+    }
+
+    /// Adds the value `write_value` writes at `path`. Paths are written as they are: every
+    /// path the webhook adds at is made of field names, indices, `-` and
+    /// `coredog.io~1injected`, none of which needs escaping in JSON.
+    fn add(&mut self, path: fmt::Arguments<'_>, write_value: impl FnOnce(&mut Vec<u8>)) {
+        self.separate();
+        let json = &mut self.json;
+        json.extend_from_slice(br#"{"op":"add","path":""#);
+        // Writing into a Vec cannot fail.
+        let _ = json.write_fmt(path);
+        json.extend_from_slice(br#"","value":"#);
+        write_value(json);
+        json.push(b'}');
+    }
+
+    /// Adds an item to the list at `list`, creating the list when the pod has none.
+    fn append(
+        &mut self,
+        list: fmt::Arguments<'_>,
+        list_exists: bool,
+        write_item: impl FnOnce(&mut Vec<u8>),
+    ) {
+        if list_exists {
+            self.add(format_args!("{list}/-"), write_item);
+        } else {
+            self.add(list, |json| {
+                json.push(b'[');
+                write_item(json);
+                json.push(b']');
+            });
+        }
+    }
+
+    /// Appends `other`'s operations.
+    fn extend(&mut self, other: &Patch) {
+        if let Some(operations) = other.json.get(1..) {
+            self.separate();
+            self.json.extend_from_slice(operations);
+        }
+    }
+
+    /// Opens the list before the first operation, separates the next ones.
+    fn separate(&mut self) {
+        if self.json.is_empty() {
+            // Most patches fit; growing from nothing took a handful of copies.
+            self.json.reserve(1024);
+            self.json.push(b'[');
+        } else {
+            self.json.push(b',');
+        }
+    }
+
+    /// The JSONPatch document; `None` when there is nothing to add.
+    pub fn into_json(mut self) -> Option<Vec<u8>> {
+        if self.json.is_empty() {
+            return None;
+        }
+        self.json.push(b']');
+        Some(self.json)
+    }
 }
 
 /// `COREDOG_POD_NAME` from the downward API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PodNameEnv {
-    name: &'static str,
-    value_from: EnvSource,
+fn write_pod_name_env(json: &mut Vec<u8>) {
+    json.extend_from_slice(br#"{"name":"#);
+    write_json(json, POD_NAME_ENV);
+    json.extend_from_slice(
+        br#","valueFrom":{"fieldRef":{"apiVersion":"v1","fieldPath":"metadata.name"}}}"#,
+    );
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct EnvSource {
-    field_ref: FieldRef,
+fn write_mount(json: &mut Vec<u8>, path: &str, container: &str) {
+    json.extend_from_slice(br#"{"name":"#);
+    write_json(json, VOLUME_NAME);
+    json.extend_from_slice(br#","mountPath":"#);
+    write_json(json, path);
+    json.extend_from_slice(br#","subPathExpr":"#);
+    write_json(json, &sub_path_expr(container));
+    json.push(b'}');
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct FieldRef {
-    api_version: &'static str,
-    field_path: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Mount {
-    name: &'static str,
-    mount_path: String,
-    sub_path_expr: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Volume {
-    name: &'static str,
-    host_path: HostPath,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-struct HostPath {
-    path: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-}
-
-impl Add {
-    fn new(path: String, value: Addition) -> Self {
-        Self {
-            op: "add",
-            path,
-            value,
-        }
-    }
+fn write_volume(json: &mut Vec<u8>, host_dir: &str, namespace: &str) {
+    json.extend_from_slice(br#"{"name":"#);
+    write_json(json, VOLUME_NAME);
+    json.extend_from_slice(br#","hostPath":{"path":"#);
+    write_json(json, &namespace_host_dir(host_dir, namespace));
+    json.extend_from_slice(br#","type":"DirectoryOrCreate"}}"#);
 }
 
 /// The outcome of planning one pod.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Plan {
-    /// JSONPatch operations; empty when nothing needs adding.
-    pub operations: Vec<Add>,
+    /// What to add; empty when nothing needs adding.
+    pub patch: Patch,
     /// Containers that have the dump directory once the patch is applied.
     pub injected: Vec<String>,
     /// Sentences for the pod's owner (admission warnings).
@@ -156,27 +183,13 @@ enum ContainerState {
     EnvConflict,
 }
 
-fn is_pod_name_env(container: &ContainerView<'_>) -> Option<bool> {
-    let env = container
-        .env
-        .as_ref()?
-        .iter()
-        .find(|env| env.name == POD_NAME_ENV)?;
-    let from_pod_name = env
-        .value_from
-        .as_ref()
-        .and_then(|source| source.field_ref.as_ref())
-        .is_some_and(|field| field.field_path == "metadata.name");
-    Some(from_pod_name)
-}
-
 fn container_state(container: &ContainerView<'_>, path: &str) -> ContainerState {
     let mounts = container.volume_mounts.as_deref().unwrap_or_default();
-    let env = is_pod_name_env(container);
+    let env = container.pod_name_env;
     if mounts.iter().any(|mount| mount.name == VOLUME_NAME) {
         return ContainerState::AlreadyInjected {
             needs_env: env.is_none(),
-            has_env_list: container.env.is_some(),
+            has_env_list: container.has_env_list,
         };
     }
     if let Some(mount) = mounts
@@ -190,35 +203,27 @@ fn container_state(container: &ContainerView<'_>, path: &str) -> ContainerState 
     }
     ContainerState::Ready {
         needs_env: env.is_none(),
-        has_env_list: container.env.is_some(),
+        has_env_list: container.has_env_list,
         has_mount_list: container.volume_mounts.is_some(),
     }
 }
 
-fn pod_name_env() -> Addition {
-    Addition::PodNameEnv(PodNameEnv {
-        name: POD_NAME_ENV,
-        value_from: EnvSource {
-            field_ref: FieldRef {
-                api_version: "v1",
-                field_path: "metadata.name",
-            },
-        },
-    })
-}
+/// A key as a JSON pointer token (RFC 6901: `~` and `/` escaped).
+struct PointerToken<'a>(&'a str);
 
-/// Adds `value` to the list at `list_path`, creating the list when the pod has none.
-fn append(list_path: &str, list_exists: bool, value: Addition) -> Add {
-    if list_exists {
-        Add::new(format!("{list_path}/-"), value)
-    } else {
-        Add::new(list_path.to_owned(), Addition::List([Box::new(value)]))
+impl fmt::Display for PointerToken<'_> {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for part in self.0.split_inclusive(['~', '/']) {
+            if let Some(head) = part.strip_suffix('~') {
+                write!(out, "{head}~0")?;
+            } else if let Some(head) = part.strip_suffix('/') {
+                write!(out, "{head}~1")?;
+            } else {
+                out.write_str(part)?;
+            }
+        }
+        Ok(())
     }
-}
-
-/// Escapes a key for use in a JSON pointer (RFC 6901).
-fn pointer_escape(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
 }
 
 /// Plans the injection of `request` into `pod`, created in `namespace`.
@@ -246,7 +251,6 @@ pub fn plan(
             return plan;
         }
     };
-    let spec = &spec;
     let path = request.path.as_str();
     let groups = [
         (
@@ -270,14 +274,13 @@ pub fn plan(
         }
     }
 
-    let mut container_ops = Vec::new();
+    let mut container_ops = Patch::default();
     let mut newly_injected = 0;
     for (field, list) in groups {
         for (index, container) in list.iter().enumerate() {
             if !request.containers.selects(&container.name) {
                 continue;
             }
-            let base = format!("/spec/{field}/{index}");
             match container_state(container, path) {
                 ContainerState::Ready {
                     needs_env,
@@ -285,17 +288,17 @@ pub fn plan(
                     has_mount_list,
                 } => {
                     if needs_env {
-                        container_ops.push(append(&format!("{base}/env"), has_env_list, pod_name_env()));
+                        container_ops.append(
+                            format_args!("/spec/{field}/{index}/env"),
+                            has_env_list,
+                            write_pod_name_env,
+                        );
                     }
-                    container_ops.push(append(
-                        &format!("{base}/volumeMounts"),
+                    container_ops.append(
+                        format_args!("/spec/{field}/{index}/volumeMounts"),
                         has_mount_list,
-                        Addition::Mount(Mount {
-                            name: VOLUME_NAME,
-                            mount_path: path.to_owned(),
-                            sub_path_expr: sub_path_expr(&container.name),
-                        }),
-                    ));
+                        |json| write_mount(json, path, &container.name),
+                    );
                     plan.injected.push(container.name.to_string());
                     newly_injected += 1;
                 }
@@ -304,7 +307,11 @@ pub fn plan(
                     has_env_list,
                 } => {
                     if needs_env {
-                        container_ops.push(append(&format!("{base}/env"), has_env_list, pod_name_env()));
+                        container_ops.append(
+                            format_args!("/spec/{field}/{index}/env"),
+                            has_env_list,
+                            write_pod_name_env,
+                        );
                     }
                     plan.injected.push(container.name.to_string());
                 }
@@ -338,19 +345,13 @@ pub fn plan(
 
     let volumes = spec.volumes.as_deref();
     match volumes.and_then(|list| list.iter().find(|volume| volume.name == VOLUME_NAME)) {
-        None => plan.operations.push(append(
-            "/spec/volumes",
-            volumes.is_some(),
-            Addition::Volume(Volume {
-                name: VOLUME_NAME,
-                host_path: HostPath {
-                    path: namespace_host_dir(host_dir, namespace),
-                    kind: "DirectoryOrCreate",
-                },
+        None => plan
+            .patch
+            .append(format_args!("/spec/volumes"), volumes.is_some(), |json| {
+                write_volume(json, host_dir, namespace)
             }),
-        )),
         Some(VolumeView {
-            host_path: Some(_), ..
+            host_path: true, ..
         }) => {}
         Some(_) => {
             let mut refused = Plan::default();
@@ -361,23 +362,27 @@ pub fn plan(
             return refused;
         }
     }
-    plan.operations.extend(container_ops);
+    plan.patch.extend(&container_ops);
 
     let injected = plan.injected.join(",");
     if pod.metadata.annotation(INJECTED) != Some(injected.as_str()) {
-        plan.operations.push(if pod.metadata.annotations.is_some() {
-            Add::new(
-                format!("/metadata/annotations/{}", pointer_escape(INJECTED)),
-                Addition::Text(injected),
-            )
+        if pod.metadata.annotations.is_some() {
+            plan.patch.add(
+                format_args!("/metadata/annotations/{}", PointerToken(INJECTED)),
+                |json| write_json(json, &injected),
+            );
         } else {
-            Add::new(
-                "/metadata/annotations".to_owned(),
-                Addition::Annotations(BTreeMap::from([(INJECTED, injected)])),
-            )
-        });
+            plan.patch
+                .add(format_args!("/metadata/annotations"), |json| {
+                    json.push(b'{');
+                    write_json(json, INJECTED);
+                    json.push(b':');
+                    write_json(json, &injected);
+                    json.push(b'}');
+                });
+        }
     }
-    if newly_injected == 0 && plan.operations.is_empty() {
+    if newly_injected == 0 && plan.patch.is_empty() {
         plan.skips.push(SkipReason::AlreadyInjected);
     }
     plan
@@ -404,7 +409,7 @@ mod tests {
     fn apply(pod: &Pod, plan: &Plan) -> Pod {
         let mut doc = serde_json::to_value(pod).unwrap();
         let patch: json_patch::Patch =
-            serde_json::from_value(serde_json::to_value(&plan.operations).unwrap()).unwrap();
+            serde_json::from_slice(&plan.patch.clone().into_json().unwrap()).unwrap();
         json_patch::patch(&mut doc, &patch).unwrap();
         serde_json::from_value(doc).unwrap()
     }
@@ -418,7 +423,7 @@ mod tests {
 
     fn plan_for(pod: &Pod) -> Plan {
         let text = serde_json::to_string(pod).unwrap();
-        let view: PodView<'_> = serde_json::from_str(&text).unwrap();
+        let view = PodView::parse(&text).unwrap();
         plan(&view, "shop", DEFAULT_HOST_DIR, &request(pod))
     }
 
@@ -523,7 +528,7 @@ mod tests {
             json!([{ "name": "app", "env": [{ "name": "COREDOG_POD_NAME", "value": "fixed" }] }]),
         );
         let plan = plan_for(&pod);
-        assert!(plan.operations.is_empty());
+        assert!(plan.patch.is_empty());
         assert_eq!(plan.skips, [SkipReason::EnvConflict]);
     }
 
@@ -534,7 +539,7 @@ mod tests {
             "spec": { "containers": [{ "name": "app" }], "volumes": [{ "name": "coredog-corefile", "emptyDir": {} }] }
         }));
         let plan = plan_for(&pod);
-        assert!(plan.operations.is_empty());
+        assert!(plan.patch.is_empty());
         assert!(plan.injected.is_empty());
         assert_eq!(plan.skips, [SkipReason::VolumeConflict]);
     }
@@ -547,7 +552,7 @@ mod tests {
         );
         let once = apply(&pod, &plan_for(&pod));
         let again = plan_for(&once);
-        assert!(again.operations.is_empty(), "{:?}", again.operations);
+        assert!(again.patch.is_empty(), "{:?}", again.patch);
         assert_eq!(again.injected, ["app", "worker"]);
         assert_eq!(again.skips, [SkipReason::AlreadyInjected]);
         assert!(again.warnings.is_empty());
@@ -580,9 +585,10 @@ mod tests {
     #[test]
     fn pointer_keys_are_escaped() {
         assert_eq!(
-            pointer_escape("coredog.io/injected"),
+            PointerToken("coredog.io/injected").to_string(),
             "coredog.io~1injected"
         );
-        assert_eq!(pointer_escape("a~b"), "a~0b");
+        assert_eq!(PointerToken("a~b/c//").to_string(), "a~0b~1c~1~1");
+        assert_eq!(PointerToken("").to_string(), "");
     }
 }

@@ -1,9 +1,11 @@
 //! The mutating admission webhook: `POST /mutate` gives opted-in pods their dump directory.
 //!
-//! [`review`] decides (pure), [`inject`] plans the patch (pure); this module serves them over
-//! HTTPS with metrics and the log lines operators look for.
+//! [`review`] decides (pure), reading the request with [`json_reader`] into a [`pod_view`];
+//! [`inject`] plans the patch (pure); this module serves them over HTTPS with metrics and the
+//! log lines operators look for.
 
 pub mod inject;
+pub mod json_reader;
 pub mod pod_view;
 pub mod review;
 

@@ -1,116 +1,472 @@
 //! The parts of a pod the webhook reads, borrowed from the request body.
 //!
-//! Deserialising the full `k8s_openapi` Pod costs several times more than the rest of a review
-//! (every field of every container is allocated), and the webhook only needs names, mounts and
-//! one environment variable. Unknown fields are skipped; strings are borrowed unless they
-//! contain escapes. The spec is only located in the first pass and read when the pod opted in,
-//! so the pods that did not (most of them) cost a scan of their spec, not its containers.
+//! The webhook needs names, mounts, volumes, one environment variable and its own annotations;
+//! the rest of the pod is only checked as JSON ([`JsonReader`]). A pod without CoreDog
+//! annotations (most of them) costs one scan of its spec, which is only located; the spec of a
+//! pod with them is read on the way, or, should it come before the metadata, when asked for.
+//!
+//! A field of an unexpected type is noted on the reader (and the pod answered as unreadable);
+//! a missing or null field reads as absent.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::cell::OnceCell;
 
-use serde::Deserialize;
-use serde::de::IgnoredAny;
-use serde_json::value::RawValue;
+use coredog_core::layout::POD_NAME_ENV;
 
-#[derive(Debug, Default, Deserialize)]
+use super::json_reader::{JsonReader, JsonStr, SyntaxError};
+
+/// Annotations under this prefix are the only ones the webhook keeps.
+const OWN_ANNOTATIONS: &str = "coredog.io/";
+
+/// A spec as read: `Err` with a sentence when a field the webhook needs has another type.
+type SpecRead<'a> = Result<Option<SpecView<'a>>, String>;
+
+#[derive(Debug, Default)]
 pub struct PodView<'a> {
-    #[serde(default, borrow)]
     pub metadata: MetaView<'a>,
-    #[serde(default, borrow)]
-    spec: Option<&'a RawValue>,
+    /// The spec's JSON text, checked as JSON.
+    spec_text: Option<&'a str>,
+    spec: OnceCell<SpecRead<'a>>,
 }
 
 impl<'a> PodView<'a> {
-    /// Reads the spec the first pass only located.
-    pub fn spec(&self) -> Result<Option<SpecView<'a>>, serde_json::Error> {
-        self.spec
-            .map(|raw| serde_json::from_str(raw.get()))
-            .transpose()
+    /// Reads the pod at `reader`: `None` for null or a value that is not an object (noted).
+    pub fn read(reader: &mut JsonReader<'a>) -> Result<Option<Self>, SyntaxError> {
+        let mut pod = Self::default();
+        let is_object = reader.optional_object("the pod", |reader, field| {
+            if field.is("metadata") {
+                pod.metadata = MetaView::read(reader)?;
+            } else if field.is("spec") {
+                pod.spec = OnceCell::new();
+                if pod
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|own| !own.is_empty())
+                {
+                    // What is wrong with the spec is for whoever asks for it.
+                    let earlier = reader.take_mismatch();
+                    let spec = SpecView::read(reader)?;
+                    let _ = pod.spec.set(reader.take_mismatch().map_or(Ok(spec), Err));
+                    if let Some(earlier) = earlier {
+                        reader.note_mismatch(|| earlier);
+                    }
+                } else {
+                    pod.spec_text = Some(reader.raw_value()?);
+                }
+            } else {
+                reader.skip()?;
+            }
+            Ok(())
+        })?;
+        Ok(is_object.then_some(pod))
+    }
+
+    /// Reads a pod from JSON text; any mismatch is an error.
+    pub fn parse(text: &'a str) -> Result<Self, String> {
+        let mut reader = JsonReader::of_text(text);
+        let pod = Self::read(&mut reader).map_err(|err| err.to_string())?;
+        reader.end().map_err(|err| err.to_string())?;
+        match reader.take_mismatch() {
+            Some(mismatch) => Err(mismatch),
+            None => pod.ok_or_else(|| "the pod is null".to_owned()),
+        }
+    }
+
+    /// The pod's spec: `Ok(None)` when it has none, `Err` with a sentence when a field the
+    /// webhook needs has an unexpected type.
+    pub fn spec(&self) -> Result<Option<&SpecView<'a>>, &str> {
+        let read = self.spec.get_or_init(|| {
+            let Some(text) = self.spec_text else {
+                return Ok(None);
+            };
+            let mut reader = JsonReader::of_text(text);
+            let spec = SpecView::read(&mut reader).map_err(|err| err.to_string())?;
+            reader.take_mismatch().map_or(Ok(spec), Err)
+        });
+        match read {
+            Ok(spec) => Ok(spec.as_ref()),
+            Err(problem) => Err(problem),
+        }
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// An annotation's key and value.
+pub type Annotation<'a> = (Cow<'a, str>, Cow<'a, str>);
+
+#[derive(Debug, Default)]
 pub struct MetaView<'a> {
-    #[serde(default, borrow)]
     pub name: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
     pub generate_name: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
     pub namespace: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    pub annotations: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    /// The pod's `coredog.io/` annotations, in order; `None` when it has no annotations at all.
+    pub annotations: Option<Vec<Annotation<'a>>>,
 }
 
-impl MetaView<'_> {
+impl<'a> MetaView<'a> {
+    fn read(reader: &mut JsonReader<'a>) -> Result<Self, SyntaxError> {
+        let mut meta = Self::default();
+        reader.optional_object("metadata", |reader, field| {
+            if field.is("name") {
+                meta.name = reader.optional_text("metadata.name")?;
+            } else if field.is("generateName") {
+                meta.generate_name = reader.optional_text("metadata.generateName")?;
+            } else if field.is("namespace") {
+                meta.namespace = reader.optional_text("metadata.namespace")?;
+            } else if field.is("annotations") {
+                meta.annotations = read_own_annotations(reader)?;
+            } else {
+                reader.skip()?;
+            }
+            Ok(())
+        })?;
+        Ok(meta)
+    }
+
+    /// The value of one of the pod's `coredog.io/` annotations (the last, if repeated).
     pub fn annotation(&self, key: &str) -> Option<&str> {
         self.annotations
             .as_ref()?
-            .get(key)
-            .map(|value| value.as_ref())
+            .iter()
+            .rev()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_ref())
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+fn read_own_annotations<'a>(
+    reader: &mut JsonReader<'a>,
+) -> Result<Option<Vec<Annotation<'a>>>, SyntaxError> {
+    let mut own = Vec::new();
+    let is_object = reader.optional_object("metadata.annotations", |reader, key| {
+        if !key.starts_with(OWN_ANNOTATIONS) {
+            return reader.skip();
+        }
+        let value = reader.optional_text("a coredog.io annotation")?;
+        if let (Some(key), Some(value)) = (key.decode(), value) {
+            own.push((key, value));
+        }
+        Ok(())
+    })?;
+    Ok(is_object.then_some(own))
+}
+
+#[derive(Debug, Default)]
 pub struct SpecView<'a> {
-    #[serde(default, borrow)]
     pub containers: Vec<ContainerView<'a>>,
-    #[serde(default, borrow)]
     pub init_containers: Option<Vec<ContainerView<'a>>>,
-    #[serde(default, borrow)]
     pub volumes: Option<Vec<VolumeView<'a>>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+impl<'a> SpecView<'a> {
+    fn read(reader: &mut JsonReader<'a>) -> Result<Option<Self>, SyntaxError> {
+        let mut spec = Self::default();
+        let is_object = reader.optional_object("spec", |reader, field| {
+            if field.is("containers") {
+                spec.containers =
+                    read_list(reader, "spec.containers", ContainerView::read)?.unwrap_or_default();
+            } else if field.is("initContainers") {
+                spec.init_containers =
+                    read_list(reader, "spec.initContainers", ContainerView::read)?;
+            } else if field.is("volumes") {
+                spec.volumes = read_list(reader, "spec.volumes", VolumeView::read)?;
+            } else {
+                reader.skip()?;
+            }
+            Ok(())
+        })?;
+        Ok(is_object.then_some(spec))
+    }
+}
+
+/// A list of items read by `read_item` (items it gives up on are left out); `None` for null.
+fn read_list<'a, T>(
+    reader: &mut JsonReader<'a>,
+    field: &str,
+    mut read_item: impl FnMut(&mut JsonReader<'a>) -> Result<Option<T>, SyntaxError>,
+) -> Result<Option<Vec<T>>, SyntaxError> {
+    let mut items = Vec::new();
+    let is_list = reader.optional_list(field, |reader| {
+        items.extend(read_item(reader)?);
+        Ok(())
+    })?;
+    Ok(is_list.then_some(items))
+}
+
+#[derive(Debug)]
 pub struct ContainerView<'a> {
-    #[serde(borrow)]
     pub name: Cow<'a, str>,
-    #[serde(default, borrow)]
-    pub env: Option<Vec<EnvView<'a>>>,
-    #[serde(default, borrow)]
+    /// Whether the container has an `env` list, even an empty one.
+    pub has_env_list: bool,
+    /// Whether its first `COREDOG_POD_NAME` (if any) is the pod's name from the downward API.
+    pub pod_name_env: Option<bool>,
     pub volume_mounts: Option<Vec<MountView<'a>>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EnvView<'a> {
-    #[serde(borrow)]
-    pub name: Cow<'a, str>,
-    #[serde(default, borrow)]
-    pub value_from: Option<EnvSourceView<'a>>,
+impl<'a> ContainerView<'a> {
+    fn read(reader: &mut JsonReader<'a>) -> Result<Option<Self>, SyntaxError> {
+        let mut name = None;
+        let mut has_env_list = false;
+        let mut pod_name_env = None;
+        let mut volume_mounts = None;
+        let is_object = reader.optional_object("a container", |reader, field| {
+            if field.is("name") {
+                name = reader.optional_text("a container's name")?;
+            } else if field.is("env") {
+                pod_name_env = None;
+                has_env_list = reader.optional_list("a container's env", |reader| {
+                    let variable = read_env_variable(reader)?;
+                    if pod_name_env.is_none() {
+                        pod_name_env = variable;
+                    }
+                    Ok(())
+                })?;
+            } else if field.is("volumeMounts") {
+                volume_mounts = read_list(reader, "a container's volumeMounts", MountView::read)?;
+            } else {
+                reader.skip()?;
+            }
+            Ok(())
+        })?;
+        if !is_object {
+            return Ok(None);
+        }
+        let Some(name) = name else {
+            reader.note_mismatch(|| "a container has no name".to_owned());
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            name,
+            has_env_list,
+            pod_name_env,
+            volume_mounts,
+        }))
+    }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EnvSourceView<'a> {
-    #[serde(default, borrow)]
-    pub field_ref: Option<FieldRefView<'a>>,
+/// For `COREDOG_POD_NAME`, whether it is the pod's name from the downward API; `None` for any
+/// other variable.
+fn read_env_variable(reader: &mut JsonReader<'_>) -> Result<Option<bool>, SyntaxError> {
+    let mut is_ours = false;
+    let mut from_pod_name = false;
+    reader.optional_object("an env variable", |reader, field| {
+        if field.is("name") {
+            is_ours = reader
+                .optional_string("an env variable's name")?
+                .is_some_and(|name| name.is(POD_NAME_ENV));
+        } else if field.is("valueFrom") {
+            from_pod_name = read_field_path(reader)?.is_some_and(|path| path.is("metadata.name"));
+        } else {
+            reader.skip()?;
+        }
+        Ok(())
+    })?;
+    Ok(is_ours.then_some(from_pod_name))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FieldRefView<'a> {
-    #[serde(borrow)]
-    pub field_path: Cow<'a, str>,
+/// `valueFrom.fieldRef.fieldPath` of an env variable.
+fn read_field_path<'a>(reader: &mut JsonReader<'a>) -> Result<Option<JsonStr<'a>>, SyntaxError> {
+    let mut path = None;
+    reader.optional_object("valueFrom", |reader, field| {
+        if !field.is("fieldRef") {
+            return reader.skip();
+        }
+        reader.optional_object("valueFrom.fieldRef", |reader, field| {
+            if field.is("fieldPath") {
+                path = reader.optional_string("valueFrom.fieldRef.fieldPath")?;
+            } else {
+                reader.skip()?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    })?;
+    Ok(path)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug)]
 pub struct MountView<'a> {
-    #[serde(borrow)]
+    /// Empty when the mount names no volume.
     pub name: Cow<'a, str>,
-    #[serde(borrow)]
+    /// Empty when the mount has no path.
     pub mount_path: Cow<'a, str>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+impl<'a> MountView<'a> {
+    fn read(reader: &mut JsonReader<'a>) -> Result<Option<Self>, SyntaxError> {
+        let mut mount = Self {
+            name: Cow::Borrowed(""),
+            mount_path: Cow::Borrowed(""),
+        };
+        let is_object = reader.optional_object("a volume mount", |reader, field| {
+            if field.is("name") {
+                mount.name = reader
+                    .optional_text("a volume mount's name")?
+                    .unwrap_or_default();
+            } else if field.is("mountPath") {
+                mount.mount_path = reader
+                    .optional_text("a volume mount's mountPath")?
+                    .unwrap_or_default();
+            } else {
+                reader.skip()?;
+            }
+            Ok(())
+        })?;
+        Ok(is_object.then_some(mount))
+    }
+}
+
+#[derive(Debug)]
 pub struct VolumeView<'a> {
-    #[serde(borrow)]
+    /// Empty when the volume has no name.
     pub name: Cow<'a, str>,
-    #[serde(default)]
-    pub host_path: Option<IgnoredAny>,
+    /// Whether it is a hostPath volume.
+    pub host_path: bool,
+}
+
+impl<'a> VolumeView<'a> {
+    fn read(reader: &mut JsonReader<'a>) -> Result<Option<Self>, SyntaxError> {
+        let mut volume = Self {
+            name: Cow::Borrowed(""),
+            host_path: false,
+        };
+        let is_object = reader.optional_object("a volume", |reader, field| {
+            if field.is("name") {
+                volume.name = reader.optional_text("a volume's name")?.unwrap_or_default();
+            } else if field.is("hostPath") {
+                volume.host_path =
+                    reader.optional_object("a volume's hostPath", |reader, _| reader.skip())?;
+            } else {
+                reader.skip()?;
+            }
+            Ok(())
+        })?;
+        Ok(is_object.then_some(volume))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_is_read_down_to_what_injection_needs() {
+        let pod = PodView::parse(include_str!("../../tests/fixtures/deployment-pod.json")).unwrap();
+        let meta = &pod.metadata;
+        assert_eq!(meta.name, None);
+        assert_eq!(
+            meta.generate_name.as_deref(),
+            Some("crash-test-7d9f8b6c5d-")
+        );
+        assert_eq!(meta.namespace.as_deref(), Some("default"));
+        assert_eq!(meta.annotation("coredog.io/path"), Some("/corefile"));
+        assert_eq!(meta.annotation("coredog.io/container"), Some("app"));
+        let spec = pod.spec().unwrap().unwrap();
+        let names: Vec<_> = spec.containers.iter().map(|c| c.name.as_ref()).collect();
+        assert_eq!(names, ["app", "sidecar"]);
+        assert!(spec.init_containers.is_none());
+        let volumes = spec.volumes.as_ref().unwrap();
+        assert_eq!(volumes[0].name, "kube-api-access-x7k2p");
+        assert!(!volumes[0].host_path);
+        let mounts = spec.containers[0].volume_mounts.as_ref().unwrap();
+        assert_eq!(mounts[0].name, "kube-api-access-x7k2p");
+        assert_eq!(
+            mounts[0].mount_path,
+            "/var/run/secrets/kubernetes.io/serviceaccount"
+        );
+    }
+
+    #[test]
+    fn env_variables_are_read_for_the_pod_name_only() {
+        let pod = PodView::parse(
+            r#"{"spec": {"containers": [
+                {"name": "a", "env": [{"name": "X", "value": "1"}, {"name": "COREDOG_POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}}]},
+                {"name": "b", "env": [{"name": "COREDOG_POD_NAME", "value": "fixed"}, {"name": "COREDOG_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]},
+                {"name": "c", "env": []},
+                {"name": "d", "env": null}
+            ]}}"#,
+        )
+        .unwrap();
+        let spec = pod.spec().unwrap().unwrap();
+        let seen: Vec<_> = spec
+            .containers
+            .iter()
+            .map(|c| (c.has_env_list, c.pod_name_env))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (true, Some(true)),
+                (true, Some(false)),
+                (true, None),
+                (false, None)
+            ]
+        );
+    }
+
+    #[test]
+    fn only_coredog_annotations_are_kept_and_escapes_are_decoded() {
+        let pod = PodView::parse(
+            r#"{"metadata": {"annotations": {"other": "{\"a\":1}", "coredog.io\/path": "\/core", "coredog.io/path": "/dumps", "coredog.io/inject": "true"}}}"#,
+        )
+        .unwrap();
+        let own = pod.metadata.annotations.as_ref().unwrap();
+        assert_eq!(own.len(), 3);
+        assert_eq!(pod.metadata.annotation("coredog.io/path"), Some("/dumps"));
+        assert_eq!(pod.metadata.annotation("coredog.io/inject"), Some("true"));
+        assert_eq!(pod.metadata.annotation("other"), None);
+        assert!(
+            PodView::parse(r#"{"metadata": {}}"#)
+                .unwrap()
+                .metadata
+                .annotations
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_spec_reads_the_same_before_and_after_the_metadata() {
+        let annotated = r#""metadata": {"annotations": {"coredog.io/inject": "true"}}"#;
+        let spec = r#""spec": {"containers": [{"name": "a", "env": []}], "volumes": [{"name": "v", "hostPath": {"path": "/x"}}]}"#;
+        let broken = r#""spec": {"containers": [{"name": 5}]}"#;
+        for (first, second) in [(annotated, spec), (spec, annotated)] {
+            let text = format!("{{{first}, {second}}}");
+            let pod = PodView::parse(&text).unwrap();
+            let read = pod.spec().unwrap().unwrap();
+            assert_eq!(read.containers[0].name, "a");
+            assert!(read.containers[0].has_env_list);
+            assert!(read.volumes.as_ref().unwrap()[0].host_path);
+        }
+        for (first, second) in [(annotated, broken), (broken, annotated)] {
+            let text = format!("{{{first}, {second}}}");
+            let pod = PodView::parse(&text).unwrap();
+            assert_eq!(
+                pod.spec().unwrap_err(),
+                "a container's name is a number, not a string"
+            );
+        }
+    }
+
+    #[test]
+    fn fields_of_the_wrong_type_are_named() {
+        let pod = PodView::parse(r#"{"spec": {"containers": "not a list"}}"#).unwrap();
+        assert_eq!(
+            pod.spec().unwrap_err(),
+            "spec.containers is a string, not a list"
+        );
+        let pod = PodView::parse(r#"{"spec": {"containers": [{"image": "x"}]}}"#).unwrap();
+        assert_eq!(pod.spec().unwrap_err(), "a container has no name");
+        assert_eq!(
+            PodView::parse(r#"{"metadata": {"name": 1}}"#).unwrap_err(),
+            "metadata.name is a number, not a string"
+        );
+        assert!(
+            PodView::parse(r#"{"spec": {"containers": []}}"#)
+                .unwrap()
+                .spec()
+                .unwrap()
+                .is_some()
+        );
+        assert!(PodView::parse(r#"{}"#).unwrap().spec().unwrap().is_none());
+    }
 }

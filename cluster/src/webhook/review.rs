@@ -10,11 +10,11 @@ use std::borrow::Cow;
 
 use base64::Engine as _;
 use coredog_core::annotations::{self, OptInError};
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use serde::Serialize;
 use thiserror::Error;
 
 use super::inject::{self, SkipReason};
+use super::json_reader::{JsonReader, SyntaxError};
 use super::pod_view::{MetaView, PodView};
 
 pub const V1: &str = "admission.k8s.io/v1";
@@ -30,39 +30,106 @@ pub enum BadReview {
     Kind(String),
     #[error("AdmissionReview has no request")]
     NoRequest,
+    #[error("AdmissionReview request has no uid")]
+    NoUid,
 }
 
-/// An AdmissionReview whose object is read as a pod in the same pass.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ReviewIn<'a, Object> {
-    #[serde(default, borrow)]
+/// The parts of an AdmissionReview the webhook reads.
+#[derive(Default)]
+struct ReviewIn<'a> {
     api_version: Cow<'a, str>,
-    #[serde(default, borrow)]
     kind: Cow<'a, str>,
-    request: Option<RequestIn<'a, Object>>,
+    request: Option<RequestIn<'a>>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RequestIn<'a, Object> {
-    #[serde(borrow)]
-    uid: Cow<'a, str>,
-    #[serde(default, borrow)]
-    kind: Option<GroupVersionKind<'a>>,
-    #[serde(default, borrow)]
+#[derive(Default)]
+struct RequestIn<'a> {
+    uid: Option<Cow<'a, str>>,
+    /// Whether `request.kind` is the core group's Pod.
+    is_pod: bool,
     operation: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
     namespace: Option<Cow<'a, str>>,
-    object: Option<Object>,
+    object: Option<PodView<'a>>,
+    /// Why the object could not be read as a pod, if it could not.
+    unreadable_object: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct GroupVersionKind<'a> {
-    #[serde(default, borrow)]
-    group: Cow<'a, str>,
-    #[serde(default, borrow)]
-    kind: Cow<'a, str>,
+impl<'a> ReviewIn<'a> {
+    /// Reads a review in one pass; the object is read as a pod when `with_object`, else only
+    /// checked.
+    fn read(body: &'a [u8], with_object: bool) -> Result<Self, BadReview> {
+        let not_json = |err: SyntaxError| BadReview::NotJson(err.to_string());
+        let mut reader = JsonReader::new(body).map_err(not_json)?;
+        let mut review = Self::default();
+        reader
+            .optional_object("the review", |reader, field| {
+                if field.is("apiVersion") {
+                    review.api_version = reader.optional_text("apiVersion")?.unwrap_or_default();
+                } else if field.is("kind") {
+                    review.kind = reader.optional_text("kind")?.unwrap_or_default();
+                } else if field.is("request") {
+                    review.request = RequestIn::read(reader, with_object)?;
+                } else {
+                    reader.skip()?;
+                }
+                Ok(())
+            })
+            .map_err(not_json)?;
+        if let Some(mismatch) = reader.take_mismatch() {
+            return Err(BadReview::NotJson(mismatch));
+        }
+        reader.end().map_err(not_json)?;
+        Ok(review)
+    }
+}
+
+impl<'a> RequestIn<'a> {
+    fn read(reader: &mut JsonReader<'a>, with_object: bool) -> Result<Option<Self>, SyntaxError> {
+        let mut request = Self::default();
+        let is_object = reader.optional_object("request", |reader, field| {
+            if field.is("uid") {
+                request.uid = reader.optional_text("request.uid")?;
+            } else if field.is("kind") {
+                request.is_pod = read_is_pod(reader)?;
+            } else if field.is("operation") {
+                request.operation = reader.optional_text("request.operation")?;
+            } else if field.is("namespace") {
+                request.namespace = reader.optional_text("request.namespace")?;
+            } else if field.is("object") && with_object {
+                // What is wrong with the pod is the pod's problem, not the review's.
+                let earlier = reader.take_mismatch();
+                request.object = PodView::read(reader)?;
+                request.unreadable_object = reader.take_mismatch();
+                if let Some(earlier) = earlier {
+                    reader.note_mismatch(|| earlier);
+                }
+            } else {
+                reader.skip()?;
+            }
+            Ok(())
+        })?;
+        Ok(is_object.then_some(request))
+    }
+}
+
+/// Whether a `request.kind` (group, version, kind) is the core group's Pod.
+fn read_is_pod(reader: &mut JsonReader<'_>) -> Result<bool, SyntaxError> {
+    let (mut core_group, mut pod) = (true, false);
+    reader.optional_object("request.kind", |reader, field| {
+        if field.is("group") {
+            core_group = reader
+                .optional_string("request.kind.group")?
+                .is_none_or(|group| group.is(""));
+        } else if field.is("kind") {
+            pod = reader
+                .optional_string("request.kind.kind")?
+                .is_some_and(|kind| kind.is("Pod"));
+        } else {
+            reader.skip()?;
+        }
+        Ok(())
+    })?;
+    Ok(core_group && pod)
 }
 
 /// The answer sent back: always allowed, with the patch and warnings if any.
@@ -143,7 +210,7 @@ impl ReviewOut {
 
 /// Appends `value` as JSON. Writing into a `Vec` cannot fail, and strings, booleans and lists
 /// of strings always serialise.
-fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+pub(super) fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     let _ = serde_json::to_writer(out, value);
 }
 
@@ -169,46 +236,37 @@ impl Decision {
 
 /// Decides one AdmissionReview. `host_dir` is the node's dump root.
 pub fn review(body: &[u8], host_dir: &str) -> Result<Decision, BadReview> {
-    // One pass reads the review and its pod together. Only when that fails is the body read
-    // again, to tell a pod the webhook cannot read (admitted, with a warning) from a body that
-    // is not a review at all (400).
-    match serde_json::from_slice::<ReviewIn<'_, PodView<'_>>>(body) {
-        Ok(review) => {
-            let (version, request) = check(review)?;
-            let mut decision = Decision::new(version, &request.uid);
-            let patch = decide(&request, host_dir, &mut decision);
-            decision.review.response.patch_type = patch.as_ref().map(|_| "JSONPatch");
-            decision.review.response.patch =
-                patch.map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes));
-            Ok(decision)
-        }
-        Err(pod_err) => {
-            let review: ReviewIn<'_, &RawValue> =
-                serde_json::from_slice(body).map_err(|err| BadReview::NotJson(err.to_string()))?;
-            let (version, request) = check(review)?;
-            let mut decision = Decision::new(version, &request.uid);
-            decision.skips.push(SkipReason::InternalError);
-            decision.opted_in = true;
-            decision.pod = "?".to_owned();
-            decision
-                .review
-                .response
-                .warnings
-                .push(format!("coredog: cannot read the pod: {pod_err}"));
-            Ok(decision)
-        }
+    let (version, request, uid) = check(ReviewIn::read(body, true)?)?;
+    let mut decision = Decision::new(version, &uid);
+    if let Some(problem) = &request.unreadable_object {
+        decision.skips.push(SkipReason::InternalError);
+        decision.opted_in = true;
+        decision.pod = "?".to_owned();
+        decision
+            .review
+            .response
+            .warnings
+            .push(format!("coredog: cannot read the pod: {problem}"));
+        return Ok(decision);
     }
+    let patch = decide(&request, host_dir, &mut decision);
+    decision.review.response.patch_type = patch.as_ref().map(|_| "JSONPatch");
+    decision.review.response.patch =
+        patch.map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes));
+    Ok(decision)
 }
 
-fn check<'a, O>(review: ReviewIn<'a, O>) -> Result<(Cow<'a, str>, RequestIn<'a, O>), BadReview> {
+/// The version to answer in, the request, and its uid.
+fn check(review: ReviewIn<'_>) -> Result<(Cow<'_, str>, RequestIn<'_>, Cow<'_, str>), BadReview> {
     if review.api_version != V1 && review.api_version != V1BETA1 {
         return Err(BadReview::Version(review.api_version.into_owned()));
     }
     if review.kind != "AdmissionReview" {
         return Err(BadReview::Kind(review.kind.into_owned()));
     }
-    let request = review.request.ok_or(BadReview::NoRequest)?;
-    Ok((review.api_version, request))
+    let mut request = review.request.ok_or(BadReview::NoRequest)?;
+    let uid = request.uid.take().ok_or(BadReview::NoUid)?;
+    Ok((review.api_version, request, uid))
 }
 
 impl Decision {
@@ -224,19 +282,11 @@ impl Decision {
 }
 
 /// Fills `decision` and returns the JSONPatch, if any.
-fn decide(
-    request: &RequestIn<'_, PodView<'_>>,
-    host_dir: &str,
-    decision: &mut Decision,
-) -> Option<Vec<u8>> {
-    let is_pod = request
-        .kind
-        .as_ref()
-        .is_some_and(|gvk| gvk.group.is_empty() && gvk.kind == "Pod");
+fn decide(request: &RequestIn<'_>, host_dir: &str, decision: &mut Decision) -> Option<Vec<u8>> {
     let Some(pod) = request
         .object
         .as_ref()
-        .filter(|_| is_pod && request.operation.as_deref() == Some("CREATE"))
+        .filter(|_| request.is_pod && request.operation.as_deref() == Some("CREATE"))
     else {
         decision.skips.push(SkipReason::NotPodCreate);
         return None;
@@ -274,10 +324,7 @@ fn decide(
     decision.injected = plan.injected;
     warnings.extend(plan.warnings);
     decision.skips.extend(plan.skips);
-    if plan.operations.is_empty() {
-        return None;
-    }
-    serde_json::to_vec(&plan.operations).ok()
+    plan.patch.into_json()
 }
 
 fn describe(err: &OptInError) -> String {
@@ -295,9 +342,8 @@ fn pod_ref(namespace: Option<&str>, meta: &MetaView<'_>) -> String {
 
 /// Reads only the version and uid of a review, to answer it after an internal failure.
 pub fn version_and_uid(body: &[u8]) -> Option<(String, String)> {
-    let review: ReviewIn<'_, &RawValue> = serde_json::from_slice(body).ok()?;
-    let (version, request) = check(review).ok()?;
-    Some((version.into_owned(), request.uid.into_owned()))
+    let (version, _, uid) = check(ReviewIn::read(body, false).ok()?).ok()?;
+    Some((version.into_owned(), uid.into_owned()))
 }
 
 #[cfg(test)]
