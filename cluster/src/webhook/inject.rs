@@ -93,14 +93,6 @@ impl Patch {
         }
     }
 
-    /// Appends `other`'s operations.
-    fn extend(&mut self, other: &Patch) {
-        if let Some(operations) = other.json.get(1..) {
-            self.separate();
-            self.json.extend_from_slice(operations);
-        }
-    }
-
     /// Opens the list before the first operation, separates the next ones.
     fn separate(&mut self) {
         if self.json.is_empty() {
@@ -274,7 +266,6 @@ pub fn plan(
         }
     }
 
-    let mut container_ops = Patch::default();
     let mut newly_injected = 0;
     for (field, list) in groups {
         for (index, container) in list.iter().enumerate() {
@@ -288,13 +279,13 @@ pub fn plan(
                     has_mount_list,
                 } => {
                     if needs_env {
-                        container_ops.append(
+                        plan.patch.append(
                             format_args!("/spec/{field}/{index}/env"),
                             has_env_list,
                             write_pod_name_env,
                         );
                     }
-                    container_ops.append(
+                    plan.patch.append(
                         format_args!("/spec/{field}/{index}/volumeMounts"),
                         has_mount_list,
                         |json| write_mount(json, path, &container.name),
@@ -307,7 +298,7 @@ pub fn plan(
                     has_env_list,
                 } => {
                     if needs_env {
-                        container_ops.append(
+                        plan.patch.append(
                             format_args!("/spec/{field}/{index}/env"),
                             has_env_list,
                             write_pod_name_env,
@@ -343,6 +334,7 @@ pub fn plan(
         return plan;
     }
 
+    // The volume is added after the mounts that use it: the API server applies a patch whole.
     let volumes = spec.volumes.as_deref();
     match volumes.and_then(|list| list.iter().find(|volume| volume.name == VOLUME_NAME)) {
         None => plan
@@ -362,7 +354,6 @@ pub fn plan(
             return refused;
         }
     }
-    plan.patch.extend(&container_ops);
 
     let injected = plan.injected.join(",");
     if pod.metadata.annotation(INJECTED) != Some(injected.as_str()) {

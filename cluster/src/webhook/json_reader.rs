@@ -609,7 +609,11 @@ mod tests {
         let mixed = |levels: usize| {
             let mut text = String::new();
             for level in 0..levels {
-                text += if level % 2 == 0 { r#"{"k": 1, "v": "# } else { "[true, " };
+                text += if level % 2 == 0 {
+                    r#"{"k": 1, "v": "#
+                } else {
+                    "[true, "
+                };
             }
             text += "null";
             for level in (0..levels).rev() {
