@@ -466,6 +466,9 @@ async fn health_readiness_and_metrics() {
         "coredog_webhook_injections_total 1",
         "coredog_webhook_skips_total{reason=\"invalid_annotation\"} 1",
         "coredog_webhook_request_duration_seconds_count 2",
+        // Series that saw nothing yet are there, at zero.
+        "coredog_webhook_requests_total{result=\"bad_request\"} 0",
+        "coredog_webhook_skips_total{reason=\"volume_conflict\"} 0",
     ] {
         assert!(
             metrics.contains(expected),

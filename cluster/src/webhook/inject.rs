@@ -33,6 +33,19 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    /// Every reason, in declaration order (`reason as usize` is its index).
+    pub const ALL: [Self; 9] = [
+        Self::NotOptedIn,
+        Self::NotPodCreate,
+        Self::InvalidAnnotation,
+        Self::MountConflict,
+        Self::EnvConflict,
+        Self::VolumeConflict,
+        Self::NoMatchingContainer,
+        Self::AlreadyInjected,
+        Self::InternalError,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NotOptedIn => "not_opted_in",
@@ -571,6 +584,13 @@ mod tests {
             twice.metadata.annotations.unwrap()["coredog.io/injected"],
             "app,proxy"
         );
+    }
+
+    #[test]
+    fn every_skip_reason_is_listed_at_its_index() {
+        for (index, reason) in SkipReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, index, "{}", reason.as_str());
+        }
     }
 
     #[test]

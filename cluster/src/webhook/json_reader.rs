@@ -493,7 +493,7 @@ impl<'a> JsonReader<'a> {
         Ok(false)
     }
 
-    /// A string, or `None` for null and (noted in `mismatch`) for any other type.
+    /// A string, or `None` for null and (noted as a mismatch) for any other type.
     pub fn optional_string(&mut self, field: &str) -> Result<Option<JsonStr<'a>>, SyntaxError> {
         if self.is_next(Kind::String, field)? {
             self.string().map(Some)

@@ -33,45 +33,76 @@ const MAX_BODY: usize = 8 * 1024 * 1024;
 
 type Labels = [(&'static str, &'static str); 1];
 
-/// The webhook's Prometheus metrics.
+/// How a request was answered: the `result` label of the request counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestResult {
+    Allowed,
+    Patched,
+    BadRequest,
+    Error,
+}
+
+impl RequestResult {
+    const ALL: [Self; 4] = [Self::Allowed, Self::Patched, Self::BadRequest, Self::Error];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Patched => "patched",
+            Self::BadRequest => "bad_request",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The webhook's Prometheus metrics. Every label value is known in advance, so each series is
+/// created at start (at zero, as Prometheus advises, so `rate()` works before the first event)
+/// and a request increments counters it already holds rather than looking them up by label.
 #[derive(Clone)]
 pub struct WebhookMetrics {
-    requests: Family<Labels, Counter>,
+    requests: [Counter; RequestResult::ALL.len()],
     injections: Counter,
-    skips: Family<Labels, Counter>,
+    skips: [Counter; SkipReason::ALL.len()],
     latency: Histogram,
 }
 
 impl WebhookMetrics {
     pub fn register(registry: &mut Registry) -> Self {
+        let requests = Family::<Labels, Counter>::default();
+        let skips = Family::<Labels, Counter>::default();
         let metrics = Self {
-            requests: Family::default(),
+            requests: RequestResult::ALL.map(|result| {
+                requests
+                    .get_or_create(&[("result", result.as_str())])
+                    .clone()
+            }),
             injections: Counter::default(),
-            skips: Family::default(),
+            skips: SkipReason::ALL
+                .map(|reason| skips.get_or_create(&[("reason", reason.as_str())]).clone()),
             latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
         };
         let registry = registry.sub_registry_with_prefix("coredog_webhook");
-        registry.register(
-            "requests",
-            "AdmissionReview requests by result",
-            metrics.requests.clone(),
-        );
+        registry.register("requests", "AdmissionReview requests by result", requests);
         registry.register(
             "injections",
             "Pods given a dump directory",
             metrics.injections.clone(),
         );
-        registry.register(
-            "skips",
-            "Pods or containers not injected, by reason",
-            metrics.skips.clone(),
-        );
+        registry.register("skips", "Pods or containers not injected, by reason", skips);
         registry.register(
             "request_duration_seconds",
             "Time to answer one AdmissionReview",
             metrics.latency.clone(),
         );
         metrics
+    }
+
+    fn skipped(&self, reason: SkipReason) {
+        self.skips[reason as usize].inc();
+    }
+
+    fn answered(&self, result: RequestResult) {
+        self.requests[result as usize].inc();
     }
 }
 
@@ -102,41 +133,38 @@ async fn mutate(State(state): State<WebhookState>, body: Bytes) -> Response {
         Ok(Ok(decision)) => {
             record(metrics, &decision);
             let result = if decision.injected.is_empty() {
-                "allowed"
+                RequestResult::Allowed
             } else {
-                "patched"
+                RequestResult::Patched
             };
             (result, json_response(decision.review.to_json()))
         }
         Ok(Err(bad)) => {
             warn!(error = %bad, "rejected a request that is not an AdmissionReview");
             (
-                "bad_request",
+                RequestResult::BadRequest,
                 (StatusCode::BAD_REQUEST, bad.to_string()).into_response(),
             )
         }
         Err(_) => {
             error!("internal error while deciding an AdmissionReview; admitting without a patch");
-            metrics
-                .skips
-                .get_or_create(&[("reason", SkipReason::InternalError.as_str())])
-                .inc();
+            metrics.skipped(SkipReason::InternalError);
             match review::version_and_uid(&body) {
                 Some((version, uid)) => {
                     let warning =
                         "coredog: internal error; the pod was admitted without a dump directory";
                     let answer =
                         review::ReviewOut::allowed(&version, &uid, None, vec![warning.to_owned()]);
-                    ("error", json_response(answer.to_json()))
+                    (RequestResult::Error, json_response(answer.to_json()))
                 }
                 None => (
-                    "error",
+                    RequestResult::Error,
                     (StatusCode::BAD_REQUEST, "unreadable AdmissionReview").into_response(),
                 ),
             }
         }
     };
-    metrics.requests.get_or_create(&[("result", result)]).inc();
+    metrics.answered(result);
     metrics.latency.observe(started.elapsed().as_secs_f64());
     response
 }
@@ -146,11 +174,8 @@ fn json_response(body: Vec<u8>) -> Response {
 }
 
 fn record(metrics: &WebhookMetrics, decision: &review::Decision) {
-    for skip in &decision.skips {
-        metrics
-            .skips
-            .get_or_create(&[("reason", skip.as_str())])
-            .inc();
+    for &skip in &decision.skips {
+        metrics.skipped(skip);
     }
     if !decision.injected.is_empty() {
         metrics.injections.inc();
