@@ -188,6 +188,18 @@ impl<'a> JsonReader<'a> {
         self.mismatch.take()
     }
 
+    /// Reads with `read`, keeping what it finds of the wrong type apart: returns the value and
+    /// the first mismatch inside it, and leaves any mismatch noted before as it was.
+    pub fn read_apart<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, SyntaxError>,
+    ) -> Result<(T, Option<String>), SyntaxError> {
+        let earlier = self.mismatch.take();
+        let value = read(self)?;
+        let inside = std::mem::replace(&mut self.mismatch, earlier);
+        Ok((value, inside))
+    }
+
     fn bytes(&self) -> &'a [u8] {
         self.text.as_bytes()
     }
@@ -681,6 +693,36 @@ mod tests {
         );
         assert_eq!(reader.take_mismatch(), None);
         reader.end().unwrap();
+    }
+
+    #[test]
+    fn mismatches_read_apart_stay_apart() {
+        let mut reader = JsonReader::of_text(r#"{"a": 1, "inner": {"b": true}, "c": 2}"#);
+        let mut inside = None;
+        reader
+            .members(|reader, name| {
+                if name.is("inner") {
+                    let (read, mismatch) = reader.read_apart(|reader| {
+                        reader.optional_object("inner", |reader, _| {
+                            reader.optional_string("inner.b").map(drop)
+                        })
+                    })?;
+                    assert!(read);
+                    inside = mismatch;
+                } else {
+                    reader.optional_string(if name.is("a") { "a" } else { "c" })?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(
+            inside.as_deref(),
+            Some("inner.b is a boolean, not a string")
+        );
+        assert_eq!(
+            reader.take_mismatch().as_deref(),
+            Some("a is a number, not a string")
+        );
     }
 
     #[test]

@@ -45,12 +45,8 @@ impl<'a> PodView<'a> {
                     .is_some_and(|own| !own.is_empty())
                 {
                     // What is wrong with the spec is for whoever asks for it.
-                    let earlier = reader.take_mismatch();
-                    let spec = SpecView::read(reader)?;
-                    let _ = pod.spec.set(reader.take_mismatch().map_or(Ok(spec), Err));
-                    if let Some(earlier) = earlier {
-                        reader.note_mismatch(|| earlier);
-                    }
+                    let (spec, mismatch) = reader.read_apart(SpecView::read)?;
+                    let _ = pod.spec.set(mismatch.map_or(Ok(spec), Err));
                 } else {
                     pod.spec_text = Some(reader.raw_value()?);
                 }

@@ -97,12 +97,7 @@ impl<'a> RequestIn<'a> {
                 request.namespace = reader.optional_text("request.namespace")?;
             } else if field.is("object") && with_object {
                 // What is wrong with the pod is the pod's problem, not the review's.
-                let earlier = reader.take_mismatch();
-                request.object = PodView::read(reader)?;
-                request.unreadable_object = reader.take_mismatch();
-                if let Some(earlier) = earlier {
-                    reader.note_mismatch(|| earlier);
-                }
+                (request.object, request.unreadable_object) = reader.read_apart(PodView::read)?;
             } else {
                 reader.skip()?;
             }
