@@ -14,6 +14,8 @@ use thiserror::Error;
 
 use crate::mount_path::{MountPath, MountPathError};
 
+/// What every CoreDog annotation and label key starts with.
+pub const PREFIX: &str = "coredog.io/";
 /// `"true"` opts the pod in.
 pub const INJECT: &str = "coredog.io/inject";
 /// The absolute path at which the chosen containers see their dump directory.
@@ -114,6 +116,13 @@ pub fn read_opt_in_with<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_key_is_under_the_prefix() {
+        for key in [INJECT, PATH, CONTAINER, INJECTED, WEBHOOK_NAMESPACE_LABEL] {
+            assert!(key.starts_with(PREFIX), "{key}");
+        }
+    }
 
     fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -23,6 +23,8 @@ pub const DEFAULT_HOST_DIR: &str = "/data/coredog-system/dumps";
 pub const VOLUME_NAME: &str = "coredog-corefile";
 /// The downward-API variable that carries the pod's real name into `subPathExpr`.
 pub const POD_NAME_ENV: &str = "COREDOG_POD_NAME";
+/// The pod field [`POD_NAME_ENV`] is taken from (`valueFrom.fieldRef.fieldPath`).
+pub const POD_NAME_FIELD: &str = "metadata.name";
 
 /// The host directory of one namespace: the source of the hostPath volume.
 pub fn namespace_host_dir(host_dir: &str, namespace: &str) -> String {

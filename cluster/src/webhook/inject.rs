@@ -13,7 +13,9 @@ use std::fmt;
 use std::io::Write as _;
 
 use coredog_core::annotations::{ContainerSelection, INJECTED, InjectionRequest};
-use coredog_core::layout::{POD_NAME_ENV, VOLUME_NAME, namespace_host_dir, sub_path_expr};
+use coredog_core::layout::{
+    POD_NAME_ENV, POD_NAME_FIELD, VOLUME_NAME, namespace_host_dir, sub_path_expr,
+};
 
 use super::pod_view::{ContainerView, PodView, VolumeView};
 use super::review::write_json;
@@ -131,9 +133,9 @@ impl Patch {
 fn write_pod_name_env(json: &mut Vec<u8>) {
     json.extend_from_slice(br#"{"name":"#);
     write_json(json, POD_NAME_ENV);
-    json.extend_from_slice(
-        br#","valueFrom":{"fieldRef":{"apiVersion":"v1","fieldPath":"metadata.name"}}}"#,
-    );
+    json.extend_from_slice(br#","valueFrom":{"fieldRef":{"apiVersion":"v1","fieldPath":"#);
+    write_json(json, POD_NAME_FIELD);
+    json.extend_from_slice(b"}}}");
 }
 
 fn write_mount(json: &mut Vec<u8>, path: &str, container: &str) {

@@ -34,7 +34,7 @@ pub struct SyntaxError {
 
 /// The type of the next value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+enum Kind {
     Object,
     Array,
     String,
@@ -224,7 +224,7 @@ impl<'a> JsonReader<'a> {
     }
 
     /// The type of the next value, which is not consumed.
-    pub fn peek(&mut self) -> Result<Kind, SyntaxError> {
+    fn peek(&mut self) -> Result<Kind, SyntaxError> {
         match self.next_byte() {
             Some(b'{') => Ok(Kind::Object),
             Some(b'[') => Ok(Kind::Array),
@@ -237,7 +237,7 @@ impl<'a> JsonReader<'a> {
     }
 
     /// Reads a string.
-    pub fn string(&mut self) -> Result<JsonStr<'a>, SyntaxError> {
+    fn string(&mut self) -> Result<JsonStr<'a>, SyntaxError> {
         if self.next_byte() != Some(b'"') {
             return self.error("a string");
         }
@@ -350,18 +350,13 @@ impl<'a> JsonReader<'a> {
                         (b'[', b']', "a list")
                     };
                     // Refuses nesting past MAX_DEPTH, so `level` fits the bits.
-                    self.open(open, expected)?;
-                    if kind == Kind::Object {
-                        objects |= 1 << level;
-                    } else {
-                        objects &= !(1 << level);
-                    }
-                    if self.next_byte() == Some(close) {
-                        self.at += 1;
-                        self.depth -= 1;
-                    } else {
+                    let empty = self.open(open, close, expected)?;
+                    if !empty {
                         if kind == Kind::Object {
+                            objects |= 1 << level;
                             self.member_name()?;
+                        } else {
+                            objects &= !(1 << level);
                         }
                         continue;
                     }
@@ -414,8 +409,10 @@ impl<'a> JsonReader<'a> {
         }
     }
 
-    fn open(&mut self, bracket: u8, expected: &'static str) -> Result<(), SyntaxError> {
-        if self.next_byte() != Some(bracket) {
+    /// Enters the container opened by `open` and closed by `close`; true when it is empty
+    /// (and so already left).
+    fn open(&mut self, open: u8, close: u8, expected: &'static str) -> Result<bool, SyntaxError> {
+        if self.next_byte() != Some(open) {
             return self.error(expected);
         }
         if self.depth == MAX_DEPTH {
@@ -423,7 +420,12 @@ impl<'a> JsonReader<'a> {
         }
         self.depth += 1;
         self.at += 1;
-        Ok(())
+        if self.next_byte() == Some(close) {
+            self.at += 1;
+            self.depth -= 1;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// After a member or an element: true at the closing bracket (consumed), false after a comma.
@@ -443,14 +445,11 @@ impl<'a> JsonReader<'a> {
     }
 
     /// Reads an object, calling `member` with each name; `member` must consume the value.
-    pub fn members(
+    fn members(
         &mut self,
         mut member: impl FnMut(&mut Self, JsonStr<'a>) -> Result<(), SyntaxError>,
     ) -> Result<(), SyntaxError> {
-        self.open(b'{', "an object")?;
-        if self.next_byte() == Some(b'}') {
-            self.at += 1;
-            self.depth -= 1;
+        if self.open(b'{', b'}', "an object")? {
             return Ok(());
         }
         loop {
@@ -463,14 +462,11 @@ impl<'a> JsonReader<'a> {
     }
 
     /// Reads an array, calling `element` for each item; `element` must consume it.
-    pub fn elements(
+    fn elements(
         &mut self,
         mut element: impl FnMut(&mut Self) -> Result<(), SyntaxError>,
     ) -> Result<(), SyntaxError> {
-        self.open(b'[', "a list")?;
-        if self.next_byte() == Some(b']') {
-            self.at += 1;
-            self.depth -= 1;
+        if self.open(b'[', b']', "a list")? {
             return Ok(());
         }
         loop {

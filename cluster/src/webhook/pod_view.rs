@@ -11,12 +11,10 @@
 use std::borrow::Cow;
 use std::cell::OnceCell;
 
-use coredog_core::layout::POD_NAME_ENV;
+use coredog_core::annotations;
+use coredog_core::layout::{POD_NAME_ENV, POD_NAME_FIELD};
 
 use super::json_reader::{JsonReader, JsonStr, SyntaxError};
-
-/// Annotations under this prefix are the only ones the webhook keeps.
-const OWN_ANNOTATIONS: &str = "coredog.io/";
 
 /// A spec as read: `Err` with a sentence when a field the webhook needs has another type.
 type SpecRead<'a> = Result<Option<SpecView<'a>>, String>;
@@ -59,6 +57,7 @@ impl<'a> PodView<'a> {
     }
 
     /// Reads a pod from JSON text; any mismatch is an error.
+    #[cfg(test)]
     pub fn parse(text: &'a str) -> Result<Self, String> {
         let mut reader = JsonReader::of_text(text);
         let pod = Self::read(&mut reader).map_err(|err| err.to_string())?;
@@ -135,7 +134,7 @@ fn read_own_annotations<'a>(
 ) -> Result<Option<Vec<Annotation<'a>>>, SyntaxError> {
     let mut own = Vec::new();
     let is_object = reader.optional_object("metadata.annotations", |reader, key| {
-        if !key.starts_with(OWN_ANNOTATIONS) {
+        if !key.starts_with(annotations::PREFIX) {
             return reader.skip();
         }
         let value = reader.optional_text("a coredog.io annotation")?;
@@ -251,7 +250,7 @@ fn read_env_variable(reader: &mut JsonReader<'_>) -> Result<Option<bool>, Syntax
                 .optional_string("an env variable's name")?
                 .is_some_and(|name| name.is(POD_NAME_ENV));
         } else if field.is("valueFrom") {
-            from_pod_name = read_field_path(reader)?.is_some_and(|path| path.is("metadata.name"));
+            from_pod_name = read_field_path(reader)?.is_some_and(|path| path.is(POD_NAME_FIELD));
         } else {
             reader.skip()?;
         }
