@@ -218,9 +218,14 @@ impl WeedPorts {
 
 /// The S3 identities file for one identity allowed everything.
 pub fn weed_identities(name: &str, access_key: &str, secret_key: &str) -> String {
-    format!(
-        r#"{{"identities":[{{"name":"{name}","credentials":[{{"accessKey":"{access_key}","secretKey":"{secret_key}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
-    )
+    serde_json::json!({
+        "identities": [{
+            "name": name,
+            "credentials": [{ "accessKey": access_key, "secretKey": secret_key }],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }]
+    })
+    .to_string()
 }
 
 /// `weed mini` on loopback only, serving `bucket` (created at start) from `data`, with SigV4
