@@ -87,6 +87,19 @@ pub struct CertificateFiles {
 }
 
 impl CertificateFiles {
+    /// The directories to watch for a change of either file: a bare file name is in `.`.
+    fn directories(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = [&self.cert, &self.key]
+            .iter()
+            .map(|path| match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+                _ => PathBuf::from("."),
+            })
+            .collect();
+        dirs.dedup();
+        dirs
+    }
+
     pub fn load(&self) -> Result<CertifiedKey, TlsError> {
         let read = |path: &Path| {
             std::fs::read(path).map_err(|source| TlsError::Read {
@@ -163,12 +176,7 @@ async fn watch_files_inner(cert: &ReloadingCert, files: &CertificateFiles) -> st
         | WatchMask::CLOSE_WRITE
         | WatchMask::DELETE
         | WatchMask::ATTRIB;
-    let mut dirs: Vec<PathBuf> = [&files.cert, &files.key]
-        .iter()
-        .map(|path| path.parent().unwrap_or(Path::new(".")).to_owned())
-        .collect();
-    dirs.dedup();
-    for dir in &dirs {
+    for dir in &files.directories() {
         inotify.watches().add(dir, mask)?;
     }
     let mut events = inotify.into_event_stream([0u8; 4096])?;
@@ -238,5 +246,42 @@ pub async fn serve(
                 debug!(%peer, error = %err, "connection ended with an error");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(cert: &str, key: &str) -> CertificateFiles {
+        CertificateFiles {
+            cert: cert.into(),
+            key: key.into(),
+        }
+    }
+
+    #[test]
+    fn a_mounted_secret_is_watched_in_its_directory() {
+        assert_eq!(
+            files("/tls/tls.crt", "/tls/tls.key").directories(),
+            [PathBuf::from("/tls")]
+        );
+        assert_eq!(
+            files("/certs/tls.crt", "/keys/tls.key").directories(),
+            [PathBuf::from("/certs"), PathBuf::from("/keys")]
+        );
+    }
+
+    #[test]
+    fn bare_file_names_are_watched_in_the_working_directory() {
+        // Path::parent of a bare name is "", which inotify refuses: reloading used to stop.
+        assert_eq!(
+            files("tls.crt", "tls.key").directories(),
+            [PathBuf::from(".")]
+        );
+        assert_eq!(
+            files("tls.crt", "keys/tls.key").directories(),
+            [PathBuf::from("."), PathBuf::from("keys")]
+        );
     }
 }
