@@ -52,6 +52,11 @@ enum Cmd {
         /// Alternating rounds per target; the median round is reported.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Also measure, for the opted-in pod, two variants of the ceiling that split the
+        /// webhook's cost: one answering with the webhook's own answer (the patch included),
+        /// one that first keeps its CPU busy for as long as the review takes alone.
+        #[arg(long)]
+        probes: bool,
     },
     /// The ceiling: a minimal axum + rustls server answering a fixed AdmissionReview.
     EchoServer {
@@ -61,6 +66,12 @@ enum Cmd {
         tls_cert: PathBuf,
         #[arg(long)]
         tls_key: PathBuf,
+        /// Answer with this file's bytes instead of the fixed answer.
+        #[arg(long)]
+        answer: Option<PathBuf>,
+        /// Spin this many microseconds (wall clock, no memory touched) before each answer.
+        #[arg(long, default_value_t = 0)]
+        busy_micros: u64,
     },
     /// Ship a real core with `coredog watcher` against s5cmd, rclone and the AWS CLI.
     Ship(ship::ShipArgs),
@@ -85,17 +96,30 @@ fn main() -> anyhow::Result<()> {
             listen,
             tls_cert,
             tls_key,
-        } => runtime.block_on(echo_server(listen, tls_cert, tls_key)),
+            answer,
+            busy_micros,
+        } => {
+            let answer = match answer {
+                Some(path) => Bytes::from(
+                    std::fs::read(&path).with_context(|| format!("cannot read {path:?}"))?,
+                ),
+                None => Bytes::from_static(FIXED_RESPONSE.as_bytes()),
+            };
+            let busy = Duration::from_micros(busy_micros);
+            runtime.block_on(echo_server(listen, tls_cert, tls_key, answer, busy))
+        }
         Cmd::Webhook {
             coredog,
             seconds,
             connections,
             rounds,
+            probes,
         } => runtime.block_on(webhook_bench(
             &coredog,
             Duration::from_secs(seconds),
             connections,
             rounds,
+            probes,
         )),
         Cmd::Ship(args) => ship::run(&args, &runtime),
         Cmd::HeapHolder(_) => Ok(()),
@@ -105,15 +129,25 @@ fn main() -> anyhow::Result<()> {
 
 const FIXED_RESPONSE: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"b1f0c8e2-7a4d-4a7e-9f55-2f9d3c4e5a61","allowed":true}}"#;
 
-async fn echo_server(listen: SocketAddr, cert: PathBuf, key: PathBuf) -> anyhow::Result<()> {
+async fn echo_server(
+    listen: SocketAddr,
+    cert: PathBuf,
+    key: PathBuf,
+    answer: Bytes,
+    busy: Duration,
+) -> anyhow::Result<()> {
     let files = CertificateFiles { cert, key };
     let resolver = ReloadingCert::new(files.load()?);
     let app = axum::Router::new().route(
         "/mutate",
-        axum::routing::post(|_body: Bytes| async {
+        axum::routing::post(move |_body: Bytes| async move {
+            let started = Instant::now();
+            while started.elapsed() < busy {
+                std::hint::spin_loop();
+            }
             (
                 [(axum::http::header::CONTENT_TYPE, "application/json")],
-                FIXED_RESPONSE,
+                answer,
             )
         }),
     );
@@ -286,6 +320,7 @@ async fn webhook_bench(
     duration: Duration,
     connections: usize,
     rounds: usize,
+    probes: bool,
 ) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("coredog-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -303,21 +338,26 @@ async fn webhook_bench(
             .arg(&key),
         "webhook serving HTTPS",
     )?;
-    let (echo_server, echo_address) = start(
-        Command::new(std::env::current_exe()?)
-            .args(["echo-server", "--listen", "127.0.0.1:0", "--tls-cert"])
-            .arg(&cert)
-            .arg("--tls-key")
-            .arg(&key),
-        "echo serving",
-    )?;
+    let start_echo = |extra: &[&std::ffi::OsStr]| -> anyhow::Result<(Server, Target)> {
+        let (server, address) = start(
+            Command::new(std::env::current_exe()?)
+                .args(["echo-server", "--listen", "127.0.0.1:0", "--tls-cert"])
+                .arg(&cert)
+                .arg("--tls-key")
+                .arg(&key)
+                .args(extra),
+            "echo serving",
+        )?;
+        let target = Target {
+            address,
+            pid: server.pid(),
+        };
+        Ok((server, target))
+    };
+    let (_echo_server, echo) = start_echo(&[])?;
     let webhook = Target {
         address: webhook_address,
         pid: webhook_server.pid(),
-    };
-    let echo = Target {
-        address: echo_address,
-        pid: echo_server.pid(),
     };
 
     let opted_in: Value = serde_json::from_str(include_str!(
@@ -386,7 +426,118 @@ async fn webhook_bench(
             "webhook_server_cpu_us": (webhook.server_cpu.as_secs_f64() * 1e7).round() / 10.0,
         }));
     }
+    if probes {
+        let (label, body) = &bodies[0];
+        summary.push(
+            probe(
+                label,
+                body,
+                &dir,
+                &ca,
+                echo,
+                &start_echo,
+                connections,
+                duration,
+                rounds,
+            )
+            .await?,
+        );
+    }
     println!("{}", serde_json::to_string(&summary)?);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The review of `body` timed alone on this thread: the median of 15 batches of 10,000, with
+/// the answer written, as `/mutate` does.
+fn review_alone(body: &[u8]) -> anyhow::Result<(Vec<u8>, Duration)> {
+    const BATCH: u32 = 10_000;
+    let host_dir = coredog_core::layout::DEFAULT_HOST_DIR;
+    let answer = coredog::webhook::review::review(body, host_dir)?
+        .review
+        .to_json();
+    let mut batches = Vec::new();
+    for _ in 0..15 {
+        let started = Instant::now();
+        for _ in 0..BATCH {
+            let decision = coredog::webhook::review::review(std::hint::black_box(body), host_dir)?;
+            std::hint::black_box(decision.review.to_json());
+        }
+        batches.push(started.elapsed() / BATCH);
+    }
+    batches.sort_unstable();
+    Ok((answer, batches[batches.len() / 2]))
+}
+
+/// Starts a ceiling server with extra arguments.
+type StartEcho<'a> = dyn Fn(&[&std::ffi::OsStr]) -> anyhow::Result<(Server, Target)> + 'a;
+
+/// Splits the webhook's cost for `body`: the ceiling answering with the webhook's own answer,
+/// and the ceiling spinning as long as the review takes alone before its fixed answer, each
+/// measured in alternating rounds with the plain ceiling.
+#[allow(clippy::too_many_arguments)]
+async fn probe(
+    label: &str,
+    body: &Bytes,
+    dir: &Path,
+    ca: &Path,
+    echo: Target,
+    start_echo: &StartEcho<'_>,
+    connections: usize,
+    duration: Duration,
+    rounds: usize,
+) -> anyhow::Result<Value> {
+    let (answer, alone) = review_alone(body)?;
+    let answer_file = dir.join("answer.json");
+    std::fs::write(&answer_file, &answer)?;
+    let busy_micros = alone.as_micros().max(1).to_string();
+    let (_answering, answering) = start_echo(&["--answer".as_ref(), answer_file.as_os_str()])?;
+    let (_busy, busy) = start_echo(&["--busy-micros".as_ref(), busy_micros.as_ref()])?;
+    let targets = [
+        ("ceiling (echo)".to_owned(), echo),
+        (format!("+ its {} B answer", answer.len()), answering),
+        (format!("+ {busy_micros} µs busy"), busy),
+    ];
+    for (_, target) in &targets {
+        load(
+            *target,
+            ca,
+            body.clone(),
+            connections,
+            Duration::from_millis(500),
+        )
+        .await?;
+    }
+    let mut runs = vec![Vec::new(); targets.len()];
+    for _ in 0..rounds {
+        for ((_, target), runs) in targets.iter().zip(&mut runs) {
+            runs.push(load(*target, ca, body.clone(), connections, duration).await?);
+        }
+    }
+    let results: Vec<RunResult> = runs.into_iter().map(median).collect();
+    println!(
+        "{label}: the review alone takes {:.1} µs on one thread; the ceiling, given the webhook's answer or that much busy CPU per request:",
+        alone.as_secs_f64() * 1e6
+    );
+    let ceiling = results[0].requests_per_second;
+    for ((server, _), result) in targets.iter().zip(&results) {
+        println!(
+            "{label:<18} {server:<18} {:>10.0} {:>9.3} {:>9.3} {:>12.1} µs {:>6.2}x",
+            result.requests_per_second,
+            result.p50.as_secs_f64() * 1e3,
+            result.p99.as_secs_f64() * 1e3,
+            result.server_cpu.as_secs_f64() * 1e6,
+            result.requests_per_second / ceiling
+        );
+    }
+    let ratio = |result: &RunResult| (result.requests_per_second / ceiling * 100.0).round() / 100.0;
+    Ok(json!({
+        "probe": label,
+        "review_alone_us": (alone.as_secs_f64() * 1e7).round() / 10.0,
+        "answer_bytes": answer.len(),
+        "with_answer_ratio": ratio(&results[1]),
+        "with_busy_ratio": ratio(&results[2]),
+        "with_busy_server_cpu_us": (results[2].server_cpu.as_secs_f64() * 1e7).round() / 10.0,
+        "ceiling_server_cpu_us": (results[0].server_cpu.as_secs_f64() * 1e7).round() / 10.0,
+    }))
 }
