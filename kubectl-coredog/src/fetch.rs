@@ -468,6 +468,17 @@ enum StageError {
     Stopped,
 }
 
+/// A failure of the decompressor: the stored bytes do not decompress, unless what failed is
+/// handing its output on, which means the writing thread stopped; its error says why (a full
+/// disk is not a damaged dump, and the download in the part file is kept).
+fn decode_error(err: io::Error) -> StageError {
+    if err.kind() == io::ErrorKind::BrokenPipe {
+        StageError::Stopped
+    } else {
+        StageError::Corrupt(err.to_string())
+    }
+}
+
 fn stage_io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StageError + 'a {
     move |source| StageError::Io {
         what,
@@ -579,11 +590,7 @@ fn run_stages(
     let mut pass_on = |due: Due| -> Result<(), StageError> {
         match (&mut decoder, mode) {
             (Some(decoder), _) => {
-                let mut decode = |bytes: &[u8]| {
-                    decoder
-                        .write_all(bytes)
-                        .map_err(|err| StageError::Corrupt(err.to_string()))
-                };
+                let mut decode = |bytes: &[u8]| decoder.write_all(bytes).map_err(decode_error);
                 match due {
                     Due::Bytes(bytes) => decode(&bytes),
                     Due::InPart(range) => {
@@ -653,7 +660,7 @@ fn run_stages(
     {
         staged = decoder
             .finish()
-            .map_err(|err| StageError::Corrupt(err.to_string()))
+            .map_err(decode_error)
             .and_then(|forward| forward.flush_rest().map_err(|_| StageError::Stopped));
     }
     drop(decoder);

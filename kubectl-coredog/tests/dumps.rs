@@ -1,24 +1,21 @@
 //! `list`, `info` and `fetch` over storage in memory: the tables and JSON they print, ID
 //! prefixes, and fetch's parallel range reads, resume, decompression and verification.
 
+mod stored;
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use clap::Parser as _;
-use coredog_core::object_key::{Compression, CoreKey, DumpId, record_key_for};
-use coredog_core::record::DumpRecord;
+use coredog_core::object_key::{Compression, CoreKey, record_key_for};
 use jiff::Timestamp;
 use kubectl_coredog::cli::{Cli, Command, FetchArgs, InfoArgs, ListArgs};
 use kubectl_coredog::dumps::{FetchScopes, fetch_command, info_command, list_command};
 use kubectl_coredog::fetch::FetchOptions;
 use kubectl_coredog::kube_client::Scope;
 use kubectl_coredog::storage::memory::MemoryStorage;
-use sha2::{Digest, Sha256};
+use stored::{STORE_DIR, Stored, dump, put};
 use support::Captured;
-
-const STORE_DIR: &str = "corefiles";
 
 /// Bytes that hardly compress and do not repeat.
 fn core_bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -31,76 +28,6 @@ fn core_bytes(len: usize, seed: u64) -> Vec<u8> {
             (state >> 24) as u8
         })
         .collect()
-}
-
-struct Stored {
-    record: DumpRecord,
-    core: Vec<u8>,
-    stored: Vec<u8>,
-}
-
-fn dump(
-    id: &str,
-    (namespace, pod, container): (&str, &str, &str),
-    time: &str,
-    node: &str,
-    core: Vec<u8>,
-    compression: Compression,
-) -> Stored {
-    let key = CoreKey {
-        store_dir: STORE_DIR.into(),
-        namespace: namespace.into(),
-        pod: pod.into(),
-        time: time.parse().unwrap(),
-        container: container.into(),
-        exe: "/usr/bin/server".into(),
-        pid: 42,
-        id: DumpId::parse(id).unwrap(),
-        compression,
-    };
-    let stored = match compression {
-        Compression::Zstd => zstd::encode_all(core.as_slice(), 1).unwrap(),
-        Compression::None => core.clone(),
-    };
-    let record = DumpRecord {
-        schema_version: 1,
-        id: key.id.clone(),
-        key: key.to_key(),
-        time: key.time,
-        uploaded_at: key.time,
-        namespace: namespace.into(),
-        pod: pod.into(),
-        container: container.into(),
-        pod_uid: Some("5f0c".into()),
-        node: node.into(),
-        host_ip: Some("10.0.0.7".into()),
-        image: Some("shop/web:1.2".into()),
-        labels: BTreeMap::from([("app".into(), "web".into())]),
-        exe: "/usr/bin/server".into(),
-        pid: Some(42),
-        signal: Some(11),
-        signal_name: Some("SIGSEGV".into()),
-        cmdline: Some("server --port 80".into()),
-        uid: Some(1000),
-        hostname: Some(pod.into()),
-        size: core.len() as u64,
-        stored_size: stored.len() as u64,
-        sha256: hex::encode(Sha256::digest(&core)),
-        compression,
-        host_path: format!("/corefile/{namespace}/{pod}/{container}/core.server.42"),
-    };
-    Stored {
-        record,
-        core,
-        stored,
-    }
-}
-
-fn put(storage: &MemoryStorage, stored: &Stored, with_record: bool) {
-    storage.put(&stored.record.key, stored.stored.clone());
-    if with_record {
-        storage.put(&record_key_for(&stored.record.key), stored.record.to_json());
-    }
 }
 
 /// Three dumps, the middle one without its record.
