@@ -112,11 +112,10 @@ pub fn read_core_info(file: &(impl ReadAt + ?Sized)) -> Result<CoreInfo, ElfErro
     let mut files = None;
     for index in 0..phnum.min(65_535) {
         let mut header = [0u8; 56];
-        if phentsize < 56
-            || file
-                .read_exact_at(&mut header, phoff + index * phentsize)
-                .is_err()
-        {
+        let at = index
+            .checked_mul(phentsize)
+            .and_then(|offset| offset.checked_add(phoff));
+        if phentsize < 56 || at.is_none_or(|at| file.read_exact_at(&mut header, at).is_err()) {
             break;
         }
         if u32_at(&header, 0) != PT_NOTE {
@@ -126,6 +125,15 @@ pub fn read_core_info(file: &(impl ReadAt + ?Sized)) -> Result<CoreInfo, ElfErro
         let size = size.min(MAX_NOTES_BYTES - notes_read);
         if size == 0 {
             break;
+        }
+        // No file reaches past i64::MAX, where pread fails with EINVAL: a segment said to lie
+        // there is a lie (anyone who can write into the dump directory can write one), not a
+        // failure to read, which would have the core retried for ever.
+        if offset
+            .checked_add(size)
+            .is_none_or(|end| end > i64::MAX as u64)
+        {
+            continue;
         }
         notes_read += size;
         let mut notes = vec![0u8; size as usize];
@@ -352,6 +360,23 @@ pub(crate) mod tests {
             read_core_info(executable.as_slice()),
             Err(ElfError::NotCore(2))
         ));
+    }
+
+    #[test]
+    fn offsets_past_any_file_end_are_notes_lost_not_read_errors() {
+        let mut file = tempfile::tempfile().unwrap();
+        let mut core = synthetic_core(11, 4242, "/app/bin/server");
+        core[64 + 8..64 + 16].copy_from_slice(&(1u64 << 63).to_le_bytes());
+        std::io::Write::write_all(&mut file, &core).unwrap();
+        assert_eq!(read_core_info(&file).unwrap(), CoreInfo::default());
+
+        let mut headers_at_the_end = synthetic_core(11, 4242, "/x");
+        headers_at_the_end[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+        headers_at_the_end[56..58].copy_from_slice(&3u16.to_le_bytes());
+        assert_eq!(
+            read_core_info(headers_at_the_end.as_slice()).unwrap(),
+            CoreInfo::default()
+        );
     }
 
     #[test]
