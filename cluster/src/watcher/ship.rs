@@ -273,8 +273,12 @@ impl Shipper {
         let (root, rel) = (self.root.clone(), relative.to_path_buf());
         let (opened, info) =
             tokio::task::spawn_blocking(move || -> Result<(OpenedFile, CoreInfo), ShipError> {
-                let opened =
-                    open_beneath(&root, &rel).map_err(|err: Refusal| refused(err.reason(), err))?;
+                let opened = open_beneath(&root, &rel).map_err(|err: Refusal| match err {
+                    // Out of descriptors or memory, a stale NFS handle: the file may be fine
+                    // next time, so it is retried rather than refused until a restart.
+                    Refusal::Io(io) => ShipError::Failed(format!("opening the file: {io}")),
+                    refusal => refused(refusal.reason(), refusal),
+                })?;
                 let info = read_core_info(&opened.file).map_err(|err| match err {
                     ElfError::NotElf | ElfError::NotCore(_) => refused("not_core", err),
                     ElfError::Io(io) => {
@@ -322,11 +326,13 @@ impl Shipper {
         };
         let (core_key, record_key) = (key.to_key(), key.record_key());
 
-        let stored = self.stored_record(&record_key).await;
-        let (record, already_stored) = match stored {
+        // The id comes from the file's size and mtime as opened: a record under it describes
+        // this very file, and what is removed below is the file that was opened.
+        match self.stored_record(&record_key).await {
             Some(record) => {
                 info!(key = %core_key, "already stored before a restart: {host_path_text}");
-                (record, true)
+                self.finish(record, true, opened, &host_path_text, &core_key)
+                    .await
             }
             None => {
                 let (outcome, opened_back) = self.upload(opened, &core_key, compression).await?;
@@ -359,20 +365,10 @@ impl Shipper {
                     .await
                     .map_err(|err| ShipError::Failed(format!("storing the record: {err}")))?;
                 info!(key = %core_key, size = record.size, stored = record.stored_size, "uploaded corefile: {host_path_text}");
-                return self
-                    .finish(record, false, opened_back, &host_path_text, &core_key)
-                    .await;
+                self.finish(record, false, opened_back, &host_path_text, &core_key)
+                    .await
             }
-        };
-        let reopened = {
-            let (root, rel) = (self.root.clone(), relative.to_path_buf());
-            tokio::task::spawn_blocking(move || open_beneath(&root, &rel))
-                .await
-                .map_err(|err| ShipError::Failed(err.to_string()))?
-                .map_err(|err| refused(err.reason(), err))?
-        };
-        self.finish(record, already_stored, reopened, &host_path_text, &core_key)
-            .await
+        }
     }
 
     async fn stored_record(&self, record_key: &str) -> Option<DumpRecord> {
