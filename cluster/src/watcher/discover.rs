@@ -7,7 +7,7 @@
 //! it stops changing. Watches never follow symlinks and never go below the container depth, so
 //! a tenant cannot point the watcher at the rest of the node.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -54,6 +54,7 @@ impl Discovery {
             root: self.root.clone(),
             inotify_watches: inotify.watches(),
             dirs: HashMap::new(),
+            unwatched: HashSet::new(),
         };
         let mut events = inotify.into_event_stream(vec![0u8; 64 * 1024])?;
         // Watches first, then the sweep: a file written between the two is seen by both, never by
@@ -116,6 +117,17 @@ struct Tree {
     root: PathBuf,
     inotify_watches: inotify::Watches,
     dirs: HashMap<WatchDescriptor, PathBuf>,
+    /// Directories listed without a watch (the watch limit was reached), said once each.
+    unwatched: HashSet<PathBuf>,
+}
+
+/// Whether adding a watch failed for want of watches (`fs.inotify.max_user_watches`, shared by
+/// every process of the user on the node) or kernel memory, not because of the directory.
+fn out_of_watches(err: &std::io::Error) -> bool {
+    matches!(
+        rustix::io::Errno::from_io_error(err),
+        Some(rustix::io::Errno::NOSPC | rustix::io::Errno::NOMEM)
+    )
 }
 
 impl Tree {
@@ -135,6 +147,14 @@ impl Tree {
             match self.inotify_watches.add(&full, mask) {
                 Ok(wd) => {
                     self.dirs.insert(wd, dir.clone());
+                    self.unwatched.remove(&dir);
+                }
+                // Listed all the same, now and at every rescan: its cores are found late
+                // rather than never.
+                Err(err) if out_of_watches(&err) => {
+                    if self.unwatched.insert(dir.clone()) {
+                        warn!(dir = %full.display(), error = %err, "cannot watch a dump directory: the node is out of inotify watches (raise fs.inotify.max_user_watches); its cores are found by the periodic rescan only");
+                    }
                 }
                 Err(err) => {
                     debug!(dir = %full.display(), error = %err, "cannot watch");
@@ -163,5 +183,22 @@ impl Tree {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_lack_of_watches_lets_a_directory_be_listed_unwatched() {
+        let errno =
+            |errno: rustix::io::Errno| std::io::Error::from_raw_os_error(errno.raw_os_error());
+        assert!(out_of_watches(&errno(rustix::io::Errno::NOSPC)));
+        assert!(out_of_watches(&errno(rustix::io::Errno::NOMEM)));
+        // A symlink or a file where a directory was (ONLYDIR | DONT_FOLLOW), or one gone.
+        assert!(!out_of_watches(&errno(rustix::io::Errno::NOTDIR)));
+        assert!(!out_of_watches(&errno(rustix::io::Errno::NOENT)));
+        assert!(!out_of_watches(&errno(rustix::io::Errno::ACCESS)));
     }
 }
