@@ -82,8 +82,11 @@ pub struct Fetched {
     pub size: u64,
     /// Stored bytes already in the part file when the fetch started.
     pub resumed_from: u64,
-    /// Whether the SHA-256 of the core was checked (not for `--raw` zstd dumps).
+    /// Whether the SHA-256 of the core was checked (for `--raw` zstd dumps, only when the
+    /// fetch resumed).
     pub verified: bool,
+    /// Whether `path` holds the stored, compressed bytes (`--raw`).
+    pub compressed: bool,
 }
 
 /// The file name a fetched dump gets by default.
@@ -257,6 +260,9 @@ async fn fetch_once<S: DumpStorage>(
     let resumed_from = have;
     let mode = match (record.compression, options.raw) {
         (Compression::None, _) => Mode::Plain,
+        // A part file may hold another fetch's bytes, or holes a killed fetch left: resumed,
+        // the stored bytes are decompressed in passing and checked like the others.
+        (Compression::Zstd, true) if have > 0 => Mode::RawChecked,
         (Compression::Zstd, true) => Mode::Raw,
         (Compression::Zstd, false) => Mode::Decode,
     };
@@ -330,6 +336,7 @@ async fn fetch_once<S: DumpStorage>(
                 size: part_len,
                 resumed_from,
                 verified: false,
+                compressed: true,
             }
         }
         Staged::Checked {
@@ -353,11 +360,13 @@ async fn fetch_once<S: DumpStorage>(
                     let _ = std::fs::remove_file(part);
                 }
             }
+            let compressed = mode == Mode::RawChecked;
             Fetched {
                 path: output.to_owned(),
-                size: written,
+                size: if compressed { stored } else { written },
                 resumed_from,
                 verified: true,
+                compressed,
             }
         }
     };
@@ -441,6 +450,8 @@ enum Mode {
     Decode,
     /// Kept compressed (`--raw`): only the size can be checked.
     Raw,
+    /// Kept compressed, and checked by decompressing them without writing the core.
+    RawChecked,
 }
 
 enum Staged {
@@ -528,7 +539,7 @@ fn run_stages(
                 .tempfile_in(dir)
                 .map_err(stage_io("write into", dir))?,
         ),
-        Mode::Plain | Mode::Raw => None,
+        Mode::Plain | Mode::Raw | Mode::RawChecked => None,
     };
     let decoded_path = decoded.as_ref().map(|temp| temp.path().to_owned());
     let part_reader = part_out.file.try_clone().map_err(stage_io("read", part))?;
@@ -577,7 +588,7 @@ fn run_stages(
         )
     });
     let mut decoder = match mode {
-        Mode::Decode => Some(
+        Mode::Decode | Mode::RawChecked => Some(
             zstd::stream::write::Decoder::new(Forward {
                 buffer: Vec::with_capacity(DECODED_CHUNK),
                 to: to_check.clone(),

@@ -501,6 +501,44 @@ async fn a_checksum_mismatch_is_an_error_and_writes_nothing() {
 }
 
 #[tokio::test]
+async fn a_resumed_raw_fetch_is_checked_and_starts_over_on_other_bytes() {
+    let (storage, dumps) = sample();
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("core.zst");
+    let part = dir.path().join("core.zst.part");
+    let args = ["0123", "--raw", "-o", raw.to_str().unwrap()];
+
+    // An interrupted fetch of this dump: continued, and the whole checked in passing.
+    std::fs::write(&part, &dumps[0].stored[..2000]).unwrap();
+    storage.take_requests();
+    let captured = fetch(&storage, &args, small_chunks()).await.unwrap();
+    assert_eq!(std::fs::read(&raw).unwrap(), dumps[0].stored);
+    assert!(
+        ranges(&storage)
+            .iter()
+            .all(|range| !range.starts_with("0-")),
+        "resumed"
+    );
+    assert!(
+        captured
+            .stdout()
+            .contains("compressed; SHA-256 of the core verified"),
+        "{}",
+        captured.stdout()
+    );
+
+    // What a killed fetch of another dump to the same file, or one with holes, leaves.
+    std::fs::remove_file(&raw).unwrap();
+    let mut other = dumps[0].stored.clone();
+    other[10..1010].fill(0);
+    std::fs::write(&part, &other).unwrap();
+    storage.take_requests();
+    fetch(&storage, &args, small_chunks()).await.unwrap();
+    assert_eq!(std::fs::read(&raw).unwrap(), dumps[0].stored);
+    assert!(ranges(&storage).iter().any(|range| range == "0-999"));
+}
+
+#[tokio::test]
 async fn fetch_raw_keeps_the_stored_bytes_and_plain_dumps_are_verified_too() {
     let (storage, dumps) = sample();
     let dir = tempfile::tempdir().unwrap();
