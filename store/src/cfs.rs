@@ -298,7 +298,18 @@ fn temporary_name(path: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    // Every watcher container is process 1: two of them on one node (a rolling update with
+    // surge) writing the same key must not share a temporary file, nor two writes of one.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    path.with_file_name(format!(
+        ".{name}.tmp-{}-{started:x}-{write}",
+        std::process::id()
+    ))
 }
 
 fn is_temporary(key: &str) -> bool {
@@ -345,6 +356,17 @@ fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_write_has_a_temporary_file_of_its_own() {
+        let path = Path::new("/cfs/corefiles/ns/pod/a.core");
+        let (first, second) = (temporary_name(path), temporary_name(path));
+        assert_ne!(first, second);
+        for temporary in [first, second] {
+            assert_eq!(temporary.parent(), path.parent());
+            assert!(is_temporary(&temporary.to_string_lossy()), "{temporary:?}");
+        }
+    }
 
     #[tokio::test]
     async fn objects_are_written_atomically_listed_and_read_back() {
