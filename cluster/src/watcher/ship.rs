@@ -126,6 +126,20 @@ pub fn parse_core_name(name: &str) -> NameFacts {
     facts
 }
 
+/// S3 takes at most this many parts in one multipart upload.
+const MAX_PARTS: u64 = 10_000;
+
+/// The part size for a core of `size` bytes: the configured one, or as many whole MiB as keep
+/// its upload within [`MAX_PARTS`] (part 10,001 would be refused, and the core retried for
+/// ever). zstd's output can exceed incompressible input by a fraction of a percent. Only
+/// cores of tens of GiB need more, and their upload holds proportionally more memory.
+fn part_size_for(size: u64, configured: usize) -> usize {
+    const MIB: u64 = 1024 * 1024;
+    let worst = size.saturating_add(size / 128);
+    let needed = worst.div_ceil(MAX_PARTS).div_ceil(MIB).saturating_mul(MIB);
+    usize::try_from(needed).map_or(configured, |needed| needed.max(configured))
+}
+
 /// Feeds parts of exactly `part_size` bytes (the last one shorter) to an upload.
 struct PartWriter {
     buffer: Vec<u8>,
@@ -389,8 +403,11 @@ impl Shipper {
     ) -> Result<(ReadOutcome, OpenedFile), ShipError> {
         let storage = &self.config.storage;
         let (sender, receiver) = part_channel();
-        let (level, part_size) = (storage.compression_level, storage.part_size());
         let size = opened.identity.size;
+        let (level, part_size) = (
+            storage.compression_level,
+            part_size_for(size, storage.part_size()),
+        );
         let reader = tokio::task::spawn_blocking(move || {
             let outcome = read_into_parts(&opened, compression, level, part_size, sender);
             (outcome, opened)
@@ -514,6 +531,23 @@ impl Shipper {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_grow_only_for_cores_that_would_need_more_than_s3_allows() {
+        const MIB: usize = 1024 * 1024;
+        const GIB: u64 = 1024 * 1024 * 1024;
+        assert_eq!(part_size_for(0, 5 * MIB), 5 * MIB);
+        assert_eq!(part_size_for(40 * GIB, 5 * MIB), 5 * MIB);
+        for size in [50 * GIB, 100 * GIB, 1024 * GIB] {
+            let part = part_size_for(size, 5 * MIB);
+            assert_eq!(part % MIB, 0);
+            let worst = size + size / 128;
+            assert!(worst.div_ceil(part as u64) <= MAX_PARTS, "{size}: {part}");
+            // No larger than it must be.
+            assert!(part == 5 * MIB || worst.div_ceil((part - MIB) as u64) > MAX_PARTS);
+        }
+        assert_eq!(part_size_for(100 * GIB, 64 * MIB), 64 * MIB);
+    }
 
     #[test]
     fn core_names() {
