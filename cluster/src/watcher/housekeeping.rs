@@ -99,6 +99,13 @@ mod tests {
             0,
             "nothing within the grace period"
         );
+        pods.set_synced(false);
+        assert_eq!(
+            remove_gone_pod_dirs(root.path(), &pods, Duration::ZERO),
+            0,
+            "nothing while the pod watch is failing"
+        );
+        pods.set_synced(true);
         assert_eq!(remove_gone_pod_dirs(root.path(), &pods, Duration::ZERO), 1);
         assert!(root.path().join("shop/alive/app").exists());
         assert!(!root.path().join("shop/gone-empty").exists());

@@ -82,6 +82,8 @@ impl KubeLink {
                     if let Some(((namespace, name), entry)) = entry_of(&pod) {
                         directory.upsert(&namespace, &name, entry);
                     }
+                    // The watch resumed where it stopped (a lost one starts over with a list).
+                    directory.set_synced(true);
                 }
                 Ok(watcher::Event::Delete(pod)) => {
                     if let (Some(namespace), Some(name)) = (
@@ -90,8 +92,11 @@ impl KubeLink {
                     ) {
                         directory.remove(namespace, name);
                     }
+                    directory.set_synced(true);
                 }
                 Err(err) => {
+                    // Pods started meanwhile are missing: their directories are not "gone".
+                    directory.set_synced(false);
                     warn!(error = %err, "watching this node's pods failed; retrying");
                     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
                 }
@@ -159,7 +164,12 @@ pub fn event_note(record: &DumpRecord) -> String {
         id = record.id,
         key = record.key,
     );
-    note.truncate(1000);
+    // The executable's path is the crashed program's to choose: cut between characters.
+    let mut end = note.len().min(1000);
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    note.truncate(end);
     note
 }
 
@@ -192,12 +202,12 @@ pub fn entry_of(pod: &Pod) -> Option<((String, String), PodEntry)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use http::{Request, Response};
     use kube::client::Body;
 
-    fn record() -> DumpRecord {
+    pub(crate) fn record() -> DumpRecord {
         serde_json::from_value(serde_json::json!({
             "schemaVersion": 1, "id": "0123456789abcdef",
             "key": "corefiles/shop/web-1/20261127T100012Z_app_server_42_0123456789abcdef.core.zst",
@@ -209,7 +219,7 @@ mod tests {
         .unwrap()
     }
 
-    fn mock_link() -> (
+    pub(crate) fn mock_link() -> (
         KubeLink,
         tower_test::mock::Handle<Request<Body>, Response<Body>>,
     ) {
@@ -226,7 +236,7 @@ mod tests {
         (link, handle)
     }
 
-    async fn body_json(request: Request<Body>) -> serde_json::Value {
+    pub(crate) async fn body_json(request: Request<Body>) -> serde_json::Value {
         let bytes = request.into_body().collect_bytes().await.unwrap();
         serde_json::from_slice(&bytes).unwrap()
     }
@@ -264,6 +274,15 @@ mod tests {
         });
         link.announce(&record()).await;
         server.await.unwrap();
+    }
+
+    #[test]
+    fn a_long_note_is_cut_between_characters() {
+        let mut long = record();
+        long.exe = format!("/{}", "é".repeat(600));
+        let note = event_note(&long);
+        assert!(note.len() <= 1000 && note.len() >= 998, "{}", note.len());
+        assert!(note.starts_with("/éé"));
     }
 
     #[tokio::test]

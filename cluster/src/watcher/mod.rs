@@ -16,10 +16,12 @@ pub mod ship;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -242,7 +244,14 @@ impl Watcher {
                 let shipper = self.shipper.clone();
                 running.spawn(async move {
                     let started = Instant::now();
-                    let result = shipper.ship(&relative).await;
+                    // A panic would end the task without saying which file it had, leaving
+                    // the file "shipping" until a restart: it is a failure of this file.
+                    let result = AssertUnwindSafe(shipper.ship(&relative))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(ShipError::Failed("shipping it panicked".to_owned()))
+                        });
                     (relative, result, started.elapsed())
                 });
             }
@@ -377,6 +386,10 @@ impl Watcher {
                 if !shipped.already_stored {
                     self.notifier
                         .dump_stored(&shipped.record, &shipped.download_url);
+                    if let Some(kube) = &self.kube {
+                        let (kube, record) = (kube.clone(), shipped.record.clone());
+                        tokio::spawn(async move { kube.announce(&record).await });
+                    }
                 }
                 if shipped.local_removed {
                     files.remove(&relative);
@@ -438,5 +451,80 @@ impl Watcher {
                 entry.state = State::Retrying { at: now + pause };
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coredog_core::config::Config;
+    use coredog_store::Store;
+
+    use super::*;
+    use crate::watcher::pods::PodDirectory;
+
+    #[tokio::test]
+    async fn a_stored_dump_is_announced_on_its_pod() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, storage) = (dir.path().join("node"), dir.path().join("storage"));
+        let relative = PathBuf::from("shop/web-1/app/core.server.42");
+        std::fs::create_dir_all(root.join("shop/web-1/app")).unwrap();
+        std::fs::create_dir_all(&storage).unwrap();
+        std::fs::write(
+            root.join(&relative),
+            elf::tests::synthetic_core(11, 42, "/usr/bin/server"),
+        )
+        .unwrap();
+        let config = Config::from_yaml(&format!(
+            "StorageConfig:\n  protocol: cfs\n  CFSMountPath: {}\n  StoreDir: corefiles\n  DeleteLocalCorefile: true\n",
+            storage.display()
+        ))
+        .unwrap();
+        let mut registry = Registry::default();
+        let (link, mut api) = kube::tests::mock_link();
+        let watcher = Watcher {
+            shipper: Arc::new(Shipper {
+                root: root.clone(),
+                node: "node-1".to_owned(),
+                store: Arc::new(Store::from_config(&config.storage).unwrap()),
+                config: Arc::new(config.clone()),
+                pods: PodDirectory::default(),
+            }),
+            notifier: Arc::new(
+                Notifier::from_config(&config, reqwest::Client::new(), &mut registry).unwrap(),
+            ),
+            metrics: WatcherMetrics::register(&mut registry),
+            pacing: Pacing::from_config(&config),
+            kube: Some(link),
+        };
+        let (found, found_rx) = mpsc::channel(4);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let watching = tokio::spawn(watcher.run(found_rx, async move {
+            let _ = stopped.await;
+        }));
+        found.send(Found::Closed(relative.clone())).await.unwrap();
+
+        let (request, respond) = tokio::time::timeout(Duration::from_secs(30), api.next_request())
+            .await
+            .expect("no event within 30 s")
+            .unwrap();
+        assert_eq!(
+            request.uri().path(),
+            "/apis/events.k8s.io/v1/namespaces/shop/events"
+        );
+        let event = kube::tests::body_json(request).await;
+        assert_eq!(event["reason"], "CoreDumped");
+        assert_eq!(event["regarding"]["name"], "web-1");
+        assert!(event["note"].as_str().unwrap().contains("SIGSEGV"));
+        respond.send_response(
+            http::Response::builder()
+                .status(201)
+                .body(::kube::client::Body::from(
+                    serde_json::to_vec(&event).unwrap(),
+                ))
+                .unwrap(),
+        );
+        assert!(!root.join(&relative).exists(), "stored, then removed");
+        let _ = stop.send(());
+        watching.await.unwrap();
     }
 }

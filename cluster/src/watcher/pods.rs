@@ -29,7 +29,8 @@ pub struct PodEntry {
 #[derive(Debug, Clone, Default)]
 pub struct PodDirectory {
     pods: Arc<RwLock<HashMap<(String, String), PodEntry>>>,
-    /// Whether a full list has arrived: until then, "unknown" does not mean "gone".
+    /// Whether the directory follows the API: a full list has arrived and the watch has not
+    /// failed since. Otherwise "unknown" does not mean "gone".
     synced: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -86,7 +87,14 @@ impl PodDirectory {
             .store(true, std::sync::atomic::Ordering::Release);
     }
 
-    /// Whether the directory reflects the API (a full list has arrived).
+    /// Says whether the directory follows the API: not while its watch is failing (pods created
+    /// meanwhile are missing), again once the watch delivers again.
+    pub fn set_synced(&self, synced: bool) {
+        self.synced
+            .store(synced, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the directory reflects the API (a full list has arrived, the watch is live).
     pub fn is_synced(&self) -> bool {
         self.synced.load(std::sync::atomic::Ordering::Acquire)
     }
