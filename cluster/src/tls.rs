@@ -162,14 +162,29 @@ impl ResolvesServerCert for ReloadingCert {
 }
 
 /// Reloads `files` into `cert` whenever anything changes in the directories that hold them.
-/// Runs until the watch cannot continue; errors are logged, never fatal to serving.
-pub async fn watch_files(cert: Arc<ReloadingCert>, files: CertificateFiles) {
-    if let Err(err) = watch_files_inner(&cert, &files).await {
-        warn!(error = %err, "certificate reload stopped; the current certificate keeps serving");
+///
+/// The directories are watched from the moment this returns, not from the moment the returned
+/// task first runs: a Secret updated while the server starts is not missed until the next
+/// renewal. The task reloads once when it starts, for a change between the first load and the
+/// watch, then on every change; it runs until the watch cannot continue. Errors are logged,
+/// never fatal to serving.
+pub fn watch_files(
+    cert: Arc<ReloadingCert>,
+    files: CertificateFiles,
+) -> impl Future<Output = ()> + Send + 'static {
+    let watching = watch_directories(&files);
+    async move {
+        let followed = match watching {
+            Ok(inotify) => follow_changes(inotify, &cert, &files).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = followed {
+            warn!(error = %err, "certificate reload stopped; the current certificate keeps serving");
+        }
     }
 }
 
-async fn watch_files_inner(cert: &ReloadingCert, files: &CertificateFiles) -> std::io::Result<()> {
+fn watch_directories(files: &CertificateFiles) -> std::io::Result<Inotify> {
     let inotify = Inotify::init()?;
     let mask = WatchMask::CREATE
         | WatchMask::MOVED_TO
@@ -179,22 +194,35 @@ async fn watch_files_inner(cert: &ReloadingCert, files: &CertificateFiles) -> st
     for dir in &files.directories() {
         inotify.watches().add(dir, mask)?;
     }
+    Ok(inotify)
+}
+
+async fn follow_changes(
+    inotify: Inotify,
+    cert: &ReloadingCert,
+    files: &CertificateFiles,
+) -> std::io::Result<()> {
     let mut events = inotify.into_event_stream([0u8; 4096])?;
+    reload(cert, files);
     while let Some(event) = events.next().await {
         event?;
         // A Secret update is several events in a row; settle before reading the pair.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        match files.load() {
-            Ok(next) => {
-                if next.cert != cert.current().cert {
-                    cert.replace(next);
-                    info!(cert = %files.cert.display(), "reloaded serving certificate");
-                }
-            }
-            Err(err) => debug!(error = %err, "certificate files changed but do not load yet"),
-        }
+        reload(cert, files);
     }
     Ok(())
+}
+
+fn reload(cert: &ReloadingCert, files: &CertificateFiles) {
+    match files.load() {
+        Ok(next) => {
+            if next.cert != cert.current().cert {
+                cert.replace(next);
+                info!(cert = %files.cert.display(), "reloaded serving certificate");
+            }
+        }
+        Err(err) => debug!(error = %err, "certificate files changed but do not load yet"),
+    }
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` resolves. Each connection is served
@@ -270,6 +298,38 @@ mod tests {
             files("/certs/tls.crt", "/keys/tls.key").directories(),
             [PathBuf::from("/certs"), PathBuf::from("/keys")]
         );
+    }
+
+    fn write_pair(dir: &Path, issued: &crate::certs::IssuedCertificates) {
+        std::fs::write(dir.join("tls.crt"), &issued.cert_pem).unwrap();
+        std::fs::write(dir.join("tls.key"), &issued.key_pem).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_renewal_while_the_server_starts_is_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = crate::certs::issue(&["localhost".to_owned()], 1).unwrap();
+        write_pair(dir.path(), &first);
+        let files = CertificateFiles {
+            cert: dir.path().join("tls.crt"),
+            key: dir.path().join("tls.key"),
+        };
+        let cert = ReloadingCert::new(files.load().unwrap());
+        let watching = watch_files(cert.clone(), files.clone());
+        // Renewed after the watch was set up, before its task first runs.
+        let renewed = crate::certs::issue(&["localhost".to_owned()], 2).unwrap();
+        write_pair(dir.path(), &renewed);
+        let want = files.load().unwrap().cert;
+        let task = tokio::spawn(watching);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while cert.current().cert != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the renewed certificate was never loaded"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        task.abort();
     }
 
     #[test]
