@@ -56,31 +56,26 @@ impl Kind {
     }
 }
 
-/// A JSON string as written in the document, quotes included.
+/// A JSON string as written in the document, between its quotes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JsonStr<'a> {
-    quoted: &'a str,
+    /// The text between the quotes, escapes as written.
+    inner: &'a str,
     escaped: bool,
 }
 
 impl<'a> JsonStr<'a> {
-    /// The text between the quotes, escapes as written.
-    fn inner(self) -> &'a str {
-        self.quoted
-            .strip_prefix('"')
-            .and_then(|inner| inner.strip_suffix('"'))
-            .unwrap_or_default()
-    }
-
     /// The string's value: borrowed unless it holds escapes. `None` for escapes that name no
     /// character (a lone UTF-16 surrogate), which serde_json also refuses to decode.
     pub fn decode(self) -> Option<Cow<'a, str>> {
         if self.escaped {
-            serde_json::from_str::<String>(self.quoted)
-                .ok()
-                .map(Cow::Owned)
+            let mut quoted = String::with_capacity(self.inner.len() + 2);
+            quoted.push('"');
+            quoted.push_str(self.inner);
+            quoted.push('"');
+            serde_json::from_str::<String>(&quoted).ok().map(Cow::Owned)
         } else {
-            Some(Cow::Borrowed(self.inner()))
+            Some(Cow::Borrowed(self.inner))
         }
     }
 
@@ -89,7 +84,7 @@ impl<'a> JsonStr<'a> {
         if self.escaped {
             self.decode().is_some_and(|value| value == text)
         } else {
-            self.inner() == text
+            self.inner == text
         }
     }
 
@@ -98,7 +93,7 @@ impl<'a> JsonStr<'a> {
         if self.escaped {
             self.decode().is_some_and(|value| value.starts_with(prefix))
         } else {
-            self.inner().starts_with(prefix)
+            self.inner.starts_with(prefix)
         }
     }
 }
@@ -241,27 +236,44 @@ impl<'a> JsonReader<'a> {
         if self.next_byte() != Some(b'"') {
             return self.error("a string");
         }
+        let start = self.at + 1;
+        let end = plain_run_end(self.bytes(), start);
+        if self.bytes().get(end) != Some(&b'"') {
+            return self.escaped_string(start, end);
+        }
+        self.at = end + 1;
+        match self.text.get(start..end) {
+            Some(inner) => Ok(JsonStr {
+                inner,
+                escaped: false,
+            }),
+            None => self.error("a string"),
+        }
+    }
+
+    /// The rest of a string that is not plain text up to its closing quote: `start` is its
+    /// first byte, `at` the first byte that is not plain. Apart from the common case, so that
+    /// reading a plain string stays a few instructions.
+    #[inline(never)]
+    fn escaped_string(&mut self, start: usize, at: usize) -> Result<JsonStr<'a>, SyntaxError> {
         let bytes = self.bytes();
-        let start = self.at;
-        self.at += 1;
-        let mut escaped = false;
+        self.at = at;
         loop {
-            self.at = plain_run_end(bytes, self.at);
             match bytes.get(self.at) {
-                Some(b'"') => {
-                    self.at += 1;
-                    break;
-                }
-                Some(b'\\') => {
-                    escaped = true;
-                    self.escape()?;
-                }
+                Some(b'"') => break,
+                Some(b'\\') => self.escape()?,
                 Some(_) => return self.error("no control character in a string"),
                 None => return self.error("the end of a string"),
             }
+            self.at = plain_run_end(bytes, self.at);
         }
-        match self.text.get(start..self.at) {
-            Some(quoted) => Ok(JsonStr { quoted, escaped }),
+        let end = self.at;
+        self.at += 1;
+        match self.text.get(start..end) {
+            Some(inner) => Ok(JsonStr {
+                inner,
+                escaped: true,
+            }),
             None => self.error("a string"),
         }
     }
