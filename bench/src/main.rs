@@ -3,12 +3,15 @@
 //! - `webhook`: `/mutate` throughput and latency over TLS with keep-alive, against a minimal
 //!   axum + rustls server that answers a fixed response (the ceiling), on the same TLS stack.
 //! - `echo-server`: that ceiling server (started by `webhook`).
+//! - `webhook-instructions`: instructions per `/mutate` request of the webhook and of the
+//!   ceiling, counted by valgrind (see `instructions.rs`).
 //! - `ship`: a real core shipped to S3 by `coredog watcher` (zstd and off), against s5cmd,
 //!   rclone and the AWS CLI uploading the same file to the same server (see `ship.rs`).
 //! - `heap-holder`: the process `ship` takes its core of (started by `ship`).
 //! - `list-fetch`: `kubectl coredog list` of 10,000 dumps and `fetch` of a 1 GiB dump from S3,
 //!   against `s5cmd ls` and `s5cmd cp` on the same bucket (see `list_fetch.rs`).
 
+mod instructions;
 mod list_fetch;
 mod measure;
 mod ship;
@@ -57,7 +60,14 @@ enum Cmd {
         /// one that first keeps its CPU busy for as long as the review takes alone.
         #[arg(long)]
         probes: bool,
+        /// Also measure, for the opted-in pod, the ceiling keeping its CPU busy for each of
+        /// these many microseconds per request (comma-separated): how much work per request
+        /// this machine allows at a given ratio, whatever the work is.
+        #[arg(long, value_delimiter = ',', value_name = "MICROS")]
+        busy_curve: Vec<u64>,
     },
+    /// Instructions per `/mutate` request of `coredog webhook` and of the ceiling (valgrind).
+    WebhookInstructions(instructions::InstructionsArgs),
     /// The ceiling: a minimal axum + rustls server answering a fixed AdmissionReview.
     EchoServer {
         #[arg(long)]
@@ -114,13 +124,16 @@ fn main() -> anyhow::Result<()> {
             connections,
             rounds,
             probes,
+            busy_curve,
         } => runtime.block_on(webhook_bench(
             &coredog,
             Duration::from_secs(seconds),
             connections,
             rounds,
             probes,
+            &busy_curve,
         )),
+        Cmd::WebhookInstructions(args) => runtime.block_on(instructions::run(&args)),
         Cmd::Ship(args) => ship::run(&args, &runtime),
         Cmd::HeapHolder(_) => Ok(()),
         Cmd::ListFetch(args) => list_fetch::run(&args, &runtime),
@@ -169,6 +182,25 @@ struct Server(Child);
 impl Server {
     fn pid(&self) -> u32 {
         self.0.id()
+    }
+
+    /// Stops the server with SIGINT, as Ctrl-C would, and waits for it to exit (so that a
+    /// profiler it runs under writes its figures).
+    fn interrupt(mut self) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .args(["-INT", &self.pid().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -INT {} failed", self.pid());
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.0.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                bail!("{} did not stop on SIGINT", self.pid());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
     }
 }
 
@@ -222,13 +254,8 @@ struct Target {
     pid: u32,
 }
 
-async fn load(
-    target: Target,
-    ca: &Path,
-    body: Bytes,
-    connections: usize,
-    duration: Duration,
-) -> anyhow::Result<RunResult> {
+/// A TLS client that trusts the CA in `ca` (PEM).
+fn tls_connector(ca: &Path) -> anyhow::Result<tokio_rustls::TlsConnector> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca)? {
         roots.add(cert?)?;
@@ -237,7 +264,50 @@ async fn load(
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// One keep-alive HTTPS connection to `address` (as `localhost`).
+async fn connect(
+    address: SocketAddr,
+    connector: &tokio_rustls::TlsConnector,
+) -> anyhow::Result<Sender> {
+    let tcp = tokio::net::TcpStream::connect(address).await?;
+    tcp.set_nodelay(true)?;
+    let tls = connector
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// One `POST /mutate` of `body`, its answer read to the end.
+async fn mutate(sender: &mut Sender, body: &Bytes) -> anyhow::Result<()> {
+    sender.ready().await?;
+    let request = hyper::Request::post("/mutate")
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(body.clone()))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    response.into_body().collect().await?;
+    if !status.is_success() {
+        bail!("status {status}");
+    }
+    Ok(())
+}
+
+async fn load(
+    target: Target,
+    ca: &Path,
+    body: Bytes,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<RunResult> {
+    let connector = tls_connector(ca)?;
     let ticks = measure::clock_ticks();
     let cpu_before = measure::cpu_seconds(target.pid, ticks);
     let address = target.address;
@@ -248,27 +318,11 @@ async fn load(
         let connector = connector.clone();
         let body = body.clone();
         tasks.push(tokio::spawn(async move {
-            let tcp = tokio::net::TcpStream::connect(address).await?;
-            tcp.set_nodelay(true)?;
-            let tls = connector
-                .connect(ServerName::try_from("localhost")?, tcp)
-                .await?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-            tokio::spawn(connection);
+            let mut sender = connect(address, &connector).await?;
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
-                let request = hyper::Request::post("/mutate")
-                    .header("host", "localhost")
-                    .header("content-type", "application/json")
-                    .body(Full::new(body.clone()))?;
                 let sent = Instant::now();
-                let response = sender.send_request(request).await?;
-                let status = response.status();
-                response.into_body().collect().await?;
-                if !status.is_success() {
-                    bail!("status {status}");
-                }
+                mutate(&mut sender, &body).await?;
                 latencies.push(sent.elapsed());
             }
             anyhow::Ok(latencies)
@@ -310,6 +364,41 @@ fn review(pod: Value) -> Bytes {
     )
 }
 
+/// The two reviews measured: a Deployment's pod that opted in, and the same pod without the
+/// annotations.
+fn review_bodies() -> anyhow::Result<[(&'static str, Bytes); 2]> {
+    let opted_in: Value = serde_json::from_str(include_str!(
+        "../../cluster/tests/fixtures/deployment-pod.json"
+    ))?;
+    let mut plain = opted_in.clone();
+    plain["metadata"]["annotations"] = json!({});
+    Ok([
+        ("opted-in pod", review(opted_in)),
+        ("not opted-in pod", review(plain)),
+    ])
+}
+
+/// A serving certificate for `localhost`, its key and its CA, in a fresh directory.
+struct BenchCerts {
+    dir: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+impl BenchCerts {
+    fn issue() -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("coredog-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let issued = coredog::certs::issue(&["localhost".to_owned()], 1)?;
+        let (cert, key, ca) = (dir.join("tls.crt"), dir.join("tls.key"), dir.join("ca.crt"));
+        std::fs::write(&cert, &issued.cert_pem)?;
+        std::fs::write(&key, &issued.key_pem)?;
+        std::fs::write(&ca, &issued.ca_pem)?;
+        Ok(Self { dir, cert, key, ca })
+    }
+}
+
 fn median(mut runs: Vec<RunResult>) -> RunResult {
     runs.sort_by(|a, b| a.requests_per_second.total_cmp(&b.requests_per_second));
     runs[runs.len() / 2].clone()
@@ -321,14 +410,9 @@ async fn webhook_bench(
     connections: usize,
     rounds: usize,
     probes: bool,
+    busy_curve: &[u64],
 ) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("coredog-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let issued = coredog::certs::issue(&["localhost".to_owned()], 1)?;
-    let (cert, key, ca) = (dir.join("tls.crt"), dir.join("tls.key"), dir.join("ca.crt"));
-    std::fs::write(&cert, &issued.cert_pem)?;
-    std::fs::write(&key, &issued.key_pem)?;
-    std::fs::write(&ca, &issued.ca_pem)?;
+    let BenchCerts { dir, cert, key, ca } = BenchCerts::issue()?;
 
     let (webhook_server, webhook_address) = start(
         Command::new(coredog)
@@ -360,15 +444,7 @@ async fn webhook_bench(
         pid: webhook_server.pid(),
     };
 
-    let opted_in: Value = serde_json::from_str(include_str!(
-        "../../cluster/tests/fixtures/deployment-pod.json"
-    ))?;
-    let mut plain = opted_in.clone();
-    plain["metadata"]["annotations"] = json!({});
-    let bodies = [
-        ("opted-in pod", review(opted_in)),
-        ("not opted-in pod", review(plain)),
-    ];
+    let bodies = review_bodies()?;
 
     println!(
         "webhook /mutate over TLS, keep-alive, {connections} connections, {rounds} alternating rounds of {}s (median round)",
@@ -426,26 +502,103 @@ async fn webhook_bench(
             "webhook_server_cpu_us": (webhook.server_cpu.as_secs_f64() * 1e7).round() / 10.0,
         }));
     }
+    let (label, body) = &bodies[0];
+    let load = Load {
+        ca: &ca,
+        body,
+        connections,
+        duration,
+        rounds,
+    };
     if probes {
-        let (label, body) = &bodies[0];
-        summary.push(
-            probe(
-                label,
-                body,
-                &dir,
-                &ca,
-                echo,
-                &start_echo,
-                connections,
-                duration,
-                rounds,
-            )
-            .await?,
-        );
+        summary.push(probe(label, &load, &dir, echo, &start_echo).await?);
+    }
+    if !busy_curve.is_empty() {
+        summary.push(busy_ceilings(label, &load, echo, &start_echo, busy_curve).await?);
     }
     println!("{}", serde_json::to_string(&summary)?);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// How each target is loaded in alternating rounds.
+struct Load<'a> {
+    ca: &'a Path,
+    body: &'a Bytes,
+    connections: usize,
+    duration: Duration,
+    rounds: usize,
+}
+
+impl Load<'_> {
+    /// Each target warmed up, then measured in alternating rounds; the median round of each.
+    async fn alternating(&self, targets: &[Target]) -> anyhow::Result<Vec<RunResult>> {
+        let Self {
+            ca,
+            body,
+            connections,
+            duration,
+            rounds,
+        } = *self;
+        for target in targets {
+            load(
+                *target,
+                ca,
+                (*body).clone(),
+                connections,
+                Duration::from_millis(500),
+            )
+            .await?;
+        }
+        let mut runs = vec![Vec::new(); targets.len()];
+        for _ in 0..rounds {
+            for (target, runs) in targets.iter().zip(&mut runs) {
+                runs.push(load(*target, ca, (*body).clone(), connections, duration).await?);
+            }
+        }
+        Ok(runs.into_iter().map(median).collect())
+    }
+}
+
+/// The ceiling against copies of itself that spin `micros` µs per request before answering:
+/// the ratio any server doing that much work per request could reach here.
+async fn busy_ceilings(
+    label: &str,
+    load: &Load<'_>,
+    echo: Target,
+    start_echo: &StartEcho<'_>,
+    micros: &[u64],
+) -> anyhow::Result<Value> {
+    let mut servers = Vec::new();
+    let mut targets = vec![echo];
+    for busy in micros {
+        let busy = busy.to_string();
+        let (server, target) = start_echo(&["--busy-micros".as_ref(), busy.as_ref()])?;
+        servers.push(server);
+        targets.push(target);
+    }
+    let results = load.alternating(&targets).await?;
+    drop(servers);
+    println!("{label}: the ceiling kept busy for a given time per request (no memory touched):");
+    let ceiling = results[0].requests_per_second;
+    let mut curve = Vec::new();
+    for (busy, result) in std::iter::once(&0).chain(micros).zip(&results) {
+        let ratio = result.requests_per_second / ceiling;
+        println!(
+            "{label:<18} {:<18} {:>10.0} {:>9.3} {:>9.3} {:>12.1} µs {ratio:>6.2}x",
+            format!("+ {busy} µs busy"),
+            result.requests_per_second,
+            result.p50.as_secs_f64() * 1e3,
+            result.p99.as_secs_f64() * 1e3,
+            result.server_cpu.as_secs_f64() * 1e6,
+        );
+        curve.push(json!({
+            "busy_us": busy,
+            "ratio": (ratio * 100.0).round() / 100.0,
+            "server_cpu_us": (result.server_cpu.as_secs_f64() * 1e7).round() / 10.0,
+        }));
+    }
+    Ok(json!({ "busy_curve": label, "points": curve }))
 }
 
 /// The review of `body` timed alone on this thread: the median of 15 batches of 10,000, with
@@ -475,19 +628,14 @@ type StartEcho<'a> = dyn Fn(&[&std::ffi::OsStr]) -> anyhow::Result<(Server, Targ
 /// Splits the webhook's cost for `body`: the ceiling answering with the webhook's own answer,
 /// and the ceiling spinning as long as the review takes alone before its fixed answer, each
 /// measured in alternating rounds with the plain ceiling.
-#[allow(clippy::too_many_arguments)]
 async fn probe(
     label: &str,
-    body: &Bytes,
+    load: &Load<'_>,
     dir: &Path,
-    ca: &Path,
     echo: Target,
     start_echo: &StartEcho<'_>,
-    connections: usize,
-    duration: Duration,
-    rounds: usize,
 ) -> anyhow::Result<Value> {
-    let (answer, alone) = review_alone(body)?;
+    let (answer, alone) = review_alone(load.body)?;
     let answer_file = dir.join("answer.json");
     std::fs::write(&answer_file, &answer)?;
     let busy_micros = alone.as_micros().max(1).to_string();
@@ -498,23 +646,14 @@ async fn probe(
         (format!("+ its {} B answer", answer.len()), answering),
         (format!("+ {busy_micros} µs busy"), busy),
     ];
-    for (_, target) in &targets {
-        load(
-            *target,
-            ca,
-            body.clone(),
-            connections,
-            Duration::from_millis(500),
+    let results = load
+        .alternating(
+            &targets
+                .iter()
+                .map(|(_, target)| *target)
+                .collect::<Vec<_>>(),
         )
         .await?;
-    }
-    let mut runs = vec![Vec::new(); targets.len()];
-    for _ in 0..rounds {
-        for ((_, target), runs) in targets.iter().zip(&mut runs) {
-            runs.push(load(*target, ca, body.clone(), connections, duration).await?);
-        }
-    }
-    let results: Vec<RunResult> = runs.into_iter().map(median).collect();
     println!(
         "{label}: the review alone takes {:.1} µs on one thread; the ceiling, given the webhook's answer or that much busy CPU per request:",
         alone.as_secs_f64() * 1e6
