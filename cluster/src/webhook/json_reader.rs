@@ -366,16 +366,14 @@ impl<'a> JsonReader<'a> {
                     if !empty {
                         if kind == Kind::Object {
                             objects |= 1 << level;
-                            self.member_name()?;
+                            self.pass_member_name()?;
                         } else {
                             objects &= !(1 << level);
                         }
                         continue;
                     }
                 }
-                Kind::String => {
-                    self.string()?;
-                }
+                Kind::String => self.pass_string()?,
                 Kind::Number => self.number()?,
                 Kind::Bool | Kind::Null => self.literal()?,
             }
@@ -392,12 +390,38 @@ impl<'a> JsonReader<'a> {
                 };
                 if !closed {
                     if in_object {
-                        self.member_name()?;
+                        self.pass_member_name()?;
                     }
                     break;
                 }
             }
         }
+    }
+
+    /// Steps over the string at the reader (its opening quote), checking it.
+    #[inline]
+    fn pass_string(&mut self) -> Result<(), SyntaxError> {
+        let start = self.at + 1;
+        let end = plain_run_end(self.bytes(), start);
+        if self.bytes().get(end) == Some(&b'"') {
+            self.at = end + 1;
+            Ok(())
+        } else {
+            self.escaped_string(start, end).map(drop)
+        }
+    }
+
+    /// Steps over a member's name and the colon after it, checking them.
+    fn pass_member_name(&mut self) -> Result<(), SyntaxError> {
+        if self.next_byte() != Some(b'"') {
+            return self.error("a string");
+        }
+        self.pass_string()?;
+        if self.next_byte() != Some(b':') {
+            return self.error("':'");
+        }
+        self.at += 1;
+        Ok(())
     }
 
     /// A member's name and the colon after it.
