@@ -28,12 +28,12 @@ pub const POD_NAME_FIELD: &str = "metadata.name";
 
 /// The host directory of one namespace: the source of the hostPath volume.
 pub fn namespace_host_dir(host_dir: &str, namespace: &str) -> String {
-    format!("{}/{namespace}", host_dir.trim_end_matches('/'))
+    [host_dir.trim_end_matches('/'), "/", namespace].concat()
 }
 
 /// The `subPathExpr` that places a container in `<pod>/<container>` of the namespace volume.
 pub fn sub_path_expr(container: &str) -> String {
-    format!("$({POD_NAME_ENV})/{container}")
+    ["$(", POD_NAME_ENV, ")/", container].concat()
 }
 
 /// A dump's place in the layout: whose it is, and its file name.

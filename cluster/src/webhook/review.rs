@@ -350,9 +350,9 @@ fn describe(err: &OptInError) -> String {
 fn pod_ref(namespace: Option<&str>, meta: &MetaView<'_>) -> String {
     let namespace = namespace.unwrap_or("?");
     match (meta.name.as_deref(), meta.generate_name.as_deref()) {
-        (Some(name), _) if !name.is_empty() => format!("{namespace}/{name}"),
-        (_, Some(prefix)) if !prefix.is_empty() => format!("{namespace}/{prefix}*"),
-        _ => format!("{namespace}/?"),
+        (Some(name), _) if !name.is_empty() => [namespace, "/", name].concat(),
+        (_, Some(prefix)) if !prefix.is_empty() => [namespace, "/", prefix, "*"].concat(),
+        _ => [namespace, "/?"].concat(),
     }
 }
 
