@@ -2,7 +2,8 @@
 //!
 //! The stored bytes go to `<FILE>.part` as they arrive, in order, from range reads made a few
 //! at a time; a fetch that stops (Ctrl-C, a lost connection) continues from what the part file
-//! holds. While they arrive they are decompressed into a temporary file next to `FILE` and
+//! holds. Ranges ahead read only as far as the memory set aside for bytes out of order: past
+//! it they wait, and the bandwidth goes to the bytes due. While they arrive they are decompressed into a temporary file next to `FILE` and
 //! hashed; only when the result has the size and SHA-256 its record states does it become
 //! `FILE`, by rename. A mismatch leaves no `FILE` behind.
 //!
@@ -287,19 +288,36 @@ async fn fetch_once<S: DumpStorage>(
     let (pieces_out, pieces_in) = tokio::sync::mpsc::channel(PIECES_QUEUED);
     let in_flight = options.in_flight.max(1);
     let window = Arc::new(Semaphore::new(in_flight));
+    let (passed_out, passed_in) = tokio::sync::watch::channel(0u64);
+    // Stored bytes are only kept, not passed on in order: nothing waits for the front.
+    let lead = (mode != Mode::Raw).then_some(passed_in);
     let stages = {
         let (part, dir, progress) = (part.to_owned(), dir.clone(), progress.clone());
         let window = window.clone();
         tokio::task::spawn_blocking(move || {
             let staged = run_stages(
-                mode, part_file, &part, ranges, &dir, pieces_in, &window, &progress,
+                mode,
+                part_file,
+                &part,
+                ranges,
+                &dir,
+                Incoming {
+                    pieces: pieces_in,
+                    window: &window,
+                    passed: &passed_out,
+                },
+                &progress,
             );
             // Nothing more will be let in; a download waiting for room stops.
             window.close();
             staged
         })
     };
-    let downloaded = download(storage, key, ranges, in_flight, &window, pieces_out).await;
+    let lead = lead.map(|passed| Lead {
+        passed,
+        ahead: AHEAD_BUDGET as u64,
+    });
+    let downloaded = download(storage, key, ranges, in_flight, &window, lead, pieces_out).await;
     let staged = stages
         .await
         .map_err(|err| anyhow::anyhow!("the fetch's writer stopped: {err}"))?;
@@ -408,17 +426,22 @@ impl Ranges {
 
 /// Reads `ranges` of `key`, `in_flight` at once, streaming every piece to the writer. A range
 /// starts only when `window` lets it in: the writer lets a range in for each range it has
-/// finished, so no more than `in_flight` ranges are open at once, in the part file as in the
-/// writer's memory. Stops early when the writer has stopped (it says why).
+/// finished, so no more than `in_flight` ranges are open at once. With a `lead`, a piece goes
+/// to the writer only once it ends within `lead.ahead` bytes of those the writer has passed
+/// on in order: a range further ahead stops reading, its connection fills, and
+/// the server sends the bytes due sooner instead. Nothing then arrives so far ahead that it
+/// has to be read back from the part file. Stops early when the writer has stopped (it says
+/// why).
 async fn download<S: DumpStorage>(
     storage: &S,
     key: &str,
     ranges: Ranges,
     in_flight: usize,
     window: &Semaphore,
+    lead: Option<Lead>,
     pieces: tokio::sync::mpsc::Sender<Piece>,
 ) -> anyhow::Result<()> {
-    let pieces = &pieces;
+    let (pieces, lead) = (&pieces, &lead);
     stream::iter(0..ranges.count())
         .then(|index| async move {
             let admitted = window.acquire().await.ok()?;
@@ -426,19 +449,40 @@ async fn download<S: DumpStorage>(
             Some(index)
         })
         .map(|admitted| async move {
-            match admitted {
-                Some(index) => {
-                    let (start, end) = ranges.bounds(index);
-                    storage.read_range(key, start, end, pieces).await
-                }
+            let Some(index) = admitted else {
                 // The window is closed: the writer stopped.
-                None => Ok(()),
-            }
+                return Ok(());
+            };
+            let (start, end) = ranges.bounds(index);
+            let Some(lead) = lead else {
+                return storage.read_range(key, start, end, pieces).await;
+            };
+            let (range_out, mut range_in) = tokio::sync::mpsc::channel::<Piece>(1);
+            let read = async move { storage.read_range(key, start, end, &range_out).await };
+            let forward = async move {
+                let (mut passed, ahead) = (lead.passed.clone(), lead.ahead);
+                while let Some(piece) = range_in.recv().await {
+                    let piece_end = piece.offset + piece.bytes.len() as u64;
+                    let due = passed.wait_for(|&passed| piece_end <= passed + ahead);
+                    if due.await.is_err() || pieces.send(piece).await.is_err() {
+                        return;
+                    }
+                }
+            };
+            tokio::join!(read, forward).0
         })
         .buffer_unordered(in_flight)
         .try_collect::<()>()
         .await
         .map_err(|err| storage_error(err, &format!("download {key}")))
+}
+
+/// How far ahead of the writer the download may go.
+struct Lead {
+    /// Bytes the writer has passed on in order.
+    passed: tokio::sync::watch::Receiver<u64>,
+    /// Bytes past those a piece may end at.
+    ahead: u64,
 }
 
 /// What becomes of the stored bytes.
@@ -517,19 +561,23 @@ enum Due {
 /// offset and passes the bytes on in order: to the decompressor, or straight to the second
 /// thread, which hashes the core and writes it out. Pieces that arrive ahead of the bytes due
 /// wait in memory up to [`AHEAD_BUDGET`], past it in the part file only, read back when their
-/// turn comes; each range finished lets another into `window`. The front of a resumed part
-/// file was checked by an earlier fetch only if it is read again here first.
-#[allow(clippy::too_many_arguments)]
+/// turn comes; each range finished lets another into the window, and every byte passed on
+/// lets pieces of ranges ahead through. The front of a resumed part file was checked by an
+/// earlier fetch only if it is read again here first.
 fn run_stages(
     mode: Mode,
     part_file: File,
     part: &Path,
     ranges: Ranges,
     dir: &Path,
-    mut pieces: tokio::sync::mpsc::Receiver<Piece>,
-    window: &Semaphore,
+    incoming: Incoming<'_>,
     progress: &ProgressBar,
 ) -> Result<Staged, StageError> {
+    let Incoming {
+        mut pieces,
+        window,
+        passed: lead,
+    } = incoming;
     let have = ranges.from;
     let mut part_out = SparseFile::new(part_file, have, mode == Mode::Plain);
     let decoded = match mode {
@@ -622,6 +670,7 @@ fn run_stages(
     let mut next_range = 0;
     let mut staged = (|| {
         ahead.pass_due(&mut passed, front, &mut pass_on)?;
+        lead.send_replace(passed);
         progress.inc(have);
         while let Some(Piece { offset, bytes }) = pieces.blocking_recv() {
             let len = bytes.len() as u64;
@@ -651,6 +700,7 @@ fn run_stages(
             }
             if mode != Mode::Raw {
                 ahead.pass_due(&mut passed, front, &mut pass_on)?;
+                lead.send_if_modified(|lead| std::mem::replace(lead, passed) != passed);
             }
             progress.inc(len);
         }
@@ -711,10 +761,18 @@ fn run_stages(
     }
 }
 
-/// Out-of-order pieces held in memory: up to this many bytes; later ones wait in the part
-/// file only. Four ranges in flight mostly finish together, so without a budget up to three
-/// of them would be held.
+/// Out-of-order pieces held in memory: up to this many bytes past those passed on. The
+/// download lets no piece further ahead through; should one come (a range that broke off and
+/// started again), it waits in the part file only.
 const AHEAD_BUDGET: usize = 32 * 1024 * 1024;
+
+/// The writer's side of the download: the pieces, and what lets the download go on (room for
+/// another range, the bytes passed on so far).
+struct Incoming<'a> {
+    pieces: tokio::sync::mpsc::Receiver<Piece>,
+    window: &'a Semaphore,
+    passed: &'a tokio::sync::watch::Sender<u64>,
+}
 
 /// Pieces that arrived ahead of the bytes due, by offset.
 struct Ahead {
@@ -994,6 +1052,62 @@ mod tests {
         assert_eq!(out.len(), 699_900);
         assert_eq!(out[..299_900], written[100..]);
         assert!(out[299_900..].iter().all(|&byte| byte == 0));
+    }
+
+    /// Downloads four ranges of `content` at once, as a writer that passes bytes on in order
+    /// receives them; returns how far past the bytes passed on any piece ended, and whether
+    /// any piece came out of order.
+    async fn download_into_writer(content: &[u8], ahead: Option<u64>) -> (u64, bool) {
+        let storage = crate::storage::memory::MemoryStorage::default();
+        storage.put("core", content.to_vec());
+        let ranges = Ranges {
+            from: 0,
+            size: content.len() as u64 / 4,
+            end: content.len() as u64,
+        };
+        let window = Semaphore::new(ranges.count());
+        let (passed_out, passed_in) = tokio::sync::watch::channel(0u64);
+        let lead = ahead.map(|ahead| Lead {
+            passed: passed_in,
+            ahead,
+        });
+        let (pieces_out, mut pieces_in) = tokio::sync::mpsc::channel(PIECES_QUEUED);
+        let writer = tokio::spawn(async move {
+            let (mut passed, mut out, mut held) = (0u64, Vec::new(), BTreeMap::new());
+            let (mut furthest, mut out_of_order) = (0, false);
+            while let Some(Piece { offset, bytes }) = pieces_in.recv().await {
+                furthest = furthest.max(offset + bytes.len() as u64 - passed);
+                out_of_order |= offset != passed;
+                held.insert(offset, bytes);
+                while let Some(bytes) = held.remove(&passed) {
+                    passed += bytes.len() as u64;
+                    out.extend_from_slice(&bytes);
+                }
+                passed_out.send_replace(passed);
+            }
+            (out, furthest, out_of_order)
+        });
+        download(&storage, "core", ranges, 4, &window, lead, pieces_out)
+            .await
+            .unwrap();
+        let (out, furthest, out_of_order) = writer.await.unwrap();
+        assert_eq!(out, content);
+        (furthest, out_of_order)
+    }
+
+    /// Ranges read at once run ahead of the writer only as far as it allows; without a lead
+    /// they run as fast as they arrive.
+    #[tokio::test]
+    async fn ranges_ahead_wait_for_the_writer() {
+        let content: Vec<u8> = (0..12_000u32).map(|at| (at % 251) as u8).collect();
+        let (furthest, out_of_order) = download_into_writer(&content, Some(900)).await;
+        assert!(furthest <= 900, "a piece ended {furthest} bytes ahead");
+        assert!(out_of_order, "the ranges were not read at once");
+        let (furthest, _) = download_into_writer(&content, None).await;
+        assert!(
+            furthest > 900,
+            "without a lead, pieces ended at most {furthest} bytes ahead"
+        );
     }
 
     /// Pieces arriving out of order, over a budget that holds only some of them, are passed
