@@ -33,7 +33,7 @@ use tracing::{info, warn};
 
 use crate::notify::Notifier;
 use discover::Found;
-use ship::{ShipError, Shipped, Shipper};
+use ship::{LocalFile, ShipError, Shipped, Shipper};
 
 type Labels = [(&'static str, &'static str); 1];
 
@@ -373,17 +373,19 @@ impl Watcher {
         let previous = files.get(&relative).copied();
         match result {
             Ok(shipped) => {
-                self.metrics.uploaded.inc();
-                self.metrics.bytes_in.inc_by(shipped.record.size);
-                self.metrics.bytes_out.inc_by(shipped.record.stored_size);
-                self.metrics.upload_duration.observe(took.as_secs_f64());
-                if previous
+                let recovered = previous
                     .and_then(|entry| entry.failing)
-                    .is_some_and(|failing| failing.announced)
-                {
+                    .is_some_and(|failing| failing.announced);
+                if recovered {
                     self.notifier.upload_recovered(&host_path);
                 }
+                // Stored before (a restart, or a removal tried again): counted and announced
+                // then.
                 if !shipped.already_stored {
+                    self.metrics.uploaded.inc();
+                    self.metrics.bytes_in.inc_by(shipped.record.size);
+                    self.metrics.bytes_out.inc_by(shipped.record.stored_size);
+                    self.metrics.upload_duration.observe(took.as_secs_f64());
                     self.notifier
                         .dump_stored(&shipped.record, &shipped.download_url);
                     if let Some(kube) = &self.kube {
@@ -391,10 +393,37 @@ impl Watcher {
                         tokio::spawn(async move { kube.announce(&record).await });
                     }
                 }
-                if shipped.local_removed {
-                    files.remove(&relative);
-                } else if let Some(entry) = files.get_mut(&relative) {
-                    entry.state = State::Stored;
+                match shipped.local {
+                    LocalFile::Removed => {
+                        files.remove(&relative);
+                    }
+                    LocalFile::Kept => {
+                        if let Some(entry) = files.get_mut(&relative) {
+                            entry.state = State::Stored;
+                        }
+                    }
+                    // A file left behind fills the node's disk: removing it is tried again,
+                    // like a failed upload, until it goes. The dump is safe: a new attempt
+                    // finds its record and only removes the file.
+                    LocalFile::NotRemoved(error) => {
+                        self.metrics
+                            .failures
+                            .get_or_create(&[("reason", "remove")])
+                            .inc();
+                        let Some(entry) = files.get_mut(&relative) else {
+                            return;
+                        };
+                        if recovered {
+                            entry.failing = None;
+                        }
+                        let (attempt, pause) = self.retry_later(entry);
+                        warn!(
+                            attempt,
+                            retry_in_s = pause.as_secs(),
+                            error,
+                            "stored, but could not remove local corefile: {host_path}"
+                        );
+                    }
                 }
             }
             Err(ShipError::Refused { reason, message }) => {
@@ -426,31 +455,40 @@ impl Watcher {
                     .failures
                     .get_or_create(&[("reason", err.reason())])
                     .inc();
-                let now = Instant::now();
                 let Some(entry) = files.get_mut(&relative) else {
                     return;
                 };
-                let failing = entry.failing.get_or_insert(Failing {
-                    attempts: 0,
-                    since: now,
-                    announced: false,
-                });
-                failing.attempts += 1;
-                let failing_for = now.duration_since(failing.since);
-                if !failing.announced && failing_for >= self.pacing.failure_notice_after {
-                    self.notifier
-                        .upload_failing(&host_path, &err.to_string(), failing_for);
-                    failing.announced = true;
+                let (attempt, pause) = self.retry_later(entry);
+                if let Some(failing) = &mut entry.failing {
+                    let failing_for = failing.since.elapsed();
+                    if !failing.announced && failing_for >= self.pacing.failure_notice_after {
+                        self.notifier
+                            .upload_failing(&host_path, &err.to_string(), failing_for);
+                        failing.announced = true;
+                    }
                 }
-                let pause = self
-                    .pacing
-                    .first_retry
-                    .saturating_mul(1u32 << (failing.attempts - 1).min(10))
-                    .min(self.pacing.max_retry);
-                warn!(attempt = failing.attempts, retry_in_s = pause.as_secs(), error = %err, "store a corefile error: {host_path}");
-                entry.state = State::Retrying { at: now + pause };
+                warn!(attempt, retry_in_s = pause.as_secs(), error = %err, "store a corefile error: {host_path}");
             }
         }
+    }
+
+    /// Schedules another attempt at `entry`, later with each failure in a row: returns the
+    /// attempt that failed and the pause.
+    fn retry_later(&self, entry: &mut Entry) -> (u32, Duration) {
+        let now = Instant::now();
+        let failing = entry.failing.get_or_insert(Failing {
+            attempts: 0,
+            since: now,
+            announced: false,
+        });
+        failing.attempts += 1;
+        let pause = self
+            .pacing
+            .first_retry
+            .saturating_mul(1u32 << (failing.attempts - 1).min(10))
+            .min(self.pacing.max_retry);
+        entry.state = State::Retrying { at: now + pause };
+        (failing.attempts, pause)
     }
 }
 
@@ -461,6 +499,30 @@ mod tests {
 
     use super::*;
     use crate::watcher::pods::PodDirectory;
+
+    /// A watcher of `root` that stores into a CFS directory and removes what it stored.
+    fn watcher_into_cfs(root: &Path, storage: &Path, registry: &mut Registry) -> Watcher {
+        let config = Config::from_yaml(&format!(
+            "StorageConfig:\n  protocol: cfs\n  CFSMountPath: {}\n  StoreDir: corefiles\n  DeleteLocalCorefile: true\n",
+            storage.display()
+        ))
+        .unwrap();
+        Watcher {
+            shipper: Arc::new(Shipper {
+                root: root.to_owned(),
+                node: "node-1".to_owned(),
+                store: Arc::new(Store::from_config(&config.storage).unwrap()),
+                config: Arc::new(config.clone()),
+                pods: PodDirectory::default(),
+            }),
+            notifier: Arc::new(
+                Notifier::from_config(&config, reqwest::Client::new(), registry).unwrap(),
+            ),
+            metrics: WatcherMetrics::register(registry),
+            pacing: Pacing::from_config(&config),
+            kube: None,
+        }
+    }
 
     #[tokio::test]
     async fn a_stored_dump_is_announced_on_its_pod() {
@@ -474,28 +536,10 @@ mod tests {
             elf::tests::synthetic_core(11, 42, "/usr/bin/server"),
         )
         .unwrap();
-        let config = Config::from_yaml(&format!(
-            "StorageConfig:\n  protocol: cfs\n  CFSMountPath: {}\n  StoreDir: corefiles\n  DeleteLocalCorefile: true\n",
-            storage.display()
-        ))
-        .unwrap();
         let mut registry = Registry::default();
         let (link, mut api) = kube::tests::mock_link();
-        let watcher = Watcher {
-            shipper: Arc::new(Shipper {
-                root: root.clone(),
-                node: "node-1".to_owned(),
-                store: Arc::new(Store::from_config(&config.storage).unwrap()),
-                config: Arc::new(config.clone()),
-                pods: PodDirectory::default(),
-            }),
-            notifier: Arc::new(
-                Notifier::from_config(&config, reqwest::Client::new(), &mut registry).unwrap(),
-            ),
-            metrics: WatcherMetrics::register(&mut registry),
-            pacing: Pacing::from_config(&config),
-            kube: Some(link),
-        };
+        let mut watcher = watcher_into_cfs(&root, &storage, &mut registry);
+        watcher.kube = Some(link);
         let (found, found_rx) = mpsc::channel(4);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let watching = tokio::spawn(watcher.run(found_rx, async move {
@@ -526,5 +570,107 @@ mod tests {
         assert!(!root.join(&relative).exists(), "stored, then removed");
         let _ = stop.send(());
         watching.await.unwrap();
+    }
+
+    /// Sets or clears a file's immutable flag (`chattr +i`); false where this filesystem or
+    /// user cannot.
+    fn set_immutable(path: &Path, immutable: bool) -> bool {
+        use rustix::fs::IFlags;
+        let Ok(file) = std::fs::File::open(path) else {
+            return false;
+        };
+        let Ok(flags) = rustix::fs::ioctl_getflags(&file) else {
+            return false;
+        };
+        let flags = if immutable {
+            flags | IFlags::IMMUTABLE
+        } else {
+            flags - IFlags::IMMUTABLE
+        };
+        rustix::fs::ioctl_setflags(&file, flags).is_ok()
+    }
+
+    fn metric(registry: &Registry, line_start: &str) -> Option<f64> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(line_start))
+            .and_then(|value| value.trim().parse().ok())
+    }
+
+    async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what} within 20 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A core that cannot be removed once stored (here immutable) stays queued: removing it
+    /// is tried again until it goes, without uploading or announcing it again.
+    #[tokio::test]
+    async fn a_stored_core_that_could_not_be_removed_is_removed_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, storage) = (dir.path().join("node"), dir.path().join("storage"));
+        let relative = PathBuf::from("shop/web-1/app/core.server.42");
+        let core = root.join(&relative);
+        std::fs::create_dir_all(core.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(&storage).unwrap();
+        std::fs::write(&core, elf::tests::synthetic_core(11, 42, "/usr/bin/server")).unwrap();
+        if !set_immutable(&core, true) {
+            eprintln!("skipped: this filesystem or user cannot make a file immutable");
+            return;
+        }
+        struct Mutable(PathBuf);
+        impl Drop for Mutable {
+            fn drop(&mut self) {
+                set_immutable(&self.0, false);
+            }
+        }
+        let mutable = Mutable(core.clone());
+
+        let mut registry = Registry::default();
+        let mut watcher = watcher_into_cfs(&root, &storage, &mut registry);
+        watcher.pacing.first_retry = Duration::from_millis(50);
+        let (found, found_rx) = mpsc::channel(4);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let watching = tokio::spawn(watcher.run(found_rx, async move {
+            let _ = stopped.await;
+        }));
+        found.send(Found::Closed(relative.clone())).await.unwrap();
+
+        let removal_failures = "coredog_watcher_upload_failures_total{reason=\"remove\"} ";
+        wait_until("a second failed removal", || {
+            metric(&registry, removal_failures).is_some_and(|failed| failed >= 2.0)
+        })
+        .await;
+        assert!(core.exists());
+        drop(mutable);
+        wait_until("the core removed", || !core.exists()).await;
+        assert_eq!(
+            metric(&registry, "coredog_watcher_cores_uploaded_total "),
+            Some(1.0)
+        );
+        let stored = walk(&storage);
+        assert_eq!(
+            stored.iter().filter(|path| path.ends_with(".json")).count(),
+            1,
+            "{stored:?}"
+        );
+        let _ = stop.send(());
+        watching.await.unwrap();
+    }
+
+    fn walk(dir: &Path) -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                found.extend(walk(&path));
+            } else {
+                found.push(path.display().to_string());
+            }
+        }
+        found
     }
 }

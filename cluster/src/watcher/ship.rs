@@ -65,9 +65,19 @@ pub struct Shipped {
     pub record: DumpRecord,
     /// The record was already in storage (a restart between storing and deleting).
     pub already_stored: bool,
-    /// The local file was removed or truncated.
-    pub local_removed: bool,
+    pub local: LocalFile,
     pub download_url: String,
+}
+
+/// What became of the local file once its dump was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalFile {
+    /// Kept, as configured (`DeleteLocalCorefile: false`).
+    Kept,
+    /// Removed, or truncated (`gcType: truncate`).
+    Removed,
+    /// It was to be removed and could not be: why.
+    NotRemoved(String),
 }
 
 /// Everything shipping needs, shared by every shipping task.
@@ -486,7 +496,7 @@ impl Shipper {
         host_path: &str,
         core_key: &str,
     ) -> Result<Shipped, ShipError> {
-        let mut local_removed = false;
+        let mut local = LocalFile::Kept;
         if self.config.deletes_local_corefile() {
             let gc_type = self.config.gc_type;
             let removed = tokio::task::spawn_blocking(move || match gc_type {
@@ -497,15 +507,13 @@ impl Shipper {
             .map_err(|err| ShipError::Failed(err.to_string()))?;
             match removed {
                 Ok(()) => {
-                    local_removed = true;
+                    local = LocalFile::Removed;
                     match gc_type {
                         GcType::Rm => info!("deleted local corefile: {host_path}"),
                         GcType::Truncate => info!("truncated local corefile: {host_path}"),
                     }
                 }
-                Err(err) => {
-                    warn!(error = %err, "stored, but could not remove local corefile: {host_path}")
-                }
+                Err(err) => local = LocalFile::NotRemoved(err.to_string()),
             }
         }
         let download_url = match self
@@ -522,7 +530,7 @@ impl Shipper {
         Ok(Shipped {
             record,
             already_stored,
-            local_removed,
+            local,
             download_url,
         })
     }
