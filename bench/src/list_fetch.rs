@@ -87,6 +87,10 @@ pub struct ListFetchArgs {
     /// DIR/<command>-weed.data, and print their top symbols (not in the figures).
     #[arg(long, value_name = "DIR")]
     perf: Option<PathBuf>,
+    /// Another build of `kubectl-coredog` (the one before a change, say), run for both
+    /// fetches in the same rounds as the rest.
+    #[arg(long, value_name = "PATH")]
+    baseline: Option<PathBuf>,
     /// Scratch directory (default: a new directory under the system temp dir, removed at the end).
     #[arg(long)]
     scratch: Option<PathBuf>,
@@ -773,6 +777,8 @@ enum Op {
     S5cmdCpNone,
     S5cmdCpSha,
     FetchNone,
+    BaselineFetchZstd,
+    BaselineFetchNone,
 }
 
 const LIST_OPS: [Op; 4] = [Op::S5cmdLs, Op::ListTable, Op::ListJson, Op::Info];
@@ -798,6 +804,8 @@ impl Op {
             Self::S5cmdCpNone => "s5cmd_cp_none",
             Self::S5cmdCpSha => "s5cmd_cp_openssl_sha256",
             Self::FetchNone => "fetch_none",
+            Self::BaselineFetchZstd => "baseline_fetch_zstd",
+            Self::BaselineFetchNone => "baseline_fetch_none",
         }
     }
 
@@ -811,6 +819,7 @@ impl Op {
             Self::S5cmdCatZstd => "s5cmd cat s3://bench/KEY | zstd -d -o FILE",
             Self::S5cmdCpSha => "s5cmd cp ... && openssl dgst -sha256 FILE",
             Self::FetchZstd | Self::FetchNone => "kubectl coredog fetch ID -o FILE",
+            Self::BaselineFetchZstd | Self::BaselineFetchNone => "the baseline build, same fetch",
         }
     }
 
@@ -869,7 +878,11 @@ impl Bench<'_> {
 
     fn command(&self, op: Op) -> Command {
         let plugin = |args: &[&str]| {
-            let mut command = Command::new(&self.args.kubectl_coredog);
+            let binary = match (op, &self.args.baseline) {
+                (Op::BaselineFetchZstd | Op::BaselineFetchNone, Some(baseline)) => baseline,
+                _ => &self.args.kubectl_coredog,
+            };
+            let mut command = Command::new(binary);
             command.args(args).arg("--config").arg(&self.config);
             command
         };
@@ -935,8 +948,12 @@ impl Bench<'_> {
                 &self.none.key,
                 &output,
             ),
-            Op::FetchZstd => plugin(&["fetch", &self.zstd.id, "-o", &output]),
-            Op::FetchNone => plugin(&["fetch", &self.none.id, "-o", &output]),
+            Op::FetchZstd | Op::BaselineFetchZstd => {
+                plugin(&["fetch", &self.zstd.id, "-o", &output])
+            }
+            Op::FetchNone | Op::BaselineFetchNone => {
+                plugin(&["fetch", &self.none.id, "-o", &output])
+            }
         };
         command.env_remove("RUST_LOG").stdin(Stdio::null());
         command
@@ -1046,7 +1063,11 @@ impl Bench<'_> {
                     bail!("s5cmd cp wrote {} bytes, want {want}", file_size());
                 }
             }
-            Op::S5cmdCatZstd | Op::FetchZstd | Op::FetchNone => {
+            Op::S5cmdCatZstd
+            | Op::FetchZstd
+            | Op::FetchNone
+            | Op::BaselineFetchZstd
+            | Op::BaselineFetchNone => {
                 if file_size() != self.core_size {
                     bail!(
                         "{} wrote {} bytes, want {}",
@@ -1379,7 +1400,11 @@ fn run_in(
     };
 
     // Warm-up (and a check that every command does what it is measured for), then the rounds.
-    let all: Vec<Op> = LIST_OPS.iter().chain(&FETCH_OPS).copied().collect();
+    let mut fetch_ops = FETCH_OPS.to_vec();
+    if args.baseline.is_some() {
+        fetch_ops.extend([Op::BaselineFetchZstd, Op::BaselineFetchNone]);
+    }
+    let all: Vec<Op> = LIST_OPS.iter().chain(&fetch_ops).copied().collect();
     for &op in &all {
         bench
             .run(op)
@@ -1387,7 +1412,7 @@ fn run_in(
     }
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); all.len()];
     for round in 0..args.rounds {
-        for ops in [&LIST_OPS[..], &FETCH_OPS[..]] {
+        for ops in [&LIST_OPS[..], &fetch_ops[..]] {
             let mut order = ops.to_vec();
             if round % 2 == 1 {
                 order.reverse();
@@ -1428,7 +1453,7 @@ fn report(bench: &Bench<'_>, versions: &Value, zst_size: u64, of: &dyn Fn(Op) ->
     let ls = of(Op::S5cmdLs).wall;
     let cp_zstd = of(Op::S5cmdCpZstd).wall;
     let cp_none = of(Op::S5cmdCpNone).wall;
-    let rows = [
+    let mut rows = vec![
         ("list", Op::S5cmdLs, None),
         ("list", Op::ListTable, Some((ls, 1.0))),
         ("list", Op::ListJson, Some((ls, 1.0))),
@@ -1440,6 +1465,13 @@ fn report(bench: &Bench<'_>, versions: &Value, zst_size: u64, of: &dyn Fn(Op) ->
         ("fetch none", Op::S5cmdCpSha, None),
         ("fetch none", Op::FetchNone, Some((cp_none, 1.1))),
     ];
+    if args.baseline.is_some() {
+        rows.insert(
+            7,
+            ("fetch zstd", Op::BaselineFetchZstd, Some((cp_zstd, 1.1))),
+        );
+        rows.push(("fetch none", Op::BaselineFetchNone, Some((cp_none, 1.1))));
+    }
     println!(
         "list-fetch: {} dumps ({} objects, {} namespaces x {} pods) and a {:.2} GiB core stored zstd ({:.0} MiB) and uncompressed, in SeaweedFS {} on loopback, SigV4",
         bench.dumps,
@@ -1527,6 +1559,19 @@ fn report(bench: &Bench<'_>, versions: &Value, zst_size: u64, of: &dyn Fn(Op) ->
     println!(
         "fetch none is {versus_sha:.2}x `s5cmd cp && openssl dgst -sha256 FILE`, which checks the copy as fetch does"
     );
+    if args.baseline.is_some() {
+        for (fetch, baseline, what) in [
+            (Op::FetchZstd, Op::BaselineFetchZstd, "zstd"),
+            (Op::FetchNone, Op::BaselineFetchNone, "none"),
+        ] {
+            let versus = of(fetch).wall / of(baseline).wall;
+            ratios.insert(
+                format!("fetch_{what}_vs_baseline"),
+                json!(round_to(versus, 3)),
+            );
+            println!("fetch {what} is {versus:.2}x the baseline build's");
+        }
+    }
     println!(
         "(cpu: the command's user+sys; srv cpu: SeaweedFS's meanwhile; peak: VmHWM sampled every 10 ms; + sync: `sync` right after the s5cmd commands, what making the file durable would add)"
     );
