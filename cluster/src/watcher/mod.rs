@@ -149,6 +149,14 @@ struct Seen {
     size: u64,
     mtime_nanos: i128,
     inode: u64,
+    regular: bool,
+}
+
+impl Seen {
+    /// An empty regular file holds no core (special files are refused, not passed over).
+    fn is_empty_file(&self) -> bool {
+        self.regular && self.size == 0
+    }
 }
 
 fn seen(root: &Path, relative: &Path) -> Option<Seen> {
@@ -158,6 +166,7 @@ fn seen(root: &Path, relative: &Path) -> Option<Seen> {
         size: meta.size(),
         mtime_nanos: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
         inode: meta.ino(),
+        regular: meta.file_type().is_file(),
     })
 }
 
@@ -273,10 +282,7 @@ impl Watcher {
         };
         let entry = files.get(&relative).copied();
         let fresh = match entry {
-            None => {
-                self.metrics.detected.inc();
-                true
-            }
+            None => true,
             Some(Entry {
                 state: State::Queued | State::Shipping,
                 ..
@@ -298,6 +304,15 @@ impl Watcher {
         };
         if !fresh {
             return;
+        }
+        // An empty file holds no core: one truncated once stored (`gc_type: truncate`), whose
+        // closing is reported like any other, or one not written yet.
+        if now_seen.is_empty_file() {
+            files.remove(&relative);
+            return;
+        }
+        if entry.is_none() {
+            self.metrics.detected.inc();
         }
         let state = if closed {
             queue.push_back(relative.clone());
@@ -332,6 +347,8 @@ impl Watcher {
                 State::Settling { since } if now.duration_since(since) >= self.pacing.settle => {
                     match seen(root, relative) {
                         None => gone.push(relative.clone()),
+                        // Empty: nothing to ship until it is written (and reported again).
+                        Some(current) if current.is_empty_file() => gone.push(relative.clone()),
                         Some(current) if current == entry.seen => {
                             entry.state = State::Queued;
                             queue.push_back(relative.clone());
@@ -500,10 +517,16 @@ mod tests {
     use super::*;
     use crate::watcher::pods::PodDirectory;
 
-    /// A watcher of `root` that stores into a CFS directory and removes what it stored.
-    fn watcher_into_cfs(root: &Path, storage: &Path, registry: &mut Registry) -> Watcher {
+    /// A watcher of `root` that stores into a CFS directory and removes what it stored, with
+    /// `more` configuration.
+    fn watcher_into_cfs(
+        root: &Path,
+        storage: &Path,
+        more: &str,
+        registry: &mut Registry,
+    ) -> Watcher {
         let config = Config::from_yaml(&format!(
-            "StorageConfig:\n  protocol: cfs\n  CFSMountPath: {}\n  StoreDir: corefiles\n  DeleteLocalCorefile: true\n",
+            "StorageConfig:\n  protocol: cfs\n  CFSMountPath: {}\n  StoreDir: corefiles\n  DeleteLocalCorefile: true\n{more}",
             storage.display()
         ))
         .unwrap();
@@ -538,7 +561,7 @@ mod tests {
         .unwrap();
         let mut registry = Registry::default();
         let (link, mut api) = kube::tests::mock_link();
-        let mut watcher = watcher_into_cfs(&root, &storage, &mut registry);
+        let mut watcher = watcher_into_cfs(&root, &storage, "", &mut registry);
         watcher.kube = Some(link);
         let (found, found_rx) = mpsc::channel(4);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -630,7 +653,7 @@ mod tests {
         let mutable = Mutable(core.clone());
 
         let mut registry = Registry::default();
-        let mut watcher = watcher_into_cfs(&root, &storage, &mut registry);
+        let mut watcher = watcher_into_cfs(&root, &storage, "", &mut registry);
         watcher.pacing.first_retry = Duration::from_millis(50);
         let (found, found_rx) = mpsc::channel(4);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -672,5 +695,63 @@ mod tests {
             }
         }
         found
+    }
+
+    /// Truncating a stored core closes it, which is reported like a core's closing: the empty
+    /// file is not taken for a new file, nor refused as one that is not a core.
+    #[tokio::test]
+    async fn a_core_truncated_once_stored_is_not_found_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, storage) = (dir.path().join("node"), dir.path().join("storage"));
+        std::fs::create_dir_all(root.join("shop/web-1/app")).unwrap();
+        std::fs::create_dir_all(&storage).unwrap();
+        let mut registry = Registry::default();
+        let watcher = watcher_into_cfs(&root, &storage, "gc_type: truncate\n", &mut registry);
+        let (found, found_rx) = mpsc::channel(4);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let watching = tokio::spawn(watcher.run(found_rx, async move {
+            let _ = stopped.await;
+        }));
+        for (stored, pid) in [42u32, 43].into_iter().enumerate() {
+            let relative = PathBuf::from(format!("shop/web-1/app/core.server.{pid}"));
+            let core = root.join(&relative);
+            std::fs::write(
+                &core,
+                elf::tests::synthetic_core(11, pid, "/usr/bin/server"),
+            )
+            .unwrap();
+            found.send(Found::Closed(relative.clone())).await.unwrap();
+            wait_until("the core truncated", || {
+                std::fs::metadata(&core).is_ok_and(|meta| meta.len() == 0)
+            })
+            .await;
+            wait_until("the record stored", || {
+                walk(&storage)
+                    .iter()
+                    .filter(|path| path.ends_with(".json"))
+                    .count()
+                    == stored + 1
+            })
+            .await;
+            // What inotify reports when the truncating descriptor closes.
+            found.send(Found::Closed(relative)).await.unwrap();
+        }
+        // Reports are handled in turn: the second core being stored means the first
+        // truncation's report was handled before it.
+        assert_eq!(
+            metric(&registry, "coredog_watcher_cores_detected_total "),
+            Some(2.0)
+        );
+        assert_eq!(
+            metric(&registry, "coredog_watcher_cores_uploaded_total "),
+            Some(2.0)
+        );
+        let refused = metric(
+            &registry,
+            "coredog_watcher_files_refused_total{reason=\"not_core\"} ",
+        );
+        assert_eq!(refused, None, "a truncated core was refused");
+        let _ = stop.send(());
+        watching.await.unwrap();
     }
 }
