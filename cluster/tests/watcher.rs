@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use coredog_core::config::Config;
 use coredog_core::record::DumpRecord;
 use coredog_store::Store;
-use coredog_tests::{ChildGuard, SeaweedFs, logfmt_value, spawn_until};
+use coredog_tests::{ChildGuard, SeaweedFs, WRITE_ONLY_KEYS, logfmt_value, spawn_until};
 use sha2::{Digest, Sha256};
 
 /// An HTTP server that records every POST body (a generic `webhook` notice channel).
@@ -66,10 +66,27 @@ struct Setup {
 }
 
 fn setup(receiver: &Receiver, extra: &str) -> Setup {
+    setup_with_keys(receiver, extra, None)
+}
+
+/// The watcher's configuration with other S3 keys than the server's all-powerful ones; the
+/// setup's `store` keeps those, to look at what was stored.
+fn setup_with_keys(receiver: &Receiver, extra: &str, keys: Option<(&str, &str)>) -> Setup {
     let s3 = SeaweedFs::start("dumps");
     let root = tempfile::tempdir().unwrap();
     let config_dir = tempfile::tempdir().unwrap();
+    let store = Store::from_config(
+        &Config::from_yaml(&s3.storage_config_yaml("corefiles"))
+            .unwrap()
+            .storage,
+    )
+    .unwrap();
     let mut yaml = s3.storage_config_yaml("corefiles");
+    if let Some((access_key, secret_key)) = keys {
+        yaml = yaml
+            .replace(&s3.access_key, access_key)
+            .replace(&s3.secret_key, secret_key);
+    }
     yaml.push_str("  DeleteLocalCorefile: true\n");
     yaml.push_str(&format!(
         "NoticeChannel:\n  - chan: webhook\n    webhookurl: {}\nWatcher:\n  failureNoticeAfterSeconds: 2\n  rescanIntervalSeconds: 5\n",
@@ -78,8 +95,7 @@ fn setup(receiver: &Receiver, extra: &str) -> Setup {
     yaml.push_str(extra);
     let config_path = config_dir.path().join("config.yaml");
     std::fs::write(&config_path, &yaml).unwrap();
-    let config = Config::from_yaml(&yaml).unwrap();
-    let store = Store::from_config(&config.storage).unwrap();
+    Config::from_yaml(&yaml).unwrap();
     Setup {
         s3,
         root,
@@ -285,6 +301,30 @@ async fn a_kernel_core_is_shipped_described_deleted_and_announced() {
             .contains("X-Amz-Signature"),
         "{notice}"
     );
+}
+
+/// Keys that may store objects but not read them (a common least-privilege policy) cannot
+/// tell whether a dump was stored before a restart: the watcher stores it as new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_that_may_only_write_still_ship_a_core() {
+    let receiver = Receiver::start().await;
+    let setup = setup_with_keys(&receiver, "", Some(WRITE_ONLY_KEYS));
+    let (_watcher, _) = start_watcher(&setup);
+    let dir = container_dir(setup.root.path(), "shop", "web-1", "app");
+
+    crash_in(&dir);
+    let records =
+        wait_for_records(&setup.store, "corefiles/shop/", 1, Duration::from_secs(30)).await;
+    assert_eq!(
+        stored_sha256(&setup.store, &records[0]).await,
+        records[0].sha256
+    );
+    wait_until(
+        "the local core to be deleted",
+        Duration::from_secs(10),
+        || !dir.join("core").exists(),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,6 +69,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether trying again later may succeed: the store was unreachable, busy or failing,
+    /// rather than refusing (permissions, a missing object, the configuration).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::S3 { source, .. } => s3::is_transient(source),
+            Self::Io { .. } => true,
+            Self::Config(_) | Self::NotFound(_) | Self::Source { .. } => false,
+        }
+    }
+
     /// A short label for metrics (`failures_total{reason}`).
     pub fn reason(&self) -> &'static str {
         match self {

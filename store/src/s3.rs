@@ -53,7 +53,7 @@ fn is_not_found(err: &S3Error) -> bool {
 
 /// Whether waiting may help: server errors, throttling, timeouts and network failures do;
 /// other answers (missing object, refused credentials, bad request) are final.
-fn is_transient(err: &S3Error) -> bool {
+pub(crate) fn is_transient(err: &S3Error) -> bool {
     match err {
         S3Error::HttpFailWithBody(status, _) => *status >= 500 || *status == 408 || *status == 429,
         _ => true,

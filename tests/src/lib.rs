@@ -280,8 +280,13 @@ pub fn weed_stores(ports: &WeedPorts) -> bool {
     matches!(stored, Some(200 | 201))
 }
 
+/// Keys of the identity [`SeaweedFs`] lets write objects and nothing else.
+pub const WRITE_ONLY_KEYS: (&str, &str) =
+    ("AKIDCOREDOGWRITER", "coredog-test-writer-key-0123456789");
+
 /// A real S3 server: SeaweedFS (`weed mini`) on loopback, with SigV4 authentication enforced
-/// for one identity and one bucket created at start. Stopped when dropped; [`SeaweedFs::stop`]
+/// for one identity allowed everything and one that may only write ([`WRITE_ONLY_KEYS`]), and
+/// one bucket created at start. Stopped when dropped; [`SeaweedFs::stop`]
 /// and [`SeaweedFs::restart`] take it down and bring it back with the same data and ports, for
 /// outage tests.
 pub struct SeaweedFs {
@@ -298,8 +303,18 @@ impl SeaweedFs {
         let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("no temp dir: {err}"));
         let access_key = "AKIDCOREDOGTEST".to_owned();
         let secret_key = "coredog-test-secret-key-0123456789".to_owned();
-        let identities = weed_identities("coredog", &access_key, &secret_key);
-        std::fs::write(dir.path().join("identities.json"), identities)
+        let mut identities: serde_json::Value =
+            serde_json::from_str(&weed_identities("coredog", &access_key, &secret_key))
+                .unwrap_or_else(|err| panic!("identities are not JSON: {err}"));
+        if let Some(all) = identities["identities"].as_array_mut() {
+            let (writer_key, writer_secret) = WRITE_ONLY_KEYS;
+            all.push(serde_json::json!({
+                "name": "writer",
+                "credentials": [{ "accessKey": writer_key, "secretKey": writer_secret }],
+                "actions": ["Write"],
+            }));
+        }
+        std::fs::write(dir.path().join("identities.json"), identities.to_string())
             .unwrap_or_else(|err| panic!("cannot write identities: {err}"));
         let mut server = Self {
             process: None,

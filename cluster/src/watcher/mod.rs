@@ -193,6 +193,8 @@ struct Failing {
     attempts: u32,
     since: Instant,
     announced: bool,
+    /// Removing the stored core's file fails, not storing it.
+    removing: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -430,10 +432,7 @@ impl Watcher {
                         let Some(entry) = files.get_mut(&relative) else {
                             return;
                         };
-                        if recovered {
-                            entry.failing = None;
-                        }
-                        let (attempt, pause) = self.retry_later(entry);
+                        let (attempt, pause) = self.retry_later(entry, true);
                         warn!(
                             attempt,
                             retry_in_s = pause.as_secs(),
@@ -475,7 +474,7 @@ impl Watcher {
                 let Some(entry) = files.get_mut(&relative) else {
                     return;
                 };
-                let (attempt, pause) = self.retry_later(entry);
+                let (attempt, pause) = self.retry_later(entry, false);
                 if let Some(failing) = &mut entry.failing {
                     let failing_for = failing.since.elapsed();
                     if !failing.announced && failing_for >= self.pacing.failure_notice_after {
@@ -489,14 +488,21 @@ impl Watcher {
         }
     }
 
-    /// Schedules another attempt at `entry`, later with each failure in a row: returns the
-    /// attempt that failed and the pause.
-    fn retry_later(&self, entry: &mut Entry) -> (u32, Duration) {
+    /// Schedules another attempt at `entry`, later with each failure in a row of the same
+    /// kind (storing it, or `removing` its file): returns the attempt that failed and the pause.
+    fn retry_later(&self, entry: &mut Entry, removing: bool) -> (u32, Duration) {
         let now = Instant::now();
+        if entry
+            .failing
+            .is_some_and(|failing| failing.removing != removing)
+        {
+            entry.failing = None;
+        }
         let failing = entry.failing.get_or_insert(Failing {
             attempts: 0,
             since: now,
             announced: false,
+            removing,
         });
         failing.attempts += 1;
         let pause = self
@@ -640,10 +646,11 @@ mod tests {
         std::fs::create_dir_all(core.parent().unwrap()).unwrap();
         std::fs::create_dir_all(&storage).unwrap();
         std::fs::write(&core, elf::tests::synthetic_core(11, 42, "/usr/bin/server")).unwrap();
-        if !set_immutable(&core, true) {
-            eprintln!("skipped: this filesystem or user cannot make a file immutable");
-            return;
-        }
+        assert!(
+            set_immutable(&core, true),
+            "cannot make {} immutable: this test needs root (CAP_LINUX_IMMUTABLE) and a filesystem with inode flags",
+            core.display()
+        );
         struct Mutable(PathBuf);
         impl Drop for Mutable {
             fn drop(&mut self) {
@@ -712,32 +719,25 @@ mod tests {
         let watching = tokio::spawn(watcher.run(found_rx, async move {
             let _ = stopped.await;
         }));
-        for (stored, pid) in [42u32, 43].into_iter().enumerate() {
+        // Ships a core and waits until the watcher is done with it.
+        let ship = async |pid: u32, uploaded: f64| {
             let relative = PathBuf::from(format!("shop/web-1/app/core.server.{pid}"));
             let core = root.join(&relative);
-            std::fs::write(
-                &core,
-                elf::tests::synthetic_core(11, pid, "/usr/bin/server"),
-            )
-            .unwrap();
+            let content = elf::tests::synthetic_core(11, pid, "/usr/bin/server");
+            std::fs::write(&core, content).unwrap();
             found.send(Found::Closed(relative.clone())).await.unwrap();
-            wait_until("the core truncated", || {
-                std::fs::metadata(&core).is_ok_and(|meta| meta.len() == 0)
+            wait_until("the core stored", || {
+                metric(&registry, "coredog_watcher_cores_uploaded_total ") == Some(uploaded)
             })
             .await;
-            wait_until("the record stored", || {
-                walk(&storage)
-                    .iter()
-                    .filter(|path| path.ends_with(".json"))
-                    .count()
-                    == stored + 1
-            })
-            .await;
-            // What inotify reports when the truncating descriptor closes.
-            found.send(Found::Closed(relative)).await.unwrap();
-        }
-        // Reports are handled in turn: the second core being stored means the first
-        // truncation's report was handled before it.
+            assert_eq!(std::fs::metadata(&core).unwrap().len(), 0, "not truncated");
+            relative
+        };
+        let first = ship(42, 1.0).await;
+        // What inotify reports when the truncating descriptor closes; reports are handled in
+        // turn, so it is handled before the next core is.
+        found.send(Found::Closed(first)).await.unwrap();
+        ship(43, 2.0).await;
         assert_eq!(
             metric(&registry, "coredog_watcher_cores_detected_total "),
             Some(2.0)

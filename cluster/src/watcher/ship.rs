@@ -11,11 +11,11 @@ use coredog_core::layout::DumpLocation;
 use coredog_core::object_key::{Compression, CoreKey, DumpId};
 use coredog_core::record::{DumpRecord, SCHEMA_VERSION};
 use coredog_core::signal;
-use coredog_store::{PartSender, Store, UploadClosed, UploadOptions, part_channel};
+use coredog_store::{PartSender, Store, StoreError, UploadClosed, UploadOptions, part_channel};
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::elf::{CoreInfo, ElfError, read_core_info};
 use super::file::{Identity, OpenedFile, Refusal, open_beneath};
@@ -352,7 +352,7 @@ impl Shipper {
 
         // The id comes from the file's size and mtime as opened: a record under it describes
         // this very file, and what is removed below is the file that was opened.
-        match self.stored_record(&record_key).await {
+        match self.stored_record(&record_key).await? {
             Some(record) => {
                 info!(key = %core_key, "already stored before a restart: {host_path_text}");
                 self.finish(record, true, opened, &host_path_text, &core_key)
@@ -395,13 +395,28 @@ impl Shipper {
         }
     }
 
-    async fn stored_record(&self, record_key: &str) -> Option<DumpRecord> {
+    /// The record stored under `record_key`, if any. A store that cannot tell for now is a
+    /// failure: taken for "not stored", it would have the dump uploaded and announced again.
+    /// One that refuses to tell (credentials that may write but not read) is taken for "not
+    /// stored", and the dump is stored as a new one.
+    async fn stored_record(&self, record_key: &str) -> Result<Option<DumpRecord>, ShipError> {
+        let cannot_tell = |err: StoreError| {
+            if err.is_transient() {
+                Err(ShipError::Failed(format!("reading the record: {err}")))
+            } else {
+                debug!(error = %err, "cannot read the record; storing the dump");
+                Ok(None)
+            }
+        };
         match self.store.head(record_key).await {
-            Ok(Some(_)) => match self.store.get_bytes(record_key).await {
-                Ok(bytes) => DumpRecord::from_json(&bytes).ok(),
-                Err(_) => None,
-            },
-            _ => None,
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(None),
+            Err(err) => return cannot_tell(err),
+        }
+        match self.store.get_bytes(record_key).await {
+            // A record that does not parse is written again, with its dump.
+            Ok(bytes) => Ok(DumpRecord::from_json(&bytes).ok()),
+            Err(err) => cannot_tell(err),
         }
     }
 
@@ -512,6 +527,11 @@ impl Shipper {
                         GcType::Rm => info!("deleted local corefile: {host_path}"),
                         GcType::Truncate => info!("truncated local corefile: {host_path}"),
                     }
+                }
+                // Removed meanwhile, or another file now has its name (found on its own).
+                Err(Refusal::Gone) => {
+                    local = LocalFile::Removed;
+                    info!("local corefile already gone: {host_path}");
                 }
                 Err(err) => local = LocalFile::NotRemoved(err.to_string()),
             }
