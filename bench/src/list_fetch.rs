@@ -1483,7 +1483,7 @@ fn report(bench: &Bench<'_>, versions: &Value, zst_size: u64, of: &dyn Fn(Op) ->
         versions["weed"].as_str().unwrap_or_default()
     );
     println!(
-        "{} alternating rounds after a warm-up, median round; each command after `sync`; s5cmd {} (cp: 50 MiB parts, 5 at once); plugin fetch: ranges of whole parts (45 MiB) streamed, 4 at once, none read more than 32 MiB ahead of the bytes hashed (held in memory), zstd and SHA-256 on their own threads, sparse write, no fsync",
+        "{} alternating rounds after a warm-up, median round; each command after `sync`; s5cmd {} (cp: 50 MiB parts, 5 at once); plugin fetch: ranges of whole parts (45 MiB) streamed, 4 at once, out-of-order pieces held up to 32 MiB, zstd and SHA-256 on their own threads, sparse write, no fsync",
         args.rounds,
         versions["s5cmd"].as_str().unwrap_or_default()
     );

@@ -2,8 +2,7 @@
 //!
 //! The stored bytes go to `<FILE>.part` as they arrive, in order, from range reads made a few
 //! at a time; a fetch that stops (Ctrl-C, a lost connection) continues from what the part file
-//! holds. Ranges ahead read only as far as the memory set aside for bytes out of order: past
-//! it they wait, and the bandwidth goes to the bytes due. While they arrive they are decompressed into a temporary file next to `FILE` and
+//! holds. While they arrive they are decompressed into a temporary file next to `FILE` and
 //! hashed; only when the result has the size and SHA-256 its record states does it become
 //! `FILE`, by rename. A mismatch leaves no `FILE` behind.
 //!
@@ -288,36 +287,19 @@ async fn fetch_once<S: DumpStorage>(
     let (pieces_out, pieces_in) = tokio::sync::mpsc::channel(PIECES_QUEUED);
     let in_flight = options.in_flight.max(1);
     let window = Arc::new(Semaphore::new(in_flight));
-    let (passed_out, passed_in) = tokio::sync::watch::channel(0u64);
-    // Stored bytes are only kept, not passed on in order: nothing waits for the front.
-    let lead = (mode != Mode::Raw).then_some(passed_in);
     let stages = {
         let (part, dir, progress) = (part.to_owned(), dir.clone(), progress.clone());
         let window = window.clone();
         tokio::task::spawn_blocking(move || {
             let staged = run_stages(
-                mode,
-                part_file,
-                &part,
-                ranges,
-                &dir,
-                Incoming {
-                    pieces: pieces_in,
-                    window: &window,
-                    passed: &passed_out,
-                },
-                &progress,
+                mode, part_file, &part, ranges, &dir, pieces_in, &window, &progress,
             );
             // Nothing more will be let in; a download waiting for room stops.
             window.close();
             staged
         })
     };
-    let lead = lead.map(|passed| Lead {
-        passed,
-        ahead: AHEAD_BUDGET as u64,
-    });
-    let downloaded = download(storage, key, ranges, in_flight, &window, lead, pieces_out).await;
+    let downloaded = download(storage, key, ranges, in_flight, &window, pieces_out).await;
     let staged = stages
         .await
         .map_err(|err| anyhow::anyhow!("the fetch's writer stopped: {err}"))?;
@@ -426,22 +408,17 @@ impl Ranges {
 
 /// Reads `ranges` of `key`, `in_flight` at once, streaming every piece to the writer. A range
 /// starts only when `window` lets it in: the writer lets a range in for each range it has
-/// finished, so no more than `in_flight` ranges are open at once. With a `lead`, a piece goes
-/// to the writer only once it ends within `lead.ahead` bytes of those the writer has passed
-/// on in order: a range further ahead stops reading, its connection fills, and
-/// the server sends the bytes due sooner instead. Nothing then arrives so far ahead that it
-/// has to be read back from the part file. Stops early when the writer has stopped (it says
-/// why).
+/// finished, so no more than `in_flight` ranges are open at once, in the part file as in the
+/// writer's memory. Stops early when the writer has stopped (it says why).
 async fn download<S: DumpStorage>(
     storage: &S,
     key: &str,
     ranges: Ranges,
     in_flight: usize,
     window: &Semaphore,
-    lead: Option<Lead>,
     pieces: tokio::sync::mpsc::Sender<Piece>,
 ) -> anyhow::Result<()> {
-    let (pieces, lead) = (&pieces, &lead);
+    let pieces = &pieces;
     stream::iter(0..ranges.count())
         .then(|index| async move {
             let admitted = window.acquire().await.ok()?;
@@ -449,49 +426,19 @@ async fn download<S: DumpStorage>(
             Some(index)
         })
         .map(|admitted| async move {
-            let Some(index) = admitted else {
-                // The window is closed: the writer stopped.
-                return Ok(());
-            };
-            let (start, end) = ranges.bounds(index);
-            let Some(lead) = lead else {
-                return storage.read_range(key, start, end, pieces).await;
-            };
-            let (range_out, mut range_in) = tokio::sync::mpsc::channel::<Piece>(1);
-            let read = async move { storage.read_range(key, start, end, &range_out).await };
-            let forward = async move {
-                let (mut passed, ahead) = (lead.passed.clone(), lead.ahead);
-                while let Some(piece) = range_in.recv().await {
-                    let piece_end = piece.offset + piece.bytes.len() as u64;
-                    // Stopped, a range goes on only once there is room for a good deal more
-                    // than this piece: a connection let through a piece at a time costs the
-                    // server a wake-up per piece.
-                    if piece_end > *passed.borrow() + ahead {
-                        let room =
-                            passed.wait_for(|&passed| piece_end + ahead / 2 <= passed + ahead);
-                        if room.await.is_err() {
-                            return;
-                        }
-                    }
-                    if pieces.send(piece).await.is_err() {
-                        return;
-                    }
+            match admitted {
+                Some(index) => {
+                    let (start, end) = ranges.bounds(index);
+                    storage.read_range(key, start, end, pieces).await
                 }
-            };
-            tokio::join!(read, forward).0
+                // The window is closed: the writer stopped.
+                None => Ok(()),
+            }
         })
         .buffer_unordered(in_flight)
         .try_collect::<()>()
         .await
         .map_err(|err| storage_error(err, &format!("download {key}")))
-}
-
-/// How far ahead of the writer the download may go.
-struct Lead {
-    /// Bytes the writer has passed on in order.
-    passed: tokio::sync::watch::Receiver<u64>,
-    /// Bytes past those a piece may end at.
-    ahead: u64,
 }
 
 /// What becomes of the stored bytes.
@@ -569,24 +516,20 @@ enum Due {
 /// The blocking side of a fetch. This thread writes each piece into the part file at its
 /// offset and passes the bytes on in order: to the decompressor, or straight to the second
 /// thread, which hashes the core and writes it out. Pieces that arrive ahead of the bytes due
-/// wait in memory (the download sends none past [`AHEAD_BUDGET`]); each range finished lets
-/// another into the window, and every byte passed on lets pieces of ranges ahead through. The
-/// front of a resumed part file was checked by an earlier fetch only if it is read again here
-/// first: it is read back from the part file.
+/// wait in memory up to [`AHEAD_BUDGET`], past it in the part file only, read back when their
+/// turn comes; each range finished lets another into `window`. The front of a resumed part
+/// file was checked by an earlier fetch only if it is read again here first.
+#[allow(clippy::too_many_arguments)]
 fn run_stages(
     mode: Mode,
     part_file: File,
     part: &Path,
     ranges: Ranges,
     dir: &Path,
-    incoming: Incoming<'_>,
+    mut pieces: tokio::sync::mpsc::Receiver<Piece>,
+    window: &Semaphore,
     progress: &ProgressBar,
 ) -> Result<Staged, StageError> {
-    let Incoming {
-        mut pieces,
-        window,
-        passed: lead,
-    } = incoming;
     let have = ranges.from;
     let mut part_out = SparseFile::new(part_file, have, mode == Mode::Plain);
     let decoded = match mode {
@@ -679,7 +622,6 @@ fn run_stages(
     let mut next_range = 0;
     let mut staged = (|| {
         ahead.pass_due(&mut passed, front, &mut pass_on)?;
-        lead.send_replace(passed);
         progress.inc(have);
         while let Some(Piece { offset, bytes }) = pieces.blocking_recv() {
             let len = bytes.len() as u64;
@@ -709,7 +651,6 @@ fn run_stages(
             }
             if mode != Mode::Raw {
                 ahead.pass_due(&mut passed, front, &mut pass_on)?;
-                lead.send_if_modified(|lead| std::mem::replace(lead, passed) != passed);
             }
             progress.inc(len);
         }
@@ -770,18 +711,12 @@ fn run_stages(
     }
 }
 
-/// Out-of-order pieces held in memory: up to this many bytes past those passed on. The
-/// download lets no piece further ahead through; were one to come, it would be read back
-/// from the part file when due, as the front of a resumed part file is.
+/// Out-of-order pieces held in memory: up to this many bytes; later ones wait in the part
+/// file only. Four ranges in flight mostly finish together, so without a budget up to three
+/// of them would be held. Ranges ahead are not held back to fit the budget: a store that
+/// serves each connection at a limited rate would then send at the rate of fewer
+/// connections (twice as slow, measured: bench/README.md, list-fetch).
 const AHEAD_BUDGET: usize = 32 * 1024 * 1024;
-
-/// The writer's side of the download: the pieces, and what lets the download go on (room for
-/// another range, the bytes passed on so far).
-struct Incoming<'a> {
-    pieces: tokio::sync::mpsc::Receiver<Piece>,
-    window: &'a Semaphore,
-    passed: &'a tokio::sync::watch::Sender<u64>,
-}
 
 /// Pieces that arrived ahead of the bytes due, by offset.
 struct Ahead {
@@ -1063,60 +998,43 @@ mod tests {
         assert!(out[299_900..].iter().all(|&byte| byte == 0));
     }
 
-    /// Downloads four ranges of `content` at once, as a writer that passes bytes on in order
-    /// receives them; returns how far past the bytes passed on any piece ended, and whether
-    /// any piece came out of order.
-    async fn download_into_writer(content: &[u8], ahead: Option<u64>) -> (u64, bool) {
+    /// Every range in flight streams at once: before the first range is complete, pieces of
+    /// all of them have reached the writer (a store with connections of limited rate sends
+    /// at the rate of all of them).
+    #[tokio::test]
+    async fn ranges_in_flight_stream_at_once() {
+        let content: Vec<u8> = (0..12_000u32).map(|at| (at % 251) as u8).collect();
         let storage = crate::storage::memory::MemoryStorage::default();
-        storage.put("core", content.to_vec());
+        storage.put("core", content.clone());
         let ranges = Ranges {
             from: 0,
-            size: content.len() as u64 / 4,
+            size: 3_000,
             end: content.len() as u64,
         };
         let window = Semaphore::new(ranges.count());
-        let (passed_out, passed_in) = tokio::sync::watch::channel(0u64);
-        let lead = ahead.map(|ahead| Lead {
-            passed: passed_in,
-            ahead,
-        });
         let (pieces_out, mut pieces_in) = tokio::sync::mpsc::channel(PIECES_QUEUED);
         let writer = tokio::spawn(async move {
-            let (mut passed, mut out, mut held) = (0u64, Vec::new(), BTreeMap::new());
-            let (mut furthest, mut out_of_order) = (0, false);
+            let (mut first_range_left, mut streaming) = (3_000u64, [false; 4]);
+            let mut out = vec![0u8; 12_000];
             while let Some(Piece { offset, bytes }) = pieces_in.recv().await {
-                furthest = furthest.max(offset + bytes.len() as u64 - passed);
-                out_of_order |= offset != passed;
-                held.insert(offset, bytes);
-                while let Some(bytes) = held.remove(&passed) {
-                    passed += bytes.len() as u64;
-                    out.extend_from_slice(&bytes);
+                let index = ranges.index_of(offset);
+                if first_range_left > 0 {
+                    streaming[index] = true;
                 }
-                passed_out.send_replace(passed);
+                if index == 0 {
+                    first_range_left -= bytes.len() as u64;
+                }
+                let at = usize::try_from(offset).unwrap();
+                out[at..at + bytes.len()].copy_from_slice(&bytes);
             }
-            (out, furthest, out_of_order)
+            (out, streaming)
         });
-        download(&storage, "core", ranges, 4, &window, lead, pieces_out)
+        download(&storage, "core", ranges, 4, &window, pieces_out)
             .await
             .unwrap();
-        let (out, furthest, out_of_order) = writer.await.unwrap();
+        let (out, streaming) = writer.await.unwrap();
         assert_eq!(out, content);
-        (furthest, out_of_order)
-    }
-
-    /// Ranges read at once run ahead of the writer only as far as it allows; without a lead
-    /// they run as fast as they arrive.
-    #[tokio::test]
-    async fn ranges_ahead_wait_for_the_writer() {
-        let content: Vec<u8> = (0..12_000u32).map(|at| (at % 251) as u8).collect();
-        let (furthest, out_of_order) = download_into_writer(&content, Some(3000)).await;
-        assert!(furthest <= 3000, "a piece ended {furthest} bytes ahead");
-        assert!(out_of_order, "the ranges were not read at once");
-        let (furthest, _) = download_into_writer(&content, None).await;
-        assert!(
-            furthest > 3000,
-            "without a lead, pieces ended at most {furthest} bytes ahead"
-        );
+        assert_eq!(streaming, [true; 4], "ranges that sent nothing meanwhile");
     }
 
     /// Pieces arriving out of order, over a budget that holds only some of them, are passed
