@@ -4,6 +4,7 @@
 # `s5cmd ls` and `s5cmd cp` on the same bucket in the same run. Goals: list <= 1.0x s5cmd ls,
 # fetch <= 1.1x s5cmd cp.
 #   bench/list-fetch.sh [--dumps 10000] [--size-gib 1] [--rounds 3] [--perf DIR] [--baseline PLUGIN]
+#                       [--connection-rate MB_PER_S]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 for command in zstd sha256sum; do

@@ -41,6 +41,7 @@ use crate::measure::{
     ACCESS_KEY, BUCKET, REGION, SECRET_KEY, Seaweed, children_cpu_seconds, clock_ticks,
     cpu_seconds, peak_rss_mib, round_to,
 };
+use crate::throttle::ThrottlingProxy;
 
 const MIB: u64 = 1024 * 1024;
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
@@ -87,6 +88,11 @@ pub struct ListFetchArgs {
     /// DIR/<command>-weed.data, and print their top symbols (not in the figures).
     #[arg(long, value_name = "DIR")]
     perf: Option<PathBuf>,
+    /// Serve the bucket to the commands measured through a proxy that answers each
+    /// connection at this many MB/s, as a store does from afar or by its own policy (the
+    /// bucket is filled directly).
+    #[arg(long, value_name = "MB_PER_S")]
+    connection_rate: Option<f64>,
     /// Another build of `kubectl-coredog` (the one before a change, say), run for both
     /// fetches in the same rounds as the rest.
     #[arg(long, value_name = "PATH")]
@@ -847,6 +853,8 @@ struct Sample {
 struct Bench<'a> {
     args: &'a ListFetchArgs,
     server: &'a Seaweed,
+    /// Where the commands measured reach the bucket: the server, or the throttling proxy.
+    endpoint: String,
     s5cmd: PathBuf,
     config: PathBuf,
     out: PathBuf,
@@ -901,9 +909,7 @@ impl Bench<'_> {
         };
         let s5cmd = |args: &[String]| {
             let mut command = Command::new(&self.s5cmd);
-            command
-                .args(["--endpoint-url", &self.server.endpoint()])
-                .args(args);
+            command.args(["--endpoint-url", &self.endpoint]).args(args);
             with_keys(&mut command);
             command
         };
@@ -913,7 +919,7 @@ impl Bench<'_> {
             command
                 .args(["-c", script])
                 .arg(&self.s5cmd)
-                .arg(self.server.endpoint())
+                .arg(&self.endpoint)
                 .arg(format!("s3://{BUCKET}/{key}"))
                 .arg(output);
             with_keys(&mut command);
@@ -1312,8 +1318,26 @@ fn run_in(
     );
 
     let server = Seaweed::start(weed, scratch.join("s3"))?;
+    let proxy = match args.connection_rate {
+        Some(rate) => {
+            let upstream = server.endpoint();
+            let upstream = upstream
+                .strip_prefix("http://")
+                .unwrap_or(&upstream)
+                .parse()
+                .context("SeaweedFS's address")?;
+            Some(runtime.block_on(ThrottlingProxy::start(upstream, rate * 1e6))?)
+        }
+        None => None,
+    };
+    let endpoint = proxy
+        .as_ref()
+        .map_or_else(|| server.endpoint(), ThrottlingProxy::endpoint);
     let config_path = scratch.join("config.yaml");
-    std::fs::write(&config_path, config_yaml(&server))?;
+    std::fs::write(
+        &config_path,
+        config_yaml(&server).replace(&server.endpoint(), &endpoint),
+    )?;
     let config = Config::from_yaml(&config_yaml(&server))?;
     let store = Arc::new(Store::from_config(&config.storage)?);
 
@@ -1387,6 +1411,7 @@ fn run_in(
     let bench = Bench {
         args,
         server: &server,
+        endpoint,
         s5cmd,
         config: config_path,
         out,
@@ -1472,8 +1497,12 @@ fn report(bench: &Bench<'_>, versions: &Value, zst_size: u64, of: &dyn Fn(Op) ->
         );
         rows.push(("fetch none", Op::BaselineFetchNone, Some((cp_none, 1.1))));
     }
+    let through = args
+        .connection_rate
+        .map(|rate| format!(", each connection answered at {rate} MB/s through a proxy"))
+        .unwrap_or_default();
     println!(
-        "list-fetch: {} dumps ({} objects, {} namespaces x {} pods) and a {:.2} GiB core stored zstd ({:.0} MiB) and uncompressed, in SeaweedFS {} on loopback, SigV4",
+        "list-fetch: {} dumps ({} objects, {} namespaces x {} pods) and a {:.2} GiB core stored zstd ({:.0} MiB) and uncompressed, in SeaweedFS {} on loopback, SigV4{through}",
         bench.dumps,
         bench.objects,
         args.namespaces,
@@ -1584,6 +1613,7 @@ fn report(bench: &Bench<'_>, versions: &Value, zst_size: u64, of: &dyn Fn(Op) ->
             "core_bytes": bench.core_size,
             "stored_zstd_bytes": zst_size,
             "rounds": args.rounds,
+            "connection_rate_mb_s": args.connection_rate,
             "median": figures,
             "ratios": ratios,
             "goals": goals,

@@ -15,6 +15,7 @@ mod instructions;
 mod list_fetch;
 mod measure;
 mod ship;
+mod throttle;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
