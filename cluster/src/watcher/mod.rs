@@ -370,7 +370,9 @@ impl Watcher {
                 }
                 _ => {}
             }
-            if !matches!(entry.state, State::Stored | State::Refused) {
+            let stored = matches!(entry.state, State::Stored | State::Refused)
+                || entry.failing.is_some_and(|failing| failing.removing);
+            if !stored {
                 backlog_files += 1;
                 backlog_bytes += i64::try_from(entry.seen.size).unwrap_or(i64::MAX);
             }
@@ -675,6 +677,13 @@ mod tests {
         })
         .await;
         assert!(core.exists());
+        // Stored, so not in the backlog of cores waiting to be stored, which two ticks of the
+        // watcher (250 ms apart) have counted since.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(
+            metric(&registry, "coredog_watcher_backlog_files "),
+            Some(0.0)
+        );
         drop(mutable);
         wait_until("the core removed", || !core.exists()).await;
         assert_eq!(
