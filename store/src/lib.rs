@@ -69,8 +69,10 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether trying again later may succeed: the store was unreachable, busy or failing,
-    /// rather than refusing (permissions, a missing object, the configuration).
+    /// Whether trying again later may succeed: an S3 store was unreachable, busy or failing
+    /// rather than refusing (permissions, a missing object), or a filesystem store failed at
+    /// all (its errors are taken as passing: a mount that comes back); never a configuration
+    /// error.
     pub fn is_transient(&self) -> bool {
         match self {
             Self::S3 { source, .. } => s3::is_transient(source),

@@ -33,6 +33,7 @@ use tracing::{info, warn};
 
 use crate::notify::Notifier;
 use discover::Found;
+use file::Identity;
 use ship::{LocalFile, ShipError, Shipped, Shipper};
 
 type Labels = [(&'static str, &'static str); 1];
@@ -193,8 +194,8 @@ struct Failing {
     attempts: u32,
     since: Instant,
     announced: bool,
-    /// Removing the stored core's file fails, not storing it.
-    removing: bool,
+    /// The file stored, when removing it is what fails (not storing it).
+    removing: Option<Identity>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -214,7 +215,14 @@ pub struct Watcher {
     pub kube: Option<kube::KubeLink>,
 }
 
-type Finished = (PathBuf, Result<Shipped, ShipError>, Duration);
+/// What a task did with a file.
+enum Attempt {
+    Ship(Box<Result<Shipped, ShipError>>),
+    /// Removing a stored file again: `None` when another file has its name now.
+    Removal(Result<Option<LocalFile>, ShipError>),
+}
+
+type Finished = (PathBuf, Attempt, Duration);
 
 impl Watcher {
     /// Runs until `found` closes or `shutdown` resolves. Shipping in progress at shutdown is
@@ -252,18 +260,28 @@ impl Watcher {
                     continue;
                 };
                 entry.state = State::Shipping;
+                let removing = entry.failing.and_then(|failing| failing.removing);
                 let shipper = self.shipper.clone();
                 running.spawn(async move {
                     let started = Instant::now();
+                    let attempt = async {
+                        match removing {
+                            Some(stored) => {
+                                Attempt::Removal(shipper.remove_stored(&relative, stored).await)
+                            }
+                            None => Attempt::Ship(Box::new(shipper.ship(&relative).await)),
+                        }
+                    };
                     // A panic would end the task without saying which file it had, leaving
                     // the file "shipping" until a restart: it is a failure of this file.
-                    let result = AssertUnwindSafe(shipper.ship(&relative))
+                    let attempt = AssertUnwindSafe(attempt)
                         .catch_unwind()
                         .await
                         .unwrap_or_else(|_| {
-                            Err(ShipError::Failed("shipping it panicked".to_owned()))
+                            let panicked = ShipError::Failed("shipping it panicked".to_owned());
+                            Attempt::Ship(Box::new(Err(panicked)))
                         });
-                    (relative, result, started.elapsed())
+                    (relative, attempt, started.elapsed())
                 });
             }
         }
@@ -371,7 +389,9 @@ impl Watcher {
                 _ => {}
             }
             let stored = matches!(entry.state, State::Stored | State::Refused)
-                || entry.failing.is_some_and(|failing| failing.removing);
+                || entry
+                    .failing
+                    .is_some_and(|failing| failing.removing.is_some());
             if !stored {
                 backlog_files += 1;
                 backlog_bytes += i64::try_from(entry.seen.size).unwrap_or(i64::MAX);
@@ -387,9 +407,13 @@ impl Watcher {
     fn on_finished(
         &self,
         root: &Path,
-        (relative, result, took): Finished,
+        (relative, attempt, took): Finished,
         files: &mut HashMap<PathBuf, Entry>,
     ) {
+        let result = match attempt {
+            Attempt::Ship(result) => *result,
+            Attempt::Removal(result) => return self.on_removed(root, relative, result, files),
+        };
         let host_path = root.join(&relative).display().to_string();
         let previous = files.get(&relative).copied();
         match result {
@@ -414,35 +438,7 @@ impl Watcher {
                         tokio::spawn(async move { kube.announce(&record).await });
                     }
                 }
-                match shipped.local {
-                    LocalFile::Removed => {
-                        files.remove(&relative);
-                    }
-                    LocalFile::Kept => {
-                        if let Some(entry) = files.get_mut(&relative) {
-                            entry.state = State::Stored;
-                        }
-                    }
-                    // A file left behind fills the node's disk: removing it is tried again,
-                    // like a failed upload, until it goes. The dump is safe: a new attempt
-                    // finds its record and only removes the file.
-                    LocalFile::NotRemoved(error) => {
-                        self.metrics
-                            .failures
-                            .get_or_create(&[("reason", "remove")])
-                            .inc();
-                        let Some(entry) = files.get_mut(&relative) else {
-                            return;
-                        };
-                        let (attempt, pause) = self.retry_later(entry, true);
-                        warn!(
-                            attempt,
-                            retry_in_s = pause.as_secs(),
-                            error,
-                            "stored, but could not remove local corefile: {host_path}"
-                        );
-                    }
-                }
+                self.after_storing(root, relative, shipped.local, shipped.identity, files);
             }
             Err(ShipError::Refused { reason, message }) => {
                 self.metrics
@@ -469,14 +465,11 @@ impl Watcher {
                 }
             }
             Err(err @ ShipError::Failed(_)) => {
-                self.metrics
-                    .failures
-                    .get_or_create(&[("reason", err.reason())])
-                    .inc();
+                self.count_failure(err.reason());
                 let Some(entry) = files.get_mut(&relative) else {
                     return;
                 };
-                let (attempt, pause) = self.retry_later(entry, false);
+                let (attempt, pause) = self.retry_later(entry, None);
                 if let Some(failing) = &mut entry.failing {
                     let failing_for = failing.since.elapsed();
                     if !failing.announced && failing_for >= self.pacing.failure_notice_after {
@@ -490,13 +483,110 @@ impl Watcher {
         }
     }
 
+    /// What follows a stored core: its entry goes with its file, stays while the file is kept,
+    /// or waits to remove it again. A file left behind fills the node's disk: removing it is
+    /// tried again, with the backoff of a failed upload, until it goes; the dump is safe.
+    fn after_storing(
+        &self,
+        root: &Path,
+        relative: PathBuf,
+        local: LocalFile,
+        stored: Identity,
+        files: &mut HashMap<PathBuf, Entry>,
+    ) {
+        match local {
+            LocalFile::Removed => {
+                files.remove(&relative);
+                // Another file may have taken the name meanwhile; its own report came while
+                // this one was being shipped, and was passed over.
+                if let Some(now) = seen(root, &relative)
+                    && !now.is_empty_file()
+                {
+                    files.insert(
+                        relative,
+                        Entry {
+                            state: State::Settling {
+                                since: Instant::now(),
+                            },
+                            seen: now,
+                            failing: None,
+                        },
+                    );
+                }
+            }
+            LocalFile::Kept => {
+                if let Some(entry) = files.get_mut(&relative) {
+                    entry.state = State::Stored;
+                }
+            }
+            LocalFile::NotRemoved(error) => {
+                self.count_failure("remove");
+                let Some(entry) = files.get_mut(&relative) else {
+                    return;
+                };
+                let (attempt, pause) = self.retry_later(entry, Some(stored));
+                let host_path = root.join(&relative).display().to_string();
+                warn!(
+                    attempt,
+                    retry_in_s = pause.as_secs(),
+                    error,
+                    "stored, but could not remove local corefile: {host_path}"
+                );
+            }
+        }
+    }
+
+    /// After removing a stored core's file again.
+    fn on_removed(
+        &self,
+        root: &Path,
+        relative: PathBuf,
+        result: Result<Option<LocalFile>, ShipError>,
+        files: &mut HashMap<PathBuf, Entry>,
+    ) {
+        let Some(stored) = files
+            .get(&relative)
+            .and_then(|entry| entry.failing)
+            .and_then(|failing| failing.removing)
+        else {
+            return;
+        };
+        match result {
+            Ok(Some(local)) => self.after_storing(root, relative, local, stored, files),
+            // Not the file stored: this one is shipped on the next tick.
+            Ok(None) => {
+                if let Some(entry) = files.get_mut(&relative) {
+                    entry.failing = None;
+                    entry.state = State::Retrying { at: Instant::now() };
+                }
+            }
+            Err(err) => {
+                self.count_failure(err.reason());
+                let Some(entry) = files.get_mut(&relative) else {
+                    return;
+                };
+                let (attempt, pause) = self.retry_later(entry, Some(stored));
+                let host_path = root.join(&relative).display().to_string();
+                warn!(attempt, retry_in_s = pause.as_secs(), error = %err, "could not remove local corefile: {host_path}");
+            }
+        }
+    }
+
+    fn count_failure(&self, reason: &'static str) {
+        self.metrics
+            .failures
+            .get_or_create(&[("reason", reason)])
+            .inc();
+    }
+
     /// Schedules another attempt at `entry`, later with each failure in a row of the same
-    /// kind (storing it, or `removing` its file): returns the attempt that failed and the pause.
-    fn retry_later(&self, entry: &mut Entry, removing: bool) -> (u32, Duration) {
+    /// kind (storing it, or `removing` the file stored): returns the attempt that failed and
+    /// the pause.
+    fn retry_later(&self, entry: &mut Entry, removing: Option<Identity>) -> (u32, Duration) {
         let now = Instant::now();
         if entry
             .failing
-            .is_some_and(|failing| failing.removing != removing)
+            .is_some_and(|failing| failing.removing.is_some() != removing.is_some())
         {
             entry.failing = None;
         }
@@ -638,7 +728,7 @@ mod tests {
     }
 
     /// A core that cannot be removed once stored (here immutable) stays queued: removing it
-    /// is tried again until it goes, without uploading or announcing it again.
+    /// is tried again until it goes, without asking the store, uploading or announcing again.
     #[tokio::test]
     async fn a_stored_core_that_could_not_be_removed_is_removed_later() {
         let dir = tempfile::tempdir().unwrap();
@@ -672,8 +762,17 @@ mod tests {
         found.send(Found::Closed(relative.clone())).await.unwrap();
 
         let removal_failures = "coredog_watcher_upload_failures_total{reason=\"remove\"} ";
-        wait_until("a second failed removal", || {
-            metric(&registry, removal_failures).is_some_and(|failed| failed >= 2.0)
+        wait_until("a failed removal", || {
+            metric(&registry, removal_failures).is_some_and(|failed| failed >= 1.0)
+        })
+        .await;
+        // The store is not asked again (keys that may only write could not tell): with its
+        // record gone, the dump is neither uploaded nor announced again.
+        for record in walk(&storage).iter().filter(|path| path.ends_with(".json")) {
+            std::fs::remove_file(record).unwrap();
+        }
+        wait_until("three more failed removals", || {
+            metric(&registry, removal_failures).is_some_and(|failed| failed >= 4.0)
         })
         .await;
         assert!(core.exists());
@@ -693,8 +792,8 @@ mod tests {
         let stored = walk(&storage);
         assert_eq!(
             stored.iter().filter(|path| path.ends_with(".json")).count(),
-            1,
-            "{stored:?}"
+            0,
+            "stored again: {stored:?}"
         );
         let _ = stop.send(());
         watching.await.unwrap();

@@ -66,6 +66,8 @@ pub struct Shipped {
     /// The record was already in storage (a restart between storing and deleting).
     pub already_stored: bool,
     pub local: LocalFile,
+    /// The file stored, as it was opened.
+    pub identity: Identity,
     pub download_url: String,
 }
 
@@ -511,30 +513,13 @@ impl Shipper {
         host_path: &str,
         core_key: &str,
     ) -> Result<Shipped, ShipError> {
+        let identity = opened.identity;
         let mut local = LocalFile::Kept;
         if self.config.deletes_local_corefile() {
-            let gc_type = self.config.gc_type;
-            let removed = tokio::task::spawn_blocking(move || match gc_type {
-                GcType::Rm => opened.remove(),
-                GcType::Truncate => opened.truncate(),
-            })
-            .await
-            .map_err(|err| ShipError::Failed(err.to_string()))?;
-            match removed {
-                Ok(()) => {
-                    local = LocalFile::Removed;
-                    match gc_type {
-                        GcType::Rm => info!("deleted local corefile: {host_path}"),
-                        GcType::Truncate => info!("truncated local corefile: {host_path}"),
-                    }
-                }
-                // Removed meanwhile, or another file now has its name (found on its own).
-                Err(Refusal::Gone) => {
-                    local = LocalFile::Removed;
-                    info!("local corefile already gone: {host_path}");
-                }
-                Err(err) => local = LocalFile::NotRemoved(err.to_string()),
-            }
+            let (gc_type, path) = (self.config.gc_type, host_path.to_owned());
+            local = tokio::task::spawn_blocking(move || remove_local(&opened, gc_type, &path))
+                .await
+                .map_err(|err| ShipError::Failed(err.to_string()))?;
         }
         let download_url = match self
             .store
@@ -551,8 +536,67 @@ impl Shipper {
             record,
             already_stored,
             local,
+            identity,
             download_url,
         })
+    }
+}
+
+impl Shipper {
+    /// Removes the file at `relative` that was stored as `stored` and could not be removed
+    /// then, without asking the store again (keys that may only write cannot tell). `None`
+    /// when another file has its name now: that one is to be shipped.
+    pub async fn remove_stored(
+        &self,
+        relative: &Path,
+        stored: Identity,
+    ) -> Result<Option<LocalFile>, ShipError> {
+        let (root, rel, gc_type) = (
+            self.root.clone(),
+            relative.to_path_buf(),
+            self.config.gc_type,
+        );
+        let host_path = self.root.join(relative).display().to_string();
+        tokio::task::spawn_blocking(move || {
+            let opened = match open_beneath(&root, &rel) {
+                Ok(opened) => opened,
+                Err(Refusal::Gone) => return Ok(Some(LocalFile::Removed)),
+                Err(Refusal::Io(io)) => {
+                    return Err(ShipError::Failed(format!("opening the file: {io}")));
+                }
+                // A link or a special file now: not what was stored, and refused when shipped.
+                Err(_) => return Ok(None),
+            };
+            if opened.identity != stored {
+                return Ok(None);
+            }
+            Ok(Some(remove_local(&opened, gc_type, &host_path)))
+        })
+        .await
+        .map_err(|err| ShipError::Failed(format!("removing task failed: {err}")))?
+    }
+}
+
+/// Removes (or truncates) a stored core's file, and says so.
+fn remove_local(opened: &OpenedFile, gc_type: GcType, host_path: &str) -> LocalFile {
+    let removed = match gc_type {
+        GcType::Rm => opened.remove(),
+        GcType::Truncate => opened.truncate(),
+    };
+    match removed {
+        Ok(()) => {
+            match gc_type {
+                GcType::Rm => info!("deleted local corefile: {host_path}"),
+                GcType::Truncate => info!("truncated local corefile: {host_path}"),
+            }
+            LocalFile::Removed
+        }
+        // Removed meanwhile, or another file has its name now (the watcher looks again).
+        Err(Refusal::Gone) => {
+            info!("local corefile already gone: {host_path}");
+            LocalFile::Removed
+        }
+        Err(err) => LocalFile::NotRemoved(err.to_string()),
     }
 }
 
