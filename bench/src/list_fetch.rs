@@ -91,7 +91,7 @@ pub struct ListFetchArgs {
     /// Serve the bucket to the commands measured through a proxy that answers each
     /// connection at this many MB/s, as a store does from afar or by its own policy (the
     /// bucket is filled directly).
-    #[arg(long, value_name = "MB_PER_S")]
+    #[arg(long, value_name = "MB_PER_S", value_parser = positive_rate)]
     connection_rate: Option<f64>,
     /// Another build of `kubectl-coredog` (the one before a change, say), run for both
     /// fetches in the same rounds as the rest.
@@ -100,6 +100,13 @@ pub struct ListFetchArgs {
     /// Scratch directory (default: a new directory under the system temp dir, removed at the end).
     #[arg(long)]
     scratch: Option<PathBuf>,
+}
+
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("{text:?} is not a positive number of MB/s")),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

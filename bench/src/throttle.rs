@@ -31,8 +31,17 @@ impl ThrottlingProxy {
         let accepting = tokio::spawn(async move {
             // Owned here, so that aborting this task ends every connection too.
             let mut connections = JoinSet::new();
-            while let Ok((client, _)) = listener.accept().await {
-                connections.spawn(relay(client, upstream, bytes_per_second));
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((client, _)) => {
+                            connections.spawn(relay(client, upstream, bytes_per_second));
+                        }
+                        // Out of descriptors, say: the connections open go on.
+                        Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                    },
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                }
             }
         });
         Ok(Self { address, accepting })
@@ -53,7 +62,15 @@ async fn relay(client: TcpStream, upstream: SocketAddr, bytes_per_second: f64) {
         let _ = tokio::io::copy(&mut client_in, &mut server_out).await;
         let _ = server_out.shutdown().await;
     };
-    let answers = paced_copy(&mut server_in, &mut client_out, bytes_per_second);
+    let answers = async {
+        if paced_copy(&mut server_in, &mut client_out, bytes_per_second)
+            .await
+            .is_err()
+        {
+            // The server's side broke: the client hears of it rather than waiting.
+            let _ = client_out.shutdown().await;
+        }
+    };
     let _ = tokio::join!(requests, answers);
 }
 
