@@ -502,6 +502,7 @@ impl Watcher {
                 if let Some(now) = seen(root, &relative)
                     && !now.is_empty_file()
                 {
+                    self.metrics.detected.inc();
                     files.insert(
                         relative,
                         Entry {
