@@ -218,6 +218,22 @@ async fn stored_sha256(store: &Store, record: &DumpRecord) -> String {
     hex::encode(Sha256::digest(&original))
 }
 
+/// Waits for the one core of `dir` (namespace `shop`) to be stored, checks the stored bytes
+/// against its record, then waits for the local file to go.
+async fn stored_intact_then_removed(setup: &Setup, dir: &Path, within: Duration) {
+    let records = wait_for_records(&setup.store, "corefiles/shop/", 1, within).await;
+    assert_eq!(
+        stored_sha256(&setup.store, &records[0]).await,
+        records[0].sha256
+    );
+    wait_until(
+        "the local core to be deleted",
+        Duration::from_secs(10),
+        || !dir.join("core").exists(),
+    )
+    .await;
+}
+
 async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -313,18 +329,7 @@ async fn keys_that_may_only_write_still_ship_a_core() {
     let dir = container_dir(setup.root.path(), "shop", "web-1", "app");
 
     crash_in(&dir);
-    let records =
-        wait_for_records(&setup.store, "corefiles/shop/", 1, Duration::from_secs(30)).await;
-    assert_eq!(
-        stored_sha256(&setup.store, &records[0]).await,
-        records[0].sha256
-    );
-    wait_until(
-        "the local core to be deleted",
-        Duration::from_secs(10),
-        || !dir.join("core").exists(),
-    )
-    .await;
+    stored_intact_then_removed(&setup, &dir, Duration::from_secs(30)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -571,18 +576,7 @@ async fn an_unreachable_store_loses_nothing_and_is_announced_once() {
     );
 
     setup.s3.restart();
-    let records =
-        wait_for_records(&setup.store, "corefiles/shop/", 1, Duration::from_secs(120)).await;
-    assert_eq!(
-        stored_sha256(&setup.store, &records[0]).await,
-        records[0].sha256
-    );
-    wait_until(
-        "the local core to be deleted",
-        Duration::from_secs(10),
-        || !dir.join("core").exists(),
-    )
-    .await;
+    stored_intact_then_removed(&setup, &dir, Duration::from_secs(120)).await;
     assert_eq!(
         failing(&receiver.bodies()),
         1,
