@@ -76,7 +76,7 @@ pub struct Shipped {
 pub enum LocalFile {
     /// Kept, as configured (`DeleteLocalCorefile: false`).
     Kept,
-    /// Removed, or truncated (`gcType: truncate`).
+    /// Removed, or truncated (`gc_type: truncate`).
     Removed,
     /// It was to be removed and could not be: why.
     NotRemoved(String),
@@ -397,6 +397,39 @@ impl Shipper {
         }
     }
 
+    /// Removes the file at `relative` that was stored as `stored` and could not be removed
+    /// then, without asking the store again (keys that may only write cannot tell). `None`
+    /// when another file has its name now: that one is to be shipped.
+    pub async fn remove_stored(
+        &self,
+        relative: &Path,
+        stored: Identity,
+    ) -> Result<Option<LocalFile>, ShipError> {
+        let (root, rel, gc_type) = (
+            self.root.clone(),
+            relative.to_path_buf(),
+            self.config.gc_type,
+        );
+        let host_path = self.root.join(relative).display().to_string();
+        tokio::task::spawn_blocking(move || {
+            let opened = match open_beneath(&root, &rel) {
+                Ok(opened) => opened,
+                Err(Refusal::Gone) => return Ok(Some(LocalFile::Removed)),
+                Err(Refusal::Io(io)) => {
+                    return Err(ShipError::Failed(format!("opening the file: {io}")));
+                }
+                // A link or a special file now: not what was stored, and refused when shipped.
+                Err(_) => return Ok(None),
+            };
+            if opened.identity != stored {
+                return Ok(None);
+            }
+            Ok(Some(remove_local(&opened, gc_type, &host_path)))
+        })
+        .await
+        .map_err(|err| ShipError::Failed(format!("removing task failed: {err}")))?
+    }
+
     /// The record stored under `record_key`, if any. A store that cannot tell for now is a
     /// failure: taken for "not stored", it would have the dump uploaded and announced again.
     /// One that refuses to tell (credentials that may write but not read) is taken for "not
@@ -539,41 +572,6 @@ impl Shipper {
             identity,
             download_url,
         })
-    }
-}
-
-impl Shipper {
-    /// Removes the file at `relative` that was stored as `stored` and could not be removed
-    /// then, without asking the store again (keys that may only write cannot tell). `None`
-    /// when another file has its name now: that one is to be shipped.
-    pub async fn remove_stored(
-        &self,
-        relative: &Path,
-        stored: Identity,
-    ) -> Result<Option<LocalFile>, ShipError> {
-        let (root, rel, gc_type) = (
-            self.root.clone(),
-            relative.to_path_buf(),
-            self.config.gc_type,
-        );
-        let host_path = self.root.join(relative).display().to_string();
-        tokio::task::spawn_blocking(move || {
-            let opened = match open_beneath(&root, &rel) {
-                Ok(opened) => opened,
-                Err(Refusal::Gone) => return Ok(Some(LocalFile::Removed)),
-                Err(Refusal::Io(io)) => {
-                    return Err(ShipError::Failed(format!("opening the file: {io}")));
-                }
-                // A link or a special file now: not what was stored, and refused when shipped.
-                Err(_) => return Ok(None),
-            };
-            if opened.identity != stored {
-                return Ok(None);
-            }
-            Ok(Some(remove_local(&opened, gc_type, &host_path)))
-        })
-        .await
-        .map_err(|err| ShipError::Failed(format!("removing task failed: {err}")))?
     }
 }
 
