@@ -1,9 +1,9 @@
 //! The parts of a pod the webhook reads, borrowed from the request body.
 //!
 //! The webhook needs names, mounts, volumes, one environment variable and its own annotations;
-//! the rest of the pod is only checked as JSON ([`JsonReader`]). A pod without CoreDog
-//! annotations (most of them) costs one scan of its spec, which is only located; the spec of a
-//! pod with them is read on the way, or, should it come before the metadata, when asked for.
+//! the rest of the pod is only checked as JSON ([`JsonReader`]). The spec of a pod without
+//! CoreDog annotations (most of them) is stepped over; the spec of a pod with them is read on
+//! the way, or, should it come before the metadata, when asked for.
 //!
 //! A field of an unexpected type is noted on the reader (and the pod answered as unreadable);
 //! a missing or null field reads as absent.
@@ -59,7 +59,7 @@ impl<'a> PodView<'a> {
     /// Reads a pod from JSON text; any mismatch is an error.
     #[cfg(test)]
     pub fn parse(text: &'a str) -> Result<Self, String> {
-        let mut reader = JsonReader::of_text(text);
+        let mut reader = JsonReader::of_text(text).map_err(|err| err.to_string())?;
         let pod = Self::read(&mut reader).map_err(|err| err.to_string())?;
         reader.end().map_err(|err| err.to_string())?;
         match reader.take_mismatch() {
@@ -75,7 +75,7 @@ impl<'a> PodView<'a> {
             let Some(text) = self.spec_text else {
                 return Ok(None);
             };
-            let mut reader = JsonReader::of_text(text);
+            let mut reader = JsonReader::of_text(text).map_err(|err| err.to_string())?;
             let spec = SpecView::read(&mut reader).map_err(|err| err.to_string())?;
             reader.take_mismatch().map_or(Ok(spec), Err)
         });
