@@ -18,7 +18,7 @@ use coredog_core::layout::{
 };
 
 use super::pod_view::{ContainerView, PodView, VolumeView};
-use super::review::write_json;
+use super::review::write_json_str;
 
 /// Why a pod or a container got nothing; the label of the skip metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -132,27 +132,27 @@ impl Patch {
 /// `COREDOG_POD_NAME` from the downward API.
 fn write_pod_name_env(json: &mut Vec<u8>) {
     json.extend_from_slice(br#"{"name":"#);
-    write_json(json, POD_NAME_ENV);
+    write_json_str(json, POD_NAME_ENV);
     json.extend_from_slice(br#","valueFrom":{"fieldRef":{"apiVersion":"v1","fieldPath":"#);
-    write_json(json, POD_NAME_FIELD);
+    write_json_str(json, POD_NAME_FIELD);
     json.extend_from_slice(b"}}}");
 }
 
 fn write_mount(json: &mut Vec<u8>, path: &str, container: &str) {
     json.extend_from_slice(br#"{"name":"#);
-    write_json(json, VOLUME_NAME);
+    write_json_str(json, VOLUME_NAME);
     json.extend_from_slice(br#","mountPath":"#);
-    write_json(json, path);
+    write_json_str(json, path);
     json.extend_from_slice(br#","subPathExpr":"#);
-    write_json(json, &sub_path_expr(container));
+    write_json_str(json, &sub_path_expr(container));
     json.push(b'}');
 }
 
 fn write_volume(json: &mut Vec<u8>, host_dir: &str, namespace: &str) {
     json.extend_from_slice(br#"{"name":"#);
-    write_json(json, VOLUME_NAME);
+    write_json_str(json, VOLUME_NAME);
     json.extend_from_slice(br#","hostPath":{"path":"#);
-    write_json(json, &namespace_host_dir(host_dir, namespace));
+    write_json_str(json, &namespace_host_dir(host_dir, namespace));
     json.extend_from_slice(br#","type":"DirectoryOrCreate"}}"#);
 }
 
@@ -375,15 +375,15 @@ pub fn plan(
         if pod.metadata.annotations.is_some() {
             plan.patch.add(
                 format_args!("/metadata/annotations/{}", PointerToken(INJECTED)),
-                |json| write_json(json, &injected),
+                |json| write_json_str(json, &injected),
             );
         } else {
             plan.patch
                 .add(format_args!("/metadata/annotations"), |json| {
                     json.push(b'{');
-                    write_json(json, INJECTED);
+                    write_json_str(json, INJECTED);
                     json.push(b':');
-                    write_json(json, &injected);
+                    write_json_str(json, &injected);
                     json.push(b'}');
                 });
         }

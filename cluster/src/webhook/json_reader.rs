@@ -141,6 +141,12 @@ fn plain_run_end(bytes: &[u8], mut at: usize) -> usize {
         .unwrap_or(rest.len())
 }
 
+/// Whether `text` can be written between quotes as it is: it holds no `"`, `\` or control
+/// character, the only characters JSON must escape.
+pub fn needs_no_escape(text: &str) -> bool {
+    plain_run_end(text.as_bytes(), 0) == text.len()
+}
+
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 const STEP: usize = 16;
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
