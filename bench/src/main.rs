@@ -66,6 +66,10 @@ enum Cmd {
         /// this machine allows at a given ratio, whatever the work is.
         #[arg(long, value_delimiter = ',', value_name = "MICROS")]
         busy_curve: Vec<u64>,
+        /// Another `coredog` build to measure in the same alternating rounds (a change shows
+        /// only against its predecessor measured in turn).
+        #[arg(long, value_name = "COREDOG")]
+        baseline: Option<PathBuf>,
     },
     /// Instructions per `/mutate` request of `coredog webhook` and of the ceiling (valgrind).
     WebhookInstructions(instructions::InstructionsArgs),
@@ -126,8 +130,10 @@ fn main() -> anyhow::Result<()> {
             rounds,
             probes,
             busy_curve,
+            baseline,
         } => runtime.block_on(webhook_bench(
             &coredog,
+            baseline.as_deref(),
             Duration::from_secs(seconds),
             connections,
             rounds,
@@ -407,6 +413,7 @@ fn median(mut runs: Vec<RunResult>) -> RunResult {
 
 async fn webhook_bench(
     coredog: &Path,
+    baseline: Option<&Path>,
     duration: Duration,
     connections: usize,
     rounds: usize,
@@ -415,23 +422,20 @@ async fn webhook_bench(
 ) -> anyhow::Result<()> {
     let BenchCerts { dir, cert, key, ca } = BenchCerts::issue()?;
 
-    let (webhook_server, webhook_address) = start(
-        Command::new(coredog)
-            .args(["webhook", "--listen", "127.0.0.1:0", "--tls-cert"])
-            .arg(&cert)
-            .arg("--tls-key")
-            .arg(&key),
-        "webhook serving HTTPS",
-    )?;
-    let start_echo = |extra: &[&std::ffi::OsStr]| -> anyhow::Result<(Server, Target)> {
+    // A server of `program` running `subcommand` with the bench's certificate.
+    let start_tls_server = |program: &Path,
+                            subcommand: &str,
+                            extra: &[&std::ffi::OsStr],
+                            marker: &str|
+     -> anyhow::Result<(Server, Target)> {
         let (server, address) = start(
-            Command::new(std::env::current_exe()?)
-                .args(["echo-server", "--listen", "127.0.0.1:0", "--tls-cert"])
+            Command::new(program)
+                .args([subcommand, "--listen", "127.0.0.1:0", "--tls-cert"])
                 .arg(&cert)
                 .arg("--tls-key")
                 .arg(&key)
                 .args(extra),
-            "echo serving",
+            marker,
         )?;
         let target = Target {
             address,
@@ -439,11 +443,14 @@ async fn webhook_bench(
         };
         Ok((server, target))
     };
+    let start_webhook =
+        |coredog: &Path| start_tls_server(coredog, "webhook", &[], "webhook serving HTTPS");
+    let (_webhook_server, webhook) = start_webhook(coredog)?;
+    let baseline = baseline.map(start_webhook).transpose()?;
+    let bench = std::env::current_exe()?;
+    let start_echo =
+        |extra: &[&std::ffi::OsStr]| start_tls_server(&bench, "echo-server", extra, "echo serving");
     let (_echo_server, echo) = start_echo(&[])?;
-    let webhook = Target {
-        address: webhook_address,
-        pid: webhook_server.pid(),
-    };
 
     let bodies = review_bodies()?;
 
@@ -474,13 +481,35 @@ async fn webhook_bench(
             Duration::from_millis(500),
         )
         .await?;
-        let (mut echo_runs, mut webhook_runs) = (Vec::new(), Vec::new());
+        if let Some((_, baseline)) = &baseline {
+            load(
+                *baseline,
+                &ca,
+                body.clone(),
+                connections,
+                Duration::from_millis(500),
+            )
+            .await?;
+        }
+        let (mut echo_runs, mut webhook_runs, mut baseline_runs) =
+            (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             echo_runs.push(load(echo, &ca, body.clone(), connections, duration).await?);
             webhook_runs.push(load(webhook, &ca, body.clone(), connections, duration).await?);
+            if let Some((_, baseline)) = &baseline {
+                baseline_runs
+                    .push(load(*baseline, &ca, body.clone(), connections, duration).await?);
+            }
         }
         let (echo, webhook) = (median(echo_runs), median(webhook_runs));
-        for (server, result) in [("ceiling (echo)", &echo), ("coredog webhook", &webhook)] {
+        let baseline_result = (!baseline_runs.is_empty()).then(|| median(baseline_runs));
+        let mut measured = vec![("ceiling (echo)", &echo), ("coredog webhook", &webhook)];
+        measured.extend(
+            baseline_result
+                .as_ref()
+                .map(|result| ("baseline webhook", result)),
+        );
+        for (server, result) in measured {
             println!(
                 "{label:<18} {server:<18} {:>10.0} {:>9.3} {:>9.3} {:>12.1} µs",
                 result.requests_per_second,
@@ -491,7 +520,17 @@ async fn webhook_bench(
         }
         let ratio = webhook.requests_per_second / echo.requests_per_second;
         println!("{label:<18} {:<18} {ratio:>10.2}x of the ceiling", "ratio");
+        let baseline_ratio = baseline_result.as_ref().map(|result| {
+            let ratio = result.requests_per_second / echo.requests_per_second;
+            println!(
+                "{label:<18} {:<18} {ratio:>10.2}x of the ceiling",
+                "baseline ratio"
+            );
+            (ratio * 100.0).round() / 100.0
+        });
         summary.push(json!({
+            "baseline_ratio": baseline_ratio,
+            "baseline_server_cpu_us": baseline_result.as_ref().map(|result| (result.server_cpu.as_secs_f64() * 1e7).round() / 10.0),
             "body": label,
             "ceiling_rps": echo.requests_per_second.round(),
             "webhook_rps": webhook.requests_per_second.round(),
