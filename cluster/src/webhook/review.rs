@@ -175,7 +175,7 @@ impl ReviewOut {
 
     /// The answer as JSON, the same bytes as its `Serialize` form. Written by hand so that the
     /// patch, the bulk of an answer, is base64-encoded straight into it (base64 never needs
-    /// escaping); every other string goes through serde_json.
+    /// escaping); strings are escaped as serde_json would ([`write_json_str`]).
     pub fn to_json(&self) -> Vec<u8> {
         let response = &self.response;
         let patch_len = response
@@ -275,7 +275,7 @@ pub(super) fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
 }
 
 /// Appends `text` as a JSON string: as it is between quotes when nothing in it needs an escape
-/// (names, paths and uids never do), else through serde_json.
+/// (names, paths and uids seldom do), else through serde_json.
 pub(super) fn write_json_str(out: &mut Vec<u8>, text: &str) {
     if needs_no_escape(text) {
         out.reserve(text.len() + 2);
