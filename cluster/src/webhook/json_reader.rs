@@ -266,11 +266,10 @@ fn index(text: &str) -> Result<Vec<Token>, SyntaxError> {
     let offset = |at: usize| at as u32;
     // A review holds a token every five or six bytes; a body of a few long strings, far fewer.
     let mut tokens: Vec<Token> = Vec::with_capacity((bytes.len() / 4 + 1).min(FIRST_TOKENS));
-    // The open containers' tokens, innermost last; bit n of `objects` is set when the one at
-    // depth n + 1 is an object, and `in_object` tells for the innermost.
+    // The open containers' tokens, innermost last; `in_object` tells whether the innermost is
+    // an object.
     let mut open = [0u32; MAX_DEPTH];
     let mut depth = 0;
-    let mut objects: u128 = 0;
     let mut in_object = false;
     // What may follow a value that ends at `at`: a comma that is right there (compact JSON, as
     // the API server sends it) is taken at once.
@@ -358,12 +357,15 @@ fn index(text: &str) -> Result<Vec<Token>, SyntaxError> {
                     return syntax(expect.describe(in_object), at);
                 }
                 depth -= 1;
-                in_object = depth > 0 && objects >> (depth - 1) & 1 == 1;
                 let after = offset(tokens.len());
                 if let Some(container) = tokens.get_mut(open[depth] as usize) {
                     container.end = offset(at + 1);
                     container.after = after;
                 }
+                in_object = depth > 0
+                    && tokens
+                        .get(open[depth - 1] as usize)
+                        .is_some_and(|outer| outer.kind == Kind::Object);
                 at += 1;
                 expect = after_value(&mut at, depth, in_object);
                 continue;
@@ -377,11 +379,6 @@ fn index(text: &str) -> Result<Vec<Token>, SyntaxError> {
                 }
                 open[depth] = offset(tokens.len());
                 let is_object = byte == b'{';
-                if is_object {
-                    objects |= 1 << depth;
-                } else {
-                    objects &= !(1 << depth);
-                }
                 in_object = is_object;
                 depth += 1;
                 at += 1;
