@@ -11,9 +11,9 @@
 //! [`MAX_DEPTH`] deep), and lists its values as tokens: a value's kind, where its text starts
 //! and ends, and which token follows it and everything inside it. Reading then walks the
 //! tokens: stepping over a value nobody reads (most of a review) is one index, and reading one
-//! needs no grammar checks. A walk through the text that checked each token as it read it cost
-//! about three times as much, in the calls, branches and bounds checks around each token rather
-//! than in the bytes. Strings are returned as they appear between their quotes and decoded only
+//! needs no grammar checks. The walk through the text it replaces, checking each token as it
+//! read it, cost the opted-in review ~39k instructions where indexing and reading now cost
+//! ~32k; most of either is the work around each token, not the bytes. Strings are returned as they appear between their quotes and decoded only
 //! when asked, so nothing is allocated but the token list unless a wanted string holds an
 //! escape.
 //!
