@@ -13,9 +13,9 @@
 //! tokens: stepping over a value nobody reads (most of a review) is one index, and reading one
 //! needs no grammar checks. The walk through the text it replaces, checking each token as it
 //! read it, cost the opted-in review ~39k instructions where indexing and reading now cost
-//! ~32k; most of either is the work around each token, not the bytes. Strings are returned as they appear between their quotes and decoded only
-//! when asked, so nothing is allocated but the token list unless a wanted string holds an
-//! escape.
+//! ~32k; most of either is the work around each token, not the bytes. Strings are returned as
+//! they appear between their quotes and decoded only when asked, so nothing is allocated but
+//! the token list unless a wanted string holds an escape.
 //!
 //! A value of the wrong type where the caller expects a particular one is not a syntax error:
 //! the reader remembers the first such field, the value is skipped and reading goes on, so the
@@ -303,17 +303,7 @@ fn index(text: &str) -> Result<Vec<Token>, SyntaxError> {
                 }
                 let (end, escaped) = string_end(bytes, at)?;
                 at = end;
-                let after = offset(tokens.len() + 1);
-                push(
-                    &mut tokens,
-                    Token {
-                        kind: Kind::String,
-                        escaped,
-                        start: offset(start),
-                        end: offset(end),
-                        after,
-                    },
-                )?;
+                push(&mut tokens, Kind::String, escaped, start, end)?;
                 expect = if !is_name {
                     after_value(&mut at, depth, in_object)
                 } else if bytes.get(at) == Some(&b':') {
@@ -388,16 +378,8 @@ fn index(text: &str) -> Result<Vec<Token>, SyntaxError> {
                     Expect::ValueOrClose
                 };
                 // Its end and the token after it are set when it closes.
-                push(
-                    &mut tokens,
-                    Token {
-                        kind: if is_object { Kind::Object } else { Kind::Array },
-                        escaped: false,
-                        start: offset(start),
-                        end: offset(start),
-                        after: 0,
-                    },
-                )?;
+                let kind = if is_object { Kind::Object } else { Kind::Array };
+                push(&mut tokens, kind, false, start, start)?;
                 continue;
             }
             b'-' | b'0'..=b'9' => {
@@ -431,17 +413,7 @@ fn index(text: &str) -> Result<Vec<Token>, SyntaxError> {
                 return syntax(expected, at);
             }
         };
-        let after = offset(tokens.len() + 1);
-        push(
-            &mut tokens,
-            Token {
-                kind,
-                escaped: false,
-                start: offset(start),
-                end: offset(at),
-                after,
-            },
-        )?;
+        push(&mut tokens, kind, false, start, at)?;
         expect = after_value(&mut at, depth, in_object);
     }
     if expect != Expect::End {
@@ -453,13 +425,29 @@ fn index(text: &str) -> Result<Vec<Token>, SyntaxError> {
 /// Tokens reserved at most before the document shows how many it needs (1 MiB).
 const FIRST_TOKENS: usize = 1 << 16;
 
-/// Appends `token`, unless the document has too many values.
+/// Appends a token for the value at `start..end`, unless the document has too many values.
+/// The token after a value is the next one, unless the value is a container, whose token is
+/// given the right one when it closes.
 #[inline(always)]
-fn push(tokens: &mut Vec<Token>, token: Token) -> Result<(), SyntaxError> {
+fn push(
+    tokens: &mut Vec<Token>,
+    kind: Kind,
+    escaped: bool,
+    start: usize,
+    end: usize,
+) -> Result<(), SyntaxError> {
     if tokens.len() == tokens.capacity() {
-        grow(tokens, token.start as usize)?;
+        grow(tokens, start)?;
     }
-    tokens.push(token);
+    // `index` refuses documents whose offsets would not fit a u32, and `grow` lists whose
+    // indexes would not.
+    tokens.push(Token {
+        kind,
+        escaped,
+        start: start as u32,
+        end: end as u32,
+        after: (tokens.len() + 1) as u32,
+    });
     Ok(())
 }
 
