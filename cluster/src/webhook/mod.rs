@@ -108,7 +108,7 @@ impl WebhookMetrics {
 
 /// What the handlers share. Axum clones a handler's state for every request, so the router
 /// holds it behind one `Arc`: a clone of the metrics themselves is a dozen reference counts
-/// bumped and dropped per request, on cache lines both worker threads write.
+/// bumped and dropped per request.
 pub struct WebhookState {
     pub host_dir: Arc<str>,
     pub metrics: WebhookMetrics,
