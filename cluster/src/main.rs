@@ -28,8 +28,8 @@ use std::time::Duration;
 use tracing::info;
 
 // The webhook allocates many small, short-lived values per request, and the watcher hands
-// buffers between its reading, compressing and uploading threads; mimalloc keeps a heap per
-// thread for both patterns.
+// buffers between its reading, compressing and uploading threads: patterns mimalloc is built
+// for.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -140,9 +140,9 @@ fn main() -> anyhow::Result<()> {
     // The webhook's work is a few microseconds of CPU per request, and a second worker thread
     // costs it more in wake-ups and cache lines passed between cores than it adds: on one
     // thread it spends about a sixth less CPU per request and answers about a tenth more
-    // under load (bench/README.md, webhook). One thread answers tens of thousands a second, far beyond
-    // what an API server sends. The watcher and the demo compress and upload cores, and use
-    // every core they are given.
+    // under load (bench/README.md, webhook). One thread answers tens of thousands a second,
+    // far beyond what an API server sends. The watcher and the demo compress and upload
+    // cores, and use every core they are given.
     let mut runtime = if matches!(cli.command, Command::Webhook(_)) {
         tokio::runtime::Builder::new_current_thread()
     } else {
