@@ -20,7 +20,7 @@ use coredog::watcher::{Pacing, Watcher, WatcherMetrics};
 use coredog::webhook::{self, WebhookMetrics, WebhookState};
 use coredog::webhook_certs::{self, CertSettings};
 use coredog_core::config::Config;
-use coredog_core::layout::DEFAULT_HOST_DIR;
+use coredog_core::layout::{DEFAULT_HOST_DIR, parse_host_dir};
 use coredog_core::node_status::NodeStatus;
 use coredog_store::Store;
 use prometheus_client::registry::Registry;
@@ -124,7 +124,7 @@ struct WebhookArgs {
     #[arg(long, env = "POD_NAMESPACE", hide = true)]
     pod_namespace: Option<String>,
     /// The node directory that holds every namespace's dumps.
-    #[arg(long, default_value = DEFAULT_HOST_DIR)]
+    #[arg(long, default_value = DEFAULT_HOST_DIR, value_parser = |raw: &str| parse_host_dir(raw))]
     host_dir: String,
 }
 
@@ -456,6 +456,13 @@ mod tests {
         .unwrap();
         assert!(matches!(watcher.command, Command::Watcher(_)));
         assert!(Cli::try_parse_from(["coredog", "webhook", "--tls-cert", "a"]).is_err());
+        let relative_host_dir = Cli::try_parse_from(["coredog", "webhook", "--host-dir", "dumps"])
+            .err()
+            .map(|err| err.to_string());
+        assert!(
+            relative_host_dir.is_some_and(|err| err.contains("not an absolute, normalised path")),
+            "a relative --host-dir must be refused at start"
+        );
         assert!(Cli::try_parse_from(["coredog", "webhook", "--cert-secret", "s"]).is_err());
         assert!(
             Cli::try_parse_from(["coredog", "watcher", "--core-pattern", "/corefile/core"])

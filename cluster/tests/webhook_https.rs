@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use coredog::certs;
-use coredog_tests::{ChildGuard, kubernetes_validate, logfmt_value, spawn_until};
+use coredog_tests::{ChildGuard, LogLines, kubernetes_validate, logfmt_value, spawn_logged};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
@@ -18,6 +18,8 @@ const V1BETA1: &str = "admission.k8s.io/v1beta1";
 
 struct Webhook {
     _process: ChildGuard,
+    /// What the webhook logs after its ready line.
+    logs: LogLines,
     address: SocketAddr,
     certs_dir: tempfile::TempDir,
     client: reqwest::Client,
@@ -53,6 +55,11 @@ fn client_trusting(ca_pem: &str, address: SocketAddr) -> reqwest::Client {
 
 impl Webhook {
     fn start() -> Self {
+        Self::start_logging("logfmt")
+    }
+
+    /// A webhook that logs in `format` (`--log-format`).
+    fn start_logging(format: &str) -> Self {
         let certs_dir = tempfile::tempdir().unwrap();
         let issued = certs::issue(&["localhost".to_owned()], 30).unwrap();
         write_secret_volume(certs_dir.path(), "..2026_11_27_10_00_00.1", &issued);
@@ -64,20 +71,27 @@ impl Webhook {
                 "127.0.0.1:0",
                 "--host-dir",
                 "/data/coredog-system/dumps",
+                "--log-format",
+                format,
             ])
             .arg("--tls-cert")
             .arg(certs_dir.path().join("tls.crt"))
             .arg("--tls-key")
             .arg(certs_dir.path().join("tls.key"));
-        let (process, line) = spawn_until(
+        let (process, line, logs) = spawn_logged(
             "webhook",
             &mut command,
             "webhook serving HTTPS",
             Duration::from_secs(20),
         );
-        let address: SocketAddr = logfmt_value(&line, "address").unwrap().parse().unwrap();
+        let address = match serde_json::from_str::<Value>(&line) {
+            Ok(json) => json["address"].as_str().map(str::to_owned),
+            Err(_) => logfmt_value(&line, "address"),
+        };
+        let address: SocketAddr = address.unwrap().parse().unwrap();
         Self {
             _process: process,
+            logs,
             address,
             client: client_trusting(&issued.ca_pem, address),
             certs_dir,
@@ -435,6 +449,56 @@ async fn bodies_that_are_not_admission_reviews_get_400() {
     webhook
         .review(V1, "CREATE", &fixture("deployment-pod.json"))
         .await;
+}
+
+#[tokio::test]
+async fn a_body_too_large_to_be_a_review_gets_400() {
+    let webhook = Webhook::start();
+    let response = webhook.post(vec![b' '; 9 * 1024 * 1024]).await;
+    assert_eq!(response.status(), 400);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("not an AdmissionReview")
+    );
+}
+
+#[tokio::test]
+async fn a_pod_left_without_a_dump_directory_is_logged_as_operators_grep_for() {
+    let webhook = Webhook::start();
+    let mut pod = fixture("deployment-pod.json");
+    pod["metadata"]["annotations"]["coredog.io/path"] = json!("/etc/cores");
+    webhook.review(V1, "CREATE", &pod).await;
+    let line = webhook
+        .logs
+        .wait_for("Skip injection", Duration::from_secs(10));
+    assert!(
+        line.contains(
+            r#"level=info msg="Skip injection for pod default/crash-test-7d9f8b6c5d-* - Reason: coredog.io/path: path \"/etc/cores\" is /etc or under it"#
+        ),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_a_line() {
+    let webhook = Webhook::start_logging("json");
+    let mut pod = fixture("deployment-pod.json");
+    pod["metadata"]["annotations"]["coredog.io/container"] = json!("app,missing");
+    webhook.review(V1, "CREATE", &pod).await;
+    let line = webhook
+        .logs
+        .wait_for("Skip injection", Duration::from_secs(10));
+    let logged: Value = serde_json::from_str(&line).unwrap_or_else(|err| panic!("{err}: {line}"));
+    assert_eq!(logged["level"], "INFO", "{line}");
+    let message = logged["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("Skip injection for pod default/crash-test-7d9f8b6c5d-* - Reason: ")
+            && message.contains("missing"),
+        "{line}"
+    );
 }
 
 #[tokio::test]

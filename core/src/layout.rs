@@ -26,6 +26,25 @@ pub const POD_NAME_ENV: &str = "COREDOG_POD_NAME";
 /// The pod field [`POD_NAME_ENV`] is taken from (`valueFrom.fieldRef.fieldPath`).
 pub const POD_NAME_FIELD: &str = "metadata.name";
 
+/// Validates the node directory that holds every namespace's dumps (`--host-dir`), returned
+/// without a trailing `/`. It goes into every injected pod's hostPath, which the API server
+/// refuses when it is relative or holds `..`: a bad value would make every opted-in pod fail
+/// to be created, so it is refused when the webhook starts instead.
+pub fn parse_host_dir(raw: &str) -> Result<String, LayoutError> {
+    let trimmed = raw.trim_end_matches('/');
+    let plain = trimmed.strip_prefix('/').is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..")
+    });
+    if plain && !raw.chars().any(char::is_control) {
+        Ok(trimmed.to_owned())
+    } else {
+        Err(LayoutError::BadHostDir(raw.to_owned()))
+    }
+}
+
 /// The host directory of one namespace: the source of the hostPath volume.
 pub fn namespace_host_dir(host_dir: &str, namespace: &str) -> String {
     [host_dir.trim_end_matches('/'), "/", namespace].concat()
@@ -58,6 +77,10 @@ pub enum LayoutError {
     BadName { what: &'static str, value: String },
     #[error("file name {0:?} contains a control character")]
     BadFileName(String),
+    #[error(
+        "host directory {0:?} is not an absolute, normalised path below / (no '.', '..' or '//')"
+    )]
+    BadHostDir(String),
 }
 
 /// How deep below the layout root a path is, or `None` when it is not plain.
@@ -153,6 +176,32 @@ mod tests {
             "/data/coredog-system/dumps/shop"
         );
         assert_eq!(sub_path_expr("app"), "$(COREDOG_POD_NAME)/app");
+    }
+
+    #[test]
+    fn host_dirs_are_absolute_and_normalised() {
+        assert_eq!(
+            parse_host_dir("/data/coredog-system/dumps/").as_deref(),
+            Ok("/data/coredog-system/dumps")
+        );
+        assert_eq!(parse_host_dir("/cores").as_deref(), Ok("/cores"));
+        for bad in [
+            "",
+            "/",
+            "//",
+            "dumps",
+            "./dumps",
+            "/data/../etc",
+            "/data/./dumps",
+            "/data//dumps",
+            "/data/du\nmps",
+        ] {
+            assert_eq!(
+                parse_host_dir(bad),
+                Err(LayoutError::BadHostDir(bad.to_owned())),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub const FORBIDDEN_PREFIXES: &[&str] = &[
 /// annotation from carrying megabytes into every log line.
 pub const MAX_LEN: usize = 1024;
 
+/// Longest name of one directory in the path: Linux refuses longer names (`NAME_MAX`), so the
+/// container runtime could not create the mount point and the container would never start.
+pub const MAX_NAME_LEN: usize = 255;
+
 /// A validated absolute mount path such as `/corefile`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MountPath(String);
@@ -32,8 +36,12 @@ pub enum MountPathError {
     TooLong,
     #[error("path {0:?} is not absolute (it must start with '/')")]
     NotAbsolute(String),
-    #[error("path {0:?} contains a control character or surrounding whitespace")]
+    #[error(
+        "path {0:?} contains a control character, an invisible or non-ASCII space character, or surrounding whitespace"
+    )]
     BadCharacter(String),
+    #[error("path {0:?} has a directory name longer than {MAX_NAME_LEN} bytes")]
+    NameTooLong(String),
     #[error("path {0:?} is not normalised (no '.', '..', '//' or trailing '/')")]
     NotNormalised(String),
     #[error("path {0:?} would replace the container's root directory")]
@@ -51,7 +59,7 @@ impl MountPath {
         if raw.len() > MAX_LEN {
             return Err(MountPathError::TooLong);
         }
-        if raw.chars().any(char::is_control) || raw.trim() != raw {
+        if raw.chars().any(is_misleading) || raw.trim() != raw {
             return Err(MountPathError::BadCharacter(raw.to_owned()));
         }
         let Some(rest) = raw.strip_prefix('/') else {
@@ -65,6 +73,9 @@ impl MountPath {
             .any(|part| part.is_empty() || part == "." || part == "..")
         {
             return Err(MountPathError::NotNormalised(raw.to_owned()));
+        }
+        if rest.split('/').any(|part| part.len() > MAX_NAME_LEN) {
+            return Err(MountPathError::NameTooLong(raw.to_owned()));
         }
         if let Some(prefix) = FORBIDDEN_PREFIXES
             .iter()
@@ -92,6 +103,34 @@ impl fmt::Display for MountPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// A character that makes a path read as another one: control characters, spaces other than
+/// the ASCII one (no-break, em, ideographic...), and characters that print as nothing (zero
+/// width, direction overrides, the byte order mark, variation selectors, tags). A path with one
+/// of them looks like `/corefile` in warnings and listings but never matches a core_pattern
+/// written by hand.
+fn is_misleading(c: char) -> bool {
+    c.is_control()
+        || (c.is_whitespace() && c != ' ')
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFF8}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
 }
 
 fn is_at_or_under(path: &str, dir: &str) -> bool {
@@ -188,6 +227,39 @@ mod tests {
         ));
         let long = format!("/{}", "a".repeat(MAX_LEN));
         assert_eq!(MountPath::parse(&long), Err(MountPathError::TooLong));
+    }
+
+    #[test]
+    fn paths_that_print_as_another_are_refused() {
+        for path in [
+            "/corefile\u{200B}",
+            "/\u{FEFF}corefile",
+            "/core\u{202E}elif",
+            "/core\u{00A0}file",
+            "/core\u{3000}file",
+            "/core\u{00AD}file",
+            "/core\u{E0041}file",
+        ] {
+            assert_eq!(
+                MountPath::parse(path),
+                Err(MountPathError::BadCharacter(path.to_owned())),
+                "{path:?}"
+            );
+        }
+        for path in ["/my cores", "/données/cores", "/コア"] {
+            assert!(MountPath::parse(path).is_ok(), "{path}");
+        }
+    }
+
+    #[test]
+    fn directory_names_fit_the_kernel_limit() {
+        let longest = format!("/data/{}", "a".repeat(MAX_NAME_LEN));
+        assert!(MountPath::parse(&longest).is_ok());
+        let too_long = format!("/data/{}/cores", "a".repeat(MAX_NAME_LEN + 1));
+        assert_eq!(
+            MountPath::parse(&too_long),
+            Err(MountPathError::NameTooLong(too_long.clone()))
+        );
     }
 
     #[test]

@@ -74,6 +74,41 @@ pub fn spawn_until(
     ready_marker: &str,
     timeout: Duration,
 ) -> (ChildGuard, String) {
+    let (guard, line, _later) = spawn_logged(name, command, ready_marker, timeout);
+    (guard, line)
+}
+
+/// What a process logs after its ready line, a line at a time.
+pub struct LogLines(mpsc::Receiver<String>);
+
+impl LogLines {
+    /// The first line from now on that contains `needle`.
+    ///
+    /// # Panics
+    /// When no such line comes within `timeout`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.0.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(err) => panic!("no log line with {needle:?} within {timeout:?}: {err}"),
+            }
+        }
+    }
+}
+
+/// [`spawn_until`], and the lines logged after the ready line.
+///
+/// # Panics
+/// As [`spawn_until`].
+pub fn spawn_logged(
+    name: &str,
+    command: &mut Command,
+    ready_marker: &str,
+    timeout: Duration,
+) -> (ChildGuard, String, LogLines) {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -112,7 +147,7 @@ pub fn spawn_until(
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match receiver.recv_timeout(left) {
-            Ok(line) if line.contains(ready_marker) => return (guard, line),
+            Ok(line) if line.contains(ready_marker) => return (guard, line, LogLines(receiver)),
             Ok(_) => {}
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 panic!("{name} did not log {ready_marker:?} within {timeout:?}")

@@ -190,6 +190,16 @@ enum ContainerState {
     EnvConflict,
 }
 
+/// Whether the container path `mount_path` names the directory `path` (which is normalised):
+/// the container runtime sees `//corefile/.` where the API server sees another string.
+fn same_directory(mount_path: &str, path: &str) -> bool {
+    fn parts(text: &str) -> impl Iterator<Item = &str> {
+        text.split('/')
+            .filter(|part| !part.is_empty() && *part != ".")
+    }
+    mount_path.starts_with('/') && parts(mount_path).eq(parts(path))
+}
+
 fn container_state(container: &ContainerView<'_>, path: &str) -> ContainerState {
     let mounts = container.volume_mounts.as_deref().unwrap_or_default();
     let env = container.pod_name_env;
@@ -201,7 +211,7 @@ fn container_state(container: &ContainerView<'_>, path: &str) -> ContainerState 
     }
     if let Some(mount) = mounts
         .iter()
-        .find(|mount| mount.mount_path.trim_end_matches('/') == path)
+        .find(|mount| same_directory(&mount.mount_path, path))
     {
         return ContainerState::MountConflict(mount.name.to_string());
     }
@@ -525,6 +535,22 @@ mod tests {
         assert_eq!(plan.skips, [SkipReason::MountConflict]);
         assert!(plan.warnings[0].contains("\"app\"") && plan.warnings[0].contains("\"cores\""));
         apply(&pod, &plan);
+    }
+
+    #[test]
+    fn a_mount_spelt_another_way_is_the_same_directory() {
+        for spelt in ["//corefile", "/corefile/.", "/./corefile//"] {
+            let pod = opted_in(
+                json!({ "coredog.io/inject": "true", "coredog.io/path": "/corefile" }),
+                json!([{ "name": "app", "volumeMounts": [{ "name": "cores", "mountPath": spelt }] }]),
+            );
+            let plan = plan_for(&pod);
+            assert_eq!(plan.skips, [SkipReason::MountConflict], "{spelt}");
+            assert!(plan.injected.is_empty(), "{spelt}");
+        }
+        assert!(!same_directory("/corefiles", "/corefile"));
+        assert!(!same_directory("/corefile/x", "/corefile"));
+        assert!(!same_directory("corefile", "/corefile"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -123,8 +124,25 @@ pub fn router(state: WebhookState, registry: Arc<Registry>, readiness: Readiness
         .merge(ops_routes(registry, readiness))
 }
 
-async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response {
+async fn mutate(
+    State(state): State<Arc<WebhookState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let started = Instant::now();
+    // A body too large (or cut off) is not an AdmissionReview: 400 like any other, not 413.
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let reason = rejection.body_text();
+            warn!(error = %reason, "rejected a request that is not an AdmissionReview");
+            state.metrics.answered(RequestResult::BadRequest);
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("not an AdmissionReview: {reason}"),
+            )
+                .into_response();
+        }
+    };
     // The decision is pure code with no reason to panic; should it anyway, the pod is still
     // admitted rather than left to the API server's timeout.
     let outcome =

@@ -311,7 +311,10 @@ impl Decision {
 pub fn review(body: &[u8], host_dir: &str) -> Result<Decision, BadReview> {
     let (version, request, uid) = check(ReviewIn::read(body, true)?)?;
     let mut decision = Decision::new(version, &uid);
-    if let Some(problem) = &request.unreadable_object {
+    let is_pod_create = request.is_pod && request.operation.as_deref() == Some("CREATE");
+    // Only a pod being created may be waiting for a dump directory; whatever else is sent
+    // here is none of the webhook's business, readable or not.
+    if let Some(problem) = request.unreadable_object.as_ref().filter(|_| is_pod_create) {
         decision.skips.push(SkipReason::InternalError);
         decision.opted_in = true;
         decision.pod = "?".to_owned();
@@ -322,7 +325,7 @@ pub fn review(body: &[u8], host_dir: &str) -> Result<Decision, BadReview> {
             .push(format!("coredog: cannot read the pod: {problem}"));
         return Ok(decision);
     }
-    let patch = decide(&request, host_dir, &mut decision);
+    let patch = decide(&request, is_pod_create, host_dir, &mut decision);
     decision.review.response.patch_type = patch.as_ref().map(|_| "JSONPatch");
     decision.review.response.patch = patch;
     Ok(decision)
@@ -354,12 +357,13 @@ impl Decision {
 }
 
 /// Fills `decision` and returns the JSONPatch, if any.
-fn decide(request: &RequestIn<'_>, host_dir: &str, decision: &mut Decision) -> Option<Vec<u8>> {
-    let Some(pod) = request
-        .object
-        .as_ref()
-        .filter(|_| request.is_pod && request.operation.as_deref() == Some("CREATE"))
-    else {
+fn decide(
+    request: &RequestIn<'_>,
+    is_pod_create: bool,
+    host_dir: &str,
+    decision: &mut Decision,
+) -> Option<Vec<u8>> {
+    let Some(pod) = request.object.as_ref().filter(|_| is_pod_create) else {
         decision.skips.push(SkipReason::NotPodCreate);
         return None;
     };
@@ -510,6 +514,29 @@ mod tests {
         let decision = review(&review_body(V1, "CREATE", pod), "/d").unwrap();
         assert_eq!(response_of(&decision)["response"]["allowed"], true);
         assert_eq!(decision.skips, [SkipReason::InternalError]);
+    }
+
+    #[test]
+    fn unreadable_metadata_is_reported_only_for_a_pod_being_created() {
+        let pod = json!({ "metadata": { "annotations": 5 }, "spec": {} });
+        let created = review(&review_body(V1, "CREATE", pod.clone()), "/d").unwrap();
+        let warning = response_of(&created)["response"]["warnings"][0].clone();
+        assert!(
+            warning
+                .as_str()
+                .is_some_and(|text| text.starts_with("coredog: cannot read the pod")),
+            "{warning}"
+        );
+        assert_eq!(created.skips, [SkipReason::InternalError]);
+        for operation in ["UPDATE", "DELETE"] {
+            let other = review(&review_body(V1, operation, pod.clone()), "/d").unwrap();
+            assert_eq!(other.skips, [SkipReason::NotPodCreate], "{operation}");
+            assert!(!other.opted_in);
+            assert!(
+                response_of(&other)["response"].get("warnings").is_none(),
+                "{operation}"
+            );
+        }
     }
 
     #[test]
