@@ -8,6 +8,7 @@ use tracing::debug;
 
 use crate::cli::GlobalArgs;
 use crate::error::UserError;
+use crate::no_proxy;
 
 /// Which namespaces a command looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,8 +90,37 @@ pub async fn config(global: &GlobalArgs) -> anyhow::Result<Config> {
                 .cause(anyhow::anyhow!(reason))
         })?
     };
-    debug!(server = %config.cluster_url, namespace = %config.default_namespace, "kubeconfig loaded");
+    let config = direct_where_no_proxy_says(config, &no_proxy_variable());
+    debug!(server = %config.cluster_url, proxy = ?config.proxy_url, namespace = %config.default_namespace, "kubeconfig loaded");
     Ok(config)
+}
+
+/// `NO_PROXY`, else `no_proxy`, else nothing.
+fn no_proxy_variable() -> String {
+    ["NO_PROXY", "no_proxy"]
+        .into_iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|value| !value.trim().is_empty())
+        .unwrap_or_default()
+}
+
+/// `config` without its proxy when `no_proxy` exempts the API server, as kubectl does.
+fn direct_where_no_proxy_says(mut config: Config, no_proxy: &str) -> Config {
+    let server = &config.cluster_url;
+    let port = server
+        .port_u16()
+        .unwrap_or(if server.scheme_str() == Some("http") {
+            80
+        } else {
+            443
+        });
+    if server
+        .host()
+        .is_some_and(|host| no_proxy::bypasses_proxy(no_proxy, host, port))
+    {
+        config.proxy_url = None;
+    }
+    config
 }
 
 fn kubeconfig_error(global: &GlobalArgs, err: kube::config::KubeconfigError) -> anyhow::Error {
@@ -110,7 +140,9 @@ pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Cluster> {
     let default_namespace = config.default_namespace.clone();
     let client = Client::try_from(config).map_err(|err| {
         UserError::new("cannot set up the Kubernetes client")
-            .hint("check the kubeconfig's certificates and server URL")
+            .hint(
+                "check the kubeconfig's certificates, server URL and proxy (HTTPS_PROXY, NO_PROXY)",
+            )
             .cause(err)
     })?;
     Ok(Cluster {
@@ -148,6 +180,44 @@ mod tests {
         global.all_namespaces = true;
         assert_eq!(scope(&global, "ctx"), Scope::All);
         assert_eq!(Scope::All.namespace(), None);
+    }
+
+    #[tokio::test]
+    async fn a_proxy_is_used_unless_no_proxy_exempts_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        std::fs::write(
+            &path,
+            r#"apiVersion: v1
+kind: Config
+current-context: a
+clusters:
+  - name: c
+    cluster: {server: "https://10.20.0.1:6443", proxy-url: "http://proxy.corp:3128"}
+users:
+  - name: u
+    user: {token: t}
+contexts:
+  - name: a
+    context: {cluster: c, user: u}
+"#,
+        )
+        .unwrap();
+        let global = GlobalArgs {
+            kubeconfig: Some(path),
+            ..GlobalArgs::default()
+        };
+        let proxied = config(&global).await.unwrap();
+        let exempt = direct_where_no_proxy_says(proxied.clone(), ".corp, 10.0.0.0/8");
+        assert_eq!(exempt.proxy_url, None);
+        let kept = direct_where_no_proxy_says(proxied.clone(), "10.30.0.0/16,k8s.corp");
+        assert_eq!(
+            kept.proxy_url.map(|url| url.to_string()),
+            Some("http://proxy.corp:3128/".to_owned())
+        );
+        // Both are clients kube can build: an HTTP proxy is supported, as in kubectl.
+        assert!(Client::try_from(proxied).is_ok());
+        assert!(Client::try_from(exempt).is_ok());
     }
 
     #[tokio::test]

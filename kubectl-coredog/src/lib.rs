@@ -16,6 +16,7 @@ pub mod error;
 pub mod fetch;
 pub mod install;
 pub mod kube_client;
+pub mod no_proxy;
 pub mod output;
 pub mod status;
 pub mod storage;
