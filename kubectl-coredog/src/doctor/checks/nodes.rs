@@ -9,7 +9,7 @@ use kube::ResourceExt as _;
 
 use super::{denied, names};
 use crate::doctor::{Check, ClusterSnapshot, Lookup};
-use crate::install::manifests::{DEFAULT_CORE_PATTERN, NAMESPACE, WATCHER};
+use crate::install::manifests::{DEFAULT_CORE_PATTERN, NAMESPACE, OS_LABEL, WATCHER};
 
 fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
     let effect_matches = toleration
@@ -36,12 +36,24 @@ fn node_ready(node: &Node) -> bool {
         .is_some_and(|condition| condition.status == "True")
 }
 
-/// Why the DaemonSet has no pod on `node`.
-fn no_watcher_reason(
-    node: &Node,
-    tolerations: &[Toleration],
-    node_selector: &BTreeMap<String, String>,
-) -> String {
+/// Whether `node` runs another operating system than Linux (by its `kubernetes.io/os`
+/// label): no Linux pod runs there, so no watcher is needed either.
+fn runs_another_os(node: &Node) -> bool {
+    node.labels().get(OS_LABEL).is_some_and(|os| os != "linux")
+}
+
+/// The terms of the watcher's nodeSelector `node` does not match.
+fn unmatched_selector(node: &Node, node_selector: &BTreeMap<String, String>) -> Vec<String> {
+    let labels = node.labels();
+    node_selector
+        .iter()
+        .filter(|(key, value)| labels.get(*key) != Some(*value))
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect()
+}
+
+/// Why the DaemonSet has no pod on `node`, which its nodeSelector picks.
+fn no_watcher_reason(node: &Node, tolerations: &[Toleration]) -> String {
     let untolerated: Vec<String> = node
         .spec
         .as_ref()
@@ -63,18 +75,6 @@ fn no_watcher_reason(
         return format!(
             "taint {} is not tolerated by the watcher",
             untolerated.join(", ")
-        );
-    }
-    let labels = node.labels();
-    let unmatched: Vec<String> = node_selector
-        .iter()
-        .filter(|(key, value)| labels.get(*key) != Some(*value))
-        .map(|(key, value)| format!("{key}={value}"))
-        .collect();
-    if !unmatched.is_empty() {
-        return format!(
-            "it does not match the watcher's nodeSelector {}",
-            unmatched.join(",")
         );
     }
     if !node_ready(node) {
@@ -153,16 +153,28 @@ pub(super) fn watchers(snapshot: &ClusterSnapshot) -> Check {
         .and_then(|spec| spec.node_selector.clone())
         .unwrap_or_default();
 
+    let linux: Vec<&Node> = nodes.iter().filter(|node| !runs_another_os(node)).collect();
+    let other_os = nodes.len() - linux.len();
     let mut problems = Vec::new();
+    // Nodes an operator's nodeSelector keeps the watcher off, on purpose or not.
+    let mut left_out = Vec::new();
     let mut tainted = false;
-    for node in nodes {
+    for node in &linux {
         let name = node.name_any();
         match pods
             .iter()
             .find(|pod| pod_node(pod).as_deref() == Some(&name))
         {
             None => {
-                let reason = no_watcher_reason(node, &tolerations, &node_selector);
+                let unmatched = unmatched_selector(node, &node_selector);
+                if !unmatched.is_empty() {
+                    left_out.push(format!(
+                        "node {name}: no watcher: it does not match the watcher's nodeSelector {}",
+                        unmatched.join(",")
+                    ));
+                    continue;
+                }
+                let reason = no_watcher_reason(node, &tolerations);
                 tainted |= reason.starts_with("taint");
                 problems.push(format!("node {name}: no watcher: {reason}"));
             }
@@ -174,13 +186,32 @@ pub(super) fn watchers(snapshot: &ClusterSnapshot) -> Check {
             Some(_) => {}
         }
     }
-    if problems.is_empty() {
+    let skipped = if other_os > 0 {
+        format!(
+            " ({other_os} node{} not running Linux skipped)",
+            if other_os == 1 { "" } else { "s" }
+        )
+    } else {
+        String::new()
+    };
+    let selected = linux.len() - left_out.len();
+    if problems.is_empty() && left_out.is_empty() {
         return Check::ok(format!(
-            "the watcher is ready on all {} node{}",
-            nodes.len(),
-            if nodes.len() == 1 { "" } else { "s" }
+            "the watcher is ready on all {selected} node{}{skipped}",
+            if selected == 1 { "" } else { "s" }
         ));
     }
+    if problems.is_empty() {
+        return Check::warn(format!(
+            "the watcher is ready on the {selected} node{} its nodeSelector picks; {} node{} left out ship{} no dumps{skipped}",
+            if selected == 1 { "" } else { "s" },
+            left_out.len(),
+            if left_out.len() == 1 { "" } else { "s" },
+            if left_out.len() == 1 { "s" } else { "" },
+        ))
+        .details(left_out);
+    }
+    problems.extend(left_out);
     let fix = if tainted {
         "let the watcher tolerate those taints (`kubectl coredog install` tolerates every taint; the chart's watcher.tolerations)".to_owned()
     } else {
@@ -190,9 +221,9 @@ pub(super) fn watchers(snapshot: &ClusterSnapshot) -> Check {
     };
     Check::fail(
         format!(
-            "the watcher is not ready on {} of {} nodes: their dumps are not shipped",
+            "the watcher is not ready on {} of {} nodes: their dumps are not shipped{skipped}",
             problems.len(),
-            nodes.len()
+            linux.len()
         ),
         fix,
     )
@@ -364,5 +395,88 @@ mod tests {
             ..equal
         };
         assert!(!tolerates(&other_effect, &taint));
+    }
+
+    fn node(name: &str, labels: &[(&str, &str)]) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": labels.iter().copied().collect::<BTreeMap<_, _>>()},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .unwrap()
+    }
+
+    fn watcher_on(node: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("coredog-watcher-{node}")},
+            "spec": {"nodeName": node, "containers": []},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .unwrap()
+    }
+
+    fn snapshot(
+        node_selector: &[(&str, &str)],
+        nodes: Vec<Node>,
+        pods: Vec<Pod>,
+    ) -> ClusterSnapshot {
+        let daemon_set = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": WATCHER, "namespace": NAMESPACE},
+            "spec": {
+                "selector": {},
+                "template": {"spec": {
+                    "containers": [],
+                    "nodeSelector": node_selector.iter().copied().collect::<BTreeMap<_, _>>(),
+                    "tolerations": [{"operator": "Exists"}]
+                }}
+            }
+        }))
+        .unwrap();
+        ClusterSnapshot {
+            now: "2026-06-01T00:00:00Z".parse().unwrap(),
+            webhook_configuration: Lookup::Missing,
+            tls_secret: Lookup::Missing,
+            endpoint_slices: Lookup::Missing,
+            daemon_set: Lookup::Found(daemon_set),
+            nodes: Lookup::Found(nodes),
+            watcher_pods: Lookup::Found(pods),
+        }
+    }
+
+    #[test]
+    fn nodes_not_running_linux_need_no_watcher() {
+        let check = watchers(&snapshot(
+            &[(OS_LABEL, "linux")],
+            vec![
+                node("linux-1", &[(OS_LABEL, "linux")]),
+                node("windows-1", &[(OS_LABEL, "windows")]),
+            ],
+            vec![watcher_on("linux-1")],
+        ));
+        assert_eq!(check.level, crate::doctor::Level::Ok, "{check:?}");
+        assert_eq!(
+            check.title,
+            "the watcher is ready on all 1 node (1 node not running Linux skipped)"
+        );
+    }
+
+    #[test]
+    fn nodes_a_node_selector_leaves_out_are_a_warning() {
+        let check = watchers(&snapshot(
+            &[(OS_LABEL, "linux"), ("pool", "apps")],
+            vec![
+                node("apps-1", &[(OS_LABEL, "linux"), ("pool", "apps")]),
+                node("batch-1", &[(OS_LABEL, "linux"), ("pool", "batch")]),
+            ],
+            vec![watcher_on("apps-1")],
+        ));
+        assert_eq!(check.level, crate::doctor::Level::Warn, "{check:?}");
+        assert_eq!(
+            check.title,
+            "the watcher is ready on the 1 node its nodeSelector picks; 1 node left out ships no dumps"
+        );
+        assert_eq!(
+            check.details,
+            ["node batch-1: no watcher: it does not match the watcher's nodeSelector pool=apps"]
+        );
     }
 }

@@ -263,6 +263,14 @@ impl Labels {
     }
 }
 
+/// The node label that says which operating system a node runs.
+pub const OS_LABEL: &str = "kubernetes.io/os";
+
+/// Pods that only run on Linux nodes: cores, `core_pattern` and the images are Linux's.
+fn linux_nodes() -> Option<BTreeMap<String, String>> {
+    Some(BTreeMap::from([(OS_LABEL.to_owned(), "linux".to_owned())]))
+}
+
 fn selector_labels(component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".into(), "coredog".into()),

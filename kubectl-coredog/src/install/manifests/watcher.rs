@@ -19,7 +19,7 @@ use super::parts::{
 };
 use super::{
     ACCESS_KEY_ID, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, LOG_FORMAT, Labels,
-    SECRET_ACCESS_KEY, STATE_HOST_DIR, Settings, WATCHER, selector_labels,
+    SECRET_ACCESS_KEY, STATE_HOST_DIR, Settings, WATCHER, linux_nodes, selector_labels,
 };
 
 /// The watcher names a dump's pod, records Events on it, and annotates its own pod.
@@ -180,6 +180,7 @@ pub(super) fn watcher_daemon_set(
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(WATCHER.into()),
+                    node_selector: linux_nodes(),
                     termination_grace_period_seconds: Some(60),
                     security_context: Some(PodSecurityContext {
                         seccomp_profile: runtime_default(),

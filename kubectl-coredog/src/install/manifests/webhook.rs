@@ -25,7 +25,8 @@ use super::parts::{
     strings, volume_mount,
 };
 use super::{
-    LOG_FORMAT, Labels, NAMESPACE, Settings, TLS_SECRET, WEBHOOK, WEBHOOK_NAME, selector_labels,
+    LOG_FORMAT, Labels, NAMESPACE, Settings, TLS_SECRET, WEBHOOK, WEBHOOK_NAME, linux_nodes,
+    selector_labels,
 };
 
 pub(super) fn pod_disruption_budget(labels: &Labels) -> PodDisruptionBudget {
@@ -135,6 +136,7 @@ pub(super) fn webhook_deployment(
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(WEBHOOK.into()),
+                    node_selector: linux_nodes(),
                     // The token is how the webhook manages its own certificate.
                     automount_service_account_token: Some(true),
                     security_context: Some(PodSecurityContext {
