@@ -337,7 +337,8 @@ pub struct FetchArgs {
     /// Where to write the core (default: its stored file name in the current directory).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Keep the bytes as stored (compressed); verifies their size instead of the checksum.
+    /// Keep the bytes as stored (compressed); they are still decompressed in passing to verify
+    /// the core's checksum.
     #[arg(long)]
     pub raw: bool,
     /// Replace the output file if it exists.

@@ -134,21 +134,17 @@ pub async fn fetch_command<S: DumpStorage>(
     };
     progress.finish_and_clear();
     let fetched = result?;
-    let what = match (&dump.record, fetched.verified, fetched.compressed) {
-        (Some(record), true, true) => format!(
+    let what = match (&dump.record, fetched.compressed) {
+        (Some(record), true) => format!(
             "stored bytes of {}/{} {} (compressed; SHA-256 of the core verified)",
             record.namespace, record.pod, record.container
         ),
-        (Some(record), true, false) => format!(
+        (Some(record), false) => format!(
             "core of {}/{} {} ({}), SHA-256 verified",
             record.namespace,
             record.pod,
             record.container,
             record.signal_name.as_deref().unwrap_or("signal unknown")
-        ),
-        (Some(record), false, _) => format!(
-            "stored bytes of {}/{} {} (compressed; size verified)",
-            record.namespace, record.pod, record.container
         ),
         (None, ..) => "dump".to_owned(),
     };

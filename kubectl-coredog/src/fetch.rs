@@ -82,9 +82,6 @@ pub struct Fetched {
     pub size: u64,
     /// Stored bytes already in the part file when the fetch started.
     pub resumed_from: u64,
-    /// Whether the SHA-256 of the core was checked (for `--raw` zstd dumps, only when the
-    /// fetch resumed).
-    pub verified: bool,
     /// Whether `path` holds the stored, compressed bytes (`--raw`).
     pub compressed: bool,
 }
@@ -260,10 +257,7 @@ async fn fetch_once<S: DumpStorage>(
     let resumed_from = have;
     let mode = match (record.compression, options.raw) {
         (Compression::None, _) => Mode::Plain,
-        // A part file may hold another fetch's bytes, or holes a killed fetch left: resumed,
-        // the stored bytes are decompressed in passing and checked like the others.
-        (Compression::Zstd, true) if have > 0 => Mode::RawChecked,
-        (Compression::Zstd, true) => Mode::Raw,
+        (Compression::Zstd, true) => Mode::RawChecked,
         (Compression::Zstd, false) => Mode::Decode,
     };
     progress.set_length(stored);
@@ -319,26 +313,6 @@ async fn fetch_once<S: DumpStorage>(
     };
 
     let finished = match staged {
-        Staged::Raw { part_len } => {
-            // The size is all a compressed dump can be checked by without decompressing it.
-            if part_len != record.stored_size {
-                return Ok(Outcome::Mismatch(
-                    Mismatch::Size {
-                        got: part_len,
-                        want: record.stored_size,
-                    },
-                    resumed_from,
-                ));
-            }
-            commit_rename(part, output, options.force)?;
-            Fetched {
-                path: output.to_owned(),
-                size: part_len,
-                resumed_from,
-                verified: false,
-                compressed: true,
-            }
-        }
         Staged::Checked {
             written,
             hasher,
@@ -365,7 +339,6 @@ async fn fetch_once<S: DumpStorage>(
                 path: output.to_owned(),
                 size: if compressed { stored } else { written },
                 resumed_from,
-                verified: true,
                 compressed,
             }
         }
@@ -448,16 +421,11 @@ enum Mode {
     Plain,
     /// zstd, decompressed into a temporary file next to the output.
     Decode,
-    /// Kept compressed (`--raw`): only the size can be checked.
-    Raw,
-    /// Kept compressed, and checked by decompressing them without writing the core.
+    /// Kept compressed (`--raw`), and checked by decompressing them without writing the core.
     RawChecked,
 }
 
 enum Staged {
-    Raw {
-        part_len: u64,
-    },
     Checked {
         written: u64,
         hasher: Sha256,
@@ -539,54 +507,52 @@ fn run_stages(
                 .tempfile_in(dir)
                 .map_err(stage_io("write into", dir))?,
         ),
-        Mode::Plain | Mode::Raw | Mode::RawChecked => None,
+        Mode::Plain | Mode::RawChecked => None,
     };
     let decoded_path = decoded.as_ref().map(|temp| temp.path().to_owned());
     let part_reader = part_out.file.try_clone().map_err(stage_io("read", part))?;
     let (to_check, checked_in) = std::sync::mpsc::sync_channel::<Due>(4);
     let checker_part_reader = part_reader.try_clone().map_err(stage_io("read", part))?;
     let checker_part = part.to_owned();
-    let checker = (mode != Mode::Raw).then(|| {
-        std::thread::spawn(
-            move || -> Result<(u64, Sha256, Option<NamedTempFile>), StageError> {
-                let mut hasher = Sha256::new();
-                let mut written = 0u64;
-                let mut out = match decoded {
-                    Some(temp) => {
-                        let file = temp.reopen().map_err(stage_io("write into", temp.path()))?;
-                        Some((SparseFile::new(file, 0, true), temp))
-                    }
-                    None => None,
-                };
-                let mut take = |bytes: &[u8]| -> Result<(), StageError> {
-                    hasher.update(bytes);
-                    if let Some((file, temp)) = &mut out {
-                        file.write_at(written, bytes)
-                            .map_err(stage_io("write", temp.path()))?;
-                    }
-                    written += bytes.len() as u64;
-                    Ok(())
-                };
-                let mut scratch = Vec::new();
-                for due in checked_in {
-                    match due {
-                        Due::Bytes(bytes) => take(&bytes)?,
-                        Due::InPart(range) => read_part(
-                            &checker_part_reader,
-                            &checker_part,
-                            range,
-                            &mut scratch,
-                            &mut take,
-                        )?,
-                    }
+    let checker = std::thread::spawn(
+        move || -> Result<(u64, Sha256, Option<NamedTempFile>), StageError> {
+            let mut hasher = Sha256::new();
+            let mut written = 0u64;
+            let mut out = match decoded {
+                Some(temp) => {
+                    let file = temp.reopen().map_err(stage_io("write into", temp.path()))?;
+                    Some((SparseFile::new(file, 0, true), temp))
                 }
+                None => None,
+            };
+            let mut take = |bytes: &[u8]| -> Result<(), StageError> {
+                hasher.update(bytes);
                 if let Some((file, temp)) = &mut out {
-                    file.settle().map_err(stage_io("write", temp.path()))?;
+                    file.write_at(written, bytes)
+                        .map_err(stage_io("write", temp.path()))?;
                 }
-                Ok((written, hasher, out.map(|(_, temp)| temp)))
-            },
-        )
-    });
+                written += bytes.len() as u64;
+                Ok(())
+            };
+            let mut scratch = Vec::new();
+            for due in checked_in {
+                match due {
+                    Due::Bytes(bytes) => take(&bytes)?,
+                    Due::InPart(range) => read_part(
+                        &checker_part_reader,
+                        &checker_part,
+                        range,
+                        &mut scratch,
+                        &mut take,
+                    )?,
+                }
+            }
+            if let Some((file, temp)) = &mut out {
+                file.settle().map_err(stage_io("write", temp.path()))?;
+            }
+            Ok((written, hasher, out.map(|(_, temp)| temp)))
+        },
+    );
     let mut decoder = match mode {
         Mode::Decode | Mode::RawChecked => Some(
             zstd::stream::write::Decoder::new(Forward {
@@ -595,7 +561,7 @@ fn run_stages(
             })
             .map_err(|err| StageError::Corrupt(err.to_string()))?,
         ),
-        Mode::Plain | Mode::Raw => None,
+        Mode::Plain => None,
     };
     let mut scratch = Vec::new();
     let mut pass_on = |due: Due| -> Result<(), StageError> {
@@ -616,7 +582,7 @@ fn run_stages(
 
     // Bytes before `front` are in the part file; bytes before `passed` have been passed on.
     let mut front = have;
-    let mut passed = if mode == Mode::Raw { front } else { 0 };
+    let mut passed = 0;
     let mut ahead = Ahead::new(AHEAD_BUDGET);
     let mut received = vec![0u64; ranges.count()];
     let mut next_range = 0;
@@ -628,13 +594,11 @@ fn run_stages(
             part_out
                 .write_at(offset, &bytes)
                 .map_err(stage_io("write", part))?;
-            if mode != Mode::Raw {
-                if offset == passed {
-                    pass_on(Due::Bytes(bytes))?;
-                    passed += len;
-                } else {
-                    ahead.hold(offset, bytes);
-                }
+            if offset == passed {
+                pass_on(Due::Bytes(bytes))?;
+                passed += len;
+            } else {
+                ahead.hold(offset, bytes);
             }
             let index = ranges.index_of(offset);
             if let Some(count) = received.get_mut(index) {
@@ -649,9 +613,7 @@ fn run_stages(
                 next_range += 1;
                 window.add_permits(1);
             }
-            if mode != Mode::Raw {
-                ahead.pass_due(&mut passed, front, &mut pass_on)?;
-            }
+            ahead.pass_due(&mut passed, front, &mut pass_on)?;
             progress.inc(len);
         }
         Ok(())
@@ -676,17 +638,15 @@ fn run_stages(
     }
     drop(decoder);
     drop(to_check);
-    let checked = checker.map(|thread| {
-        thread.join().unwrap_or_else(|_| {
-            Err(StageError::Io {
-                what: "write",
-                path: decoded_path.clone().unwrap_or_else(|| part.to_owned()),
-                source: io::Error::other("the writing thread panicked"),
-            })
+    let checked = checker.join().unwrap_or_else(|_| {
+        Err(StageError::Io {
+            what: "write",
+            path: decoded_path.clone().unwrap_or_else(|| part.to_owned()),
+            source: io::Error::other("the writing thread panicked"),
         })
     });
     // An error of the writing thread explains a stop of this one.
-    if let (Err(StageError::Stopped), Some(Err(err))) = (&staged, &checked) {
+    if let (Err(StageError::Stopped), Err(err)) = (&staged, &checked) {
         return Err(match err {
             StageError::Io { what, path, source } => StageError::Io {
                 what,
@@ -698,17 +658,12 @@ fn run_stages(
         });
     }
     staged?;
-    match checked {
-        None => Ok(Staged::Raw { part_len: front }),
-        Some(checked) => {
-            let (written, hasher, decoded) = checked?;
-            Ok(Staged::Checked {
-                written,
-                hasher,
-                decoded,
-            })
-        }
-    }
+    let (written, hasher, decoded) = checked?;
+    Ok(Staged::Checked {
+        written,
+        hasher,
+        decoded,
+    })
 }
 
 /// Out-of-order pieces held in memory: up to this many bytes; later ones wait in the part

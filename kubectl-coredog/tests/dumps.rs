@@ -470,6 +470,34 @@ async fn a_part_file_of_other_bytes_is_discarded_and_the_fetch_starts_over() {
 }
 
 #[tokio::test]
+async fn damaged_stored_bytes_are_detected_raw_or_not() {
+    let (storage, dumps) = sample();
+    let mut damaged = dumps[0].stored.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x40;
+    storage.put(&dumps[0].record.key, damaged);
+    let dir = tempfile::tempdir().unwrap();
+    for args in [vec!["--raw"], vec![]] {
+        let out = dir.path().join("core");
+        let mut all = vec!["0123", "-o", out.to_str().unwrap()];
+        all.extend(args.iter().copied());
+        let err = fetch(&storage, &all, small_chunks()).await.unwrap_err();
+        let explained = kubectl_coredog::error::explain(&err);
+        assert!(
+            explained
+                .message
+                .starts_with("dump 0123456789abcdef failed verification: "),
+            "{args:?}: {explained:?}"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "{args:?}: no output, part or temporary file"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_checksum_mismatch_is_an_error_and_writes_nothing() {
     let (storage, dumps) = sample();
     let mut record = dumps[0].record.clone();
