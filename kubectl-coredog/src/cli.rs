@@ -294,14 +294,28 @@ pub struct DumpFilterArgs {
 pub struct ListArgs {
     #[command(flatten)]
     pub filters: DumpFilterArgs,
-    /// Show at most this many dumps (0: all).
-    #[arg(long, default_value_t = 50)]
-    pub limit: usize,
+    /// Show at most this many dumps (0: all). Default: 50 in a table, all with -o json|yaml,
+    /// which scripts read whole.
+    #[arg(long)]
+    pub limit: Option<usize>,
     #[command(flatten)]
     pub storage: StorageArgs,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+}
+
+impl ListArgs {
+    /// Dumps shown in a table unless `--limit` says otherwise.
+    pub const TABLE_LIMIT: usize = 50;
+
+    /// How many dumps to show (0: all).
+    pub fn limit(&self) -> usize {
+        self.limit.unwrap_or(match self.output {
+            OutputFormat::Table | OutputFormat::Wide => Self::TABLE_LIMIT,
+            OutputFormat::Json | OutputFormat::Yaml => 0,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -402,7 +416,14 @@ mod tests {
             panic!("list")
         };
         assert_eq!(args.output, OutputFormat::Wide);
-        assert_eq!(args.limit, 50);
+        assert_eq!(args.limit(), 50);
+        let Command::List(json) = Cli::try_parse_from(["kubectl-coredog", "list", "-o", "json"])
+            .unwrap()
+            .command
+        else {
+            panic!("list")
+        };
+        assert_eq!(json.limit(), 0, "-o json lists every dump");
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub async fn list_command<S: DumpStorage>(
     console: &mut Console<'_>,
 ) -> anyhow::Result<()> {
     let filters = Filters::from_args(&args.filters, scope, now)?;
-    let listing = list::list(storage, store_dir, &filters, args.limit)
+    let listing = list::list(storage, store_dir, &filters, args.limit())
         .await
         .map_err(|err| storage_error(err, "list the dumps"))?;
     let table = matches!(args.output, OutputFormat::Table | OutputFormat::Wide);
