@@ -102,10 +102,10 @@ pub async fn run(cli: Cli, console: &mut Console<'_>) -> anyhow::Result<ExitCode
             let targets = Targets::from_args(&args.selection)?;
             let change = Change::enable(&args.path, &args.container)?;
             let cluster = connect(&global).await?;
-            let namespace = cluster.namespace(&global);
+            let scope = cluster.scope(&global);
             enable::run(
                 &cluster.client,
-                &namespace,
+                &scope,
                 &targets,
                 &change,
                 args.dry_run.dry_run,
@@ -116,10 +116,10 @@ pub async fn run(cli: Cli, console: &mut Console<'_>) -> anyhow::Result<ExitCode
         Command::Disable(args) => {
             let targets = Targets::from_args(&args.selection)?;
             let cluster = connect(&global).await?;
-            let namespace = cluster.namespace(&global);
+            let scope = cluster.scope(&global);
             enable::run(
                 &cluster.client,
-                &namespace,
+                &scope,
                 &targets,
                 &Change::Disable,
                 args.dry_run.dry_run,
@@ -153,6 +153,12 @@ pub async fn run(cli: Cli, console: &mut Console<'_>) -> anyhow::Result<ExitCode
                         "for example: kubectl coredog doctor deploy/web",
                     )
                 })?;
+            if reference.is_some() && global.all_namespaces {
+                return Err(user(
+                    "a workload cannot be named across all namespaces (-A)",
+                    "give its namespace with -n",
+                ));
+            }
             let cluster = connect(&global).await?;
             let namespace = cluster.namespace(&global);
             let probe = KubeExec {

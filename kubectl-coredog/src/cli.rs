@@ -35,8 +35,8 @@ pub struct GlobalArgs {
     /// The namespace (default: the context's namespace).
     #[arg(short = 'n', long, global = true, value_name = "NAME")]
     pub namespace: Option<String>,
-    /// Every namespace.
-    #[arg(short = 'A', long, global = true, conflicts_with = "namespace")]
+    /// Every namespace (wins over -n, as in kubectl).
+    #[arg(short = 'A', long, global = true)]
     pub all_namespaces: bool,
     /// More detail on stderr (-v: debug, -vv: trace); RUST_LOG also works.
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
@@ -67,7 +67,7 @@ pub enum Command {
     Completion(CompletionArgs),
 }
 
-/// `--dry-run`: `client` touches nothing, `server` lets the API server check without persisting.
+/// `--dry-run`: `client` changes nothing, `server` lets the API server check without persisting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum DryRun {
     #[default]
@@ -93,7 +93,8 @@ impl DryRun {
 
 #[derive(Debug, Clone, Args)]
 pub struct DryRunArg {
-    /// Only show what would change: `client` contacts nothing, `server` has the API server check it.
+    /// Only show what would change: `client` sends no change (the cluster is still read, except
+    /// by install, which contacts nothing), `server` has the API server check it too.
     #[arg(
         long = "dry-run",
         value_enum,

@@ -143,6 +143,14 @@ impl Change {
             Self::Disable => "disabled",
         }
     }
+
+    /// The plugin's command that makes this change.
+    fn command(&self) -> &'static str {
+        match self {
+            Self::Enable { .. } => "enable",
+            Self::Disable => "disable",
+        }
+    }
 }
 
 /// How the annotations would change, as `key=value (was old)` / `key removed` phrases.
@@ -167,20 +175,21 @@ pub fn describe_changes(
 
 pub async fn run(
     client: &Client,
-    namespace: &str,
+    scope: &Scope,
     targets: &Targets,
     change: &Change,
     dry_run: DryRun,
     console: &mut Console<'_>,
 ) -> anyhow::Result<()> {
-    if matches!(change, Change::Enable { .. }) && EXCLUDED_NAMESPACES.contains(&namespace) {
-        console.warn(&format!(
-            "the webhook never injects pods in namespace {namespace}: these workloads will not get a dump directory"
-        ));
-    }
     let mut failures = 0usize;
-    let workloads = match targets {
-        Targets::Named(refs) => {
+    let workloads = match (targets, scope) {
+        (Targets::Named(_), Scope::All) => {
+            return Err(user(
+                "a workload cannot be named across all namespaces (-A)",
+                "give its namespace with -n, or select workloads in every namespace with -A -l SELECTOR --kind KIND",
+            ));
+        }
+        (Targets::Named(refs), Scope::Namespace(namespace)) => {
             let mut found = Vec::new();
             for reference in refs {
                 match workload::get(client, namespace, reference).await {
@@ -199,26 +208,39 @@ pub async fn run(
             }
             found
         }
-        Targets::Selected { kind, selector } => {
-            let found = workload::list(
-                client,
-                &Scope::Namespace(namespace.to_owned()),
-                *kind,
-                Some(selector),
-            )
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot list {} matching {selector:?} in namespace {namespace}",
-                    kind.plural_name()
-                )
-            })?;
+        (Targets::Selected { kind, selector }, scope) => {
+            let found = workload::list(client, scope, *kind, Some(selector))
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot list {} matching {selector:?} in {}",
+                        kind.plural_name(),
+                        where_(scope)
+                    )
+                })?;
             if found.is_empty() {
-                console.note(&format!("No resources found in {namespace} namespace."));
+                console.note(&match scope {
+                    Scope::Namespace(namespace) => {
+                        format!("No resources found in {namespace} namespace.")
+                    }
+                    Scope::All => "No resources found.".to_owned(),
+                });
             }
             found
         }
     };
+    if matches!(change, Change::Enable { .. }) {
+        let namespaces: std::collections::BTreeSet<String> =
+            workloads.iter().map(Workload::namespace).collect();
+        for namespace in namespaces
+            .iter()
+            .filter(|namespace| EXCLUDED_NAMESPACES.contains(&namespace.as_str()))
+        {
+            console.warn(&format!(
+                "the webhook never injects pods in namespace {namespace}: its workloads will not get a dump directory"
+            ));
+        }
+    }
     let total = workloads.len() + failures;
     for workload in &workloads {
         if let Err(err) = apply_change(client, workload, change, dry_run, console).await {
@@ -245,6 +267,19 @@ async fn apply_change(
     console: &mut Console<'_>,
 ) -> anyhow::Result<()> {
     let reference = workload.reference();
+    if let Some((kind, name)) = workload.controller() {
+        return Err(user(
+            format!(
+                "{reference} is managed by {kind} {name}: a change to its pod template would be undone, or start a rollout nobody asked for"
+            ),
+            format!(
+                "kubectl coredog {} {}/{name} -n {}",
+                change.command(),
+                kind.to_ascii_lowercase(),
+                workload.namespace()
+            ),
+        ));
+    }
     if let Change::Enable { containers, .. } = change {
         check_containers(workload, containers, console)?;
     }
@@ -283,6 +318,14 @@ async fn apply_change(
         changes.join(", "),
         workload.kind.rollout_note()
     ))
+}
+
+/// `namespace shop`, or `every namespace`.
+fn where_(scope: &Scope) -> String {
+    match scope {
+        Scope::Namespace(namespace) => format!("namespace {namespace}"),
+        Scope::All => "every namespace".to_owned(),
+    }
 }
 
 fn patch_error(reference: &WorkloadRef, err: kube::Error) -> anyhow::Error {

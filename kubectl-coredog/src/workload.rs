@@ -213,6 +213,16 @@ impl Workload {
         self.object.namespace().unwrap_or_default()
     }
 
+    /// The kind and name of the object that controls this one (a Deployment for its
+    /// ReplicaSets, a CronJob for its Jobs), if any.
+    pub fn controller(&self) -> Option<(String, String)> {
+        self.object
+            .owner_references()
+            .iter()
+            .find(|owner| owner.controller == Some(true))
+            .map(|owner| (owner.kind.clone(), owner.name.clone()))
+    }
+
     pub fn reference(&self) -> WorkloadRef {
         WorkloadRef {
             kind: self.kind,

@@ -5,6 +5,7 @@ mod support;
 
 use kubectl_coredog::cli::DryRun;
 use kubectl_coredog::enable::{Change, Targets, run};
+use kubectl_coredog::kube_client::Scope;
 use kubectl_coredog::workload::{WorkloadKind, parse_refs};
 use serde_json::{Value, json};
 use support::{Captured, api_server, list, not_found, ok, status};
@@ -23,6 +24,10 @@ fn deployment(name: &str, annotations: Value) -> Value {
     })
 }
 
+fn shop() -> Scope {
+    Scope::Namespace("shop".into())
+}
+
 fn refs(args: &[&str]) -> Targets {
     Targets::Named(parse_refs(&args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>()).unwrap())
 }
@@ -37,7 +42,7 @@ async fn enable_merge_patches_the_pod_template() {
     let change = Change::enable("/corefile", &["app".to_owned()]).unwrap();
     run(
         &client,
-        "shop",
+        &shop(),
         &refs(&["deploy/web"]),
         &change,
         DryRun::None,
@@ -95,7 +100,7 @@ async fn disable_removes_the_annotations_with_null() {
     let mut captured = Captured::default();
     run(
         &client,
-        "shop",
+        &shop(),
         &refs(&["cj/nightly"]),
         &Change::Disable,
         DryRun::None,
@@ -157,7 +162,7 @@ async fn a_selector_patches_only_what_changes() {
     let change = Change::enable("/corefile", &[]).unwrap();
     run(
         &client,
-        "shop",
+        &shop(),
         &targets,
         &change,
         DryRun::Server,
@@ -194,7 +199,7 @@ async fn a_client_dry_run_shows_the_patch_and_sends_none() {
     let change = Change::enable("/data/dumps", &[]).unwrap();
     run(
         &client,
-        "shop",
+        &shop(),
         &refs(&["deployments.apps/web"]),
         &change,
         DryRun::Client,
@@ -224,7 +229,7 @@ async fn missing_workloads_and_unknown_containers_fail_clearly() {
     let change = Change::enable("/corefile", &["worker".to_owned()]).unwrap();
     let err = run(
         &client,
-        "shop",
+        &shop(),
         &refs(&["deploy/missing", "deploy/web"]),
         &change,
         DryRun::None,
@@ -262,7 +267,7 @@ async fn a_started_job_cannot_change_and_says_what_to_do() {
     let change = Change::enable("/corefile", &[]).unwrap();
     let result = run(
         &client,
-        "shop",
+        &shop(),
         &refs(&["job/once"]),
         &change,
         DryRun::None,
@@ -275,5 +280,117 @@ async fn a_started_job_cannot_change_and_says_what_to_do() {
     assert_eq!(
         captured.stderr(),
         "error: job.batch/once: Kubernetes does not let a Job's pod template change once it exists\nhint: opt in the CronJob that creates it, or re-create the Job with the annotations\n"
+    );
+}
+
+#[tokio::test]
+async fn a_selector_with_all_namespaces_patches_each_in_its_namespace() {
+    let in_namespace = |name: &str, namespace: &str| {
+        let mut workload = deployment(name, json!({}));
+        workload["metadata"]["namespace"] = json!(namespace);
+        workload
+    };
+    let (web, dns) = (
+        in_namespace("web", "shop"),
+        in_namespace("coredns", "kube-system"),
+    );
+    let (client, server) = api_server(move |request| match request.method.as_str() {
+        "GET" => list("Deployment", vec![web.clone(), dns.clone()]),
+        _ if request.path.contains("/kube-system/") => ok(dns.clone()),
+        _ => ok(web.clone()),
+    });
+    let targets = Targets::Selected {
+        kind: WorkloadKind::Deployment,
+        selector: "tier=front".into(),
+    };
+    let mut captured = Captured::default();
+    let change = Change::enable("/corefile", &[]).unwrap();
+    run(
+        &client,
+        &Scope::All,
+        &targets,
+        &change,
+        DryRun::None,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    drop(client);
+    let lines: Vec<String> = server.await.unwrap().iter().map(|r| r.line()).collect();
+    assert_eq!(
+        lines,
+        [
+            "GET /apis/apps/v1/deployments",
+            "PATCH /apis/apps/v1/namespaces/shop/deployments/web",
+            "PATCH /apis/apps/v1/namespaces/kube-system/deployments/coredns",
+        ]
+    );
+    assert!(
+        captured.stderr().contains(
+            "the webhook never injects pods in namespace kube-system: its workloads will not get a dump directory"
+        ),
+        "{}",
+        captured.stderr()
+    );
+}
+
+#[tokio::test]
+async fn named_workloads_need_a_namespace() {
+    let (client, server) = api_server(|_| ok(deployment("web", json!({}))));
+    let mut captured = Captured::default();
+    let err = run(
+        &client,
+        &Scope::All,
+        &refs(&["deploy/web"]),
+        &Change::Disable,
+        DryRun::None,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap_err();
+    drop(client);
+    assert!(server.await.unwrap().is_empty(), "nothing is sent");
+    assert_eq!(
+        kubectl_coredog::error::explain(&err).message,
+        "a workload cannot be named across all namespaces (-A)"
+    );
+}
+
+#[tokio::test]
+async fn a_workload_another_one_controls_is_left_alone() {
+    let replica_set = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web-7d9f", "namespace": "shop", "ownerReferences": [{
+            "apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+            "uid": "0c7a9a3e-52a1-4f8f-9d0b-3a3c0c8f6a11", "controller": true
+        }]},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "shop/web"}]}
+        }}
+    });
+    let (client, server) = api_server(move |_| ok(replica_set.clone()));
+    let mut captured = Captured::default();
+    let change = Change::enable("/corefile", &[]).unwrap();
+    let err = run(
+        &client,
+        &shop(),
+        &refs(&["rs/web-7d9f"]),
+        &change,
+        DryRun::None,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap_err();
+    drop(client);
+    let log = server.await.unwrap();
+    assert!(log.iter().all(|request| request.method == "GET"), "{log:?}");
+    assert_eq!(
+        kubectl_coredog::error::explain(&err).message,
+        "1 of 1 workloads could not be enabled"
+    );
+    assert_eq!(
+        captured.stderr(),
+        "error: replicaset.apps/web-7d9f is managed by Deployment web: a change to its pod template would be undone, or start a rollout nobody asked for\nhint: kubectl coredog enable deployment/web -n shop\n"
     );
 }
