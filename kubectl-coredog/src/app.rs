@@ -82,7 +82,13 @@ pub async fn run(cli: Cli, console: &mut Console<'_>) -> anyhow::Result<ExitCode
     let global = cli.global;
     match cli.command {
         Command::Completion(args) => {
-            console.print(&String::from_utf8_lossy(&completion::script(args.shell)))?;
+            let script = completion::script(args.shell).map_err(|err| {
+                user(
+                    format!("no completion script: {err}"),
+                    "try bash, zsh or fish",
+                )
+            })?;
+            console.print(&String::from_utf8_lossy(&script))?;
         }
         Command::Install(args) => {
             let env = |name: &str| std::env::var(name).ok();

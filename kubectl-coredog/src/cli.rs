@@ -64,6 +64,9 @@ pub enum Command {
     /// Download a dump, decompressed and verified against its checksum.
     Fetch(FetchArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  source <(kubectl-coredog completion bash)    # in ~/.bashrc: completes kubectl-coredog\n\nkubectl coredog <TAB> (kubectl 1.26+) runs kubectl_complete-coredog; link it to the plugin:\n  cd \"$(dirname \"$(command -v kubectl-coredog)\")\"\n  ln -s kubectl-coredog kubectl_complete-coredog"
+    )]
     Completion(CompletionArgs),
 }
 

@@ -1,9 +1,11 @@
 //! `kubectl-coredog`: run as `kubectl coredog ...`.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser as _;
 use kubectl_coredog::cli::Cli;
+use kubectl_coredog::completion;
 
 // A fetch passes a few hundred MiB per second through short-lived buffers of a few MiB; the
 // system allocator maps and unmaps each one, and the page faults cost a tenth of the fetch's
@@ -17,6 +19,21 @@ fn main() -> ExitCode {
     // the fetch's CPU. Plain pages cost nothing here; failing to switch is harmless.
     #[cfg(target_os = "linux")]
     let _ = rustix::thread::disable_transparent_huge_pages(true);
+    completion::answer_shell();
+    let mut args = std::env::args_os();
+    if args
+        .next()
+        .is_some_and(|argv0| completion::is_kubectl_completer(Path::new(&argv0)))
+    {
+        let current_dir = std::env::current_dir().ok();
+        return match completion::for_kubectl(args.collect(), current_dir.as_deref()) {
+            Ok(candidates) => {
+                print!("{candidates}");
+                ExitCode::SUCCESS
+            }
+            Err(_) => ExitCode::FAILURE,
+        };
+    }
     let cli = Cli::parse();
     kubectl_coredog::app::main(cli)
 }

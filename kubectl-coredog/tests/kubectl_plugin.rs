@@ -78,11 +78,70 @@ fn errors_are_one_sentence_and_a_hint_with_a_failing_exit_code() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// A directory on PATH with the plugin under its own name and as kubectl's completer for it,
+/// as a user links it.
+fn plugin_dir_with_completer() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["kubectl-coredog", "kubectl_complete-coredog"] {
+        std::os::unix::fs::symlink(binary(), dir.path().join(name)).unwrap();
+    }
+    dir
+}
+
+fn path_with(dir: &Path) -> std::ffi::OsString {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![dir.to_owned()];
+    paths.extend(std::env::split_paths(&path));
+    std::env::join_paths(paths).expect("a valid PATH")
+}
+
 #[test]
-fn completions_are_generated() {
-    for shell in ["bash", "zsh", "fish"] {
+fn kubectl_completes_the_plugin_through_its_completer() {
+    let dir = plugin_dir_with_completer();
+    let output = Command::new("kubectl")
+        .args(["__complete", "coredog", "list", "-o", ""])
+        .env("PATH", path_with(dir.path()))
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let lines: Vec<String> = stdout(&output).lines().map(str::to_owned).collect();
+    assert_eq!(lines, ["table", "wide", "json", "yaml", ":4"], "{output:?}");
+}
+
+#[test]
+fn the_bash_script_completes_by_asking_the_plugin() {
+    let dir = plugin_dir_with_completer();
+    let script = kubectl(&["coredog", "completion", "bash"]);
+    assert!(script.status.success(), "{script:?}");
+    let script_path = dir.path().join("completion.bash");
+    std::fs::write(&script_path, &script.stdout).unwrap();
+    // What bash does on TAB after `kubectl-coredog fetch --r`.
+    let on_tab = format!(
+        r#"source {script}
+COMP_WORDS=(kubectl-coredog fetch --r); COMP_CWORD=2; COMP_TYPE=9
+"$(complete -p kubectl-coredog | sed -E 's/.*-F ([^ ]+).*/\1/')" kubectl-coredog --r fetch
+printf '%s\n' "${{COMPREPLY[@]}}""#,
+        script = script_path.display()
+    );
+    let output = Command::new("bash")
+        .args(["-c", &on_tab])
+        .env("PATH", path_with(dir.path()))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let offered = stdout(&output);
+    assert!(
+        offered.lines().any(|line| line == "--raw"),
+        "{offered}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for shell in ["zsh", "fish"] {
         let output = kubectl(&["coredog", "completion", shell]);
         assert!(output.status.success(), "{shell}: {output:?}");
-        assert!(stdout(&output).contains("kubectl-coredog"), "{shell}");
+        assert!(
+            stdout(&output).contains("KUBECTL_COREDOG_COMPLETE"),
+            "{shell}"
+        );
     }
 }
