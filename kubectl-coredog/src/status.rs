@@ -1,8 +1,9 @@
 //! `status`: the workloads and pods that opted in, whether their pods really carry the dump
 //! directory (pods created before the webhook, or while it was unreachable, do not), and how
-//! many dumps each has in storage.
+//! many dumps each has in storage. A workload's dumps include those of its pods that are gone,
+//! known by the names controllers give their pods ([`made_by`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Context as _;
 use coredog_core::annotations::{INJECT, INJECTED, read_opt_in};
@@ -187,30 +188,81 @@ pub enum StatusStorage<'a, S> {
     Unavailable(String),
 }
 
-async fn count_dumps<S: DumpStorage>(
+/// Dumps in storage by pod name, in one namespace.
+type DumpsByPod = BTreeMap<String, usize>;
+
+/// How many dumps each pod of `namespace` has in storage, by pod name: pods long gone
+/// included.
+async fn dumps_by_pod<S: DumpStorage>(
     storage: &S,
     store_dir: &str,
     namespace: &str,
-    pod: &str,
-) -> Result<usize, String> {
-    let prefix = listing_prefix(store_dir, Some(namespace), Some(pod));
-    let mut count = 0;
+) -> Result<DumpsByPod, String> {
+    let prefix = listing_prefix(store_dir, Some(namespace), None);
+    let mut counts = BTreeMap::new();
     let mut continuation: Option<String> = None;
     loop {
         let page = storage
             .list_page(&prefix, continuation.as_deref(), None)
             .await
             .map_err(|err| err.to_string())?;
-        count += page
+        for key in page
             .objects
             .iter()
-            .filter(|object| CoreKey::parse(&object.key).is_some())
-            .count();
+            .filter_map(|object| CoreKey::parse(&object.key))
+        {
+            *counts.entry(key.pod).or_default() += 1;
+        }
         match page.next {
             Some(next) => continuation = Some(next),
-            None => return Ok(count),
+            None => return Ok(counts),
         }
     }
+}
+
+/// Whether `kind` `name` may have made a pod named `pod`, by the names controllers give their
+/// pods: `<deployment>-<template hash>-<suffix>`, `<statefulset>-<ordinal>`,
+/// `<daemonset|replicaset|job>-<suffix>`, `<cronjob>-<scheduled minute>-<suffix>` (a Job's
+/// completion index may come before the suffix).
+fn made_by(kind: WorkloadKind, name: &str, pod: &str) -> bool {
+    let Some(rest) = pod
+        .strip_prefix(name)
+        .and_then(|rest| rest.strip_prefix('-'))
+    else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('-').collect();
+    let word = |part: &&str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    let number = |part: &&str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    match (kind, parts.as_slice()) {
+        (WorkloadKind::Deployment, [hash, suffix]) => word(hash) && word(suffix),
+        (WorkloadKind::StatefulSet, [ordinal]) => number(ordinal),
+        (WorkloadKind::DaemonSet | WorkloadKind::ReplicaSet | WorkloadKind::Job, [suffix]) => {
+            word(suffix)
+        }
+        (WorkloadKind::Job, [index, suffix]) => number(index) && word(suffix),
+        (WorkloadKind::CronJob, [minute, suffix]) => number(minute) && word(suffix),
+        (WorkloadKind::CronJob, [minute, index, suffix]) => {
+            number(minute) && number(index) && word(suffix)
+        }
+        _ => false,
+    }
+}
+
+/// Which of `workloads` (of the pod's namespace, none controlled by another) made the pod
+/// named `pod`: of those whose pods are named so, the one with the longest name (`web-api`,
+/// not `web`, made `web-api-7d9f8b6c5d-x2x4z`).
+fn maker<'a>(pod: &str, workloads: &[&'a Workload]) -> Option<&'a Workload> {
+    workloads
+        .iter()
+        .copied()
+        .filter(|workload| made_by(workload.kind, &workload.name(), pod))
+        .max_by_key(|workload| workload.name().len())
 }
 
 pub async fn collect<S: DumpStorage>(
@@ -242,38 +294,52 @@ pub async fn collect<S: DumpStorage>(
         .filter(|pod| opted_in(pod.annotations()))
         .collect();
 
-    let (counts, storage_state): (Vec<Option<usize>>, String) = match storage {
+    // One listing per namespace with anything opted in, rather than one per pod: a workload's
+    // dumps include those of its pods that are gone (replaced by a rollout, finished jobs).
+    let roots: Vec<&Workload> = workloads
+        .iter()
+        .filter(|workload| !owners.is_owned(workload))
+        .collect();
+    let namespaces: BTreeSet<String> = pods
+        .iter()
+        .map(|pod| pod.namespace().unwrap_or_default())
+        .chain(
+            roots
+                .iter()
+                .filter(|workload| opted_in(&workload.template_annotations()))
+                .map(|workload| workload.namespace()),
+        )
+        .collect();
+    let (dumps, storage_state): (HashMap<String, DumpsByPod>, String) = match storage {
         StatusStorage::Open { storage, store_dir } => {
-            let results: Vec<Result<usize, String>> = stream::iter(&pods)
-                .map(|pod| async move {
-                    count_dumps(
-                        storage,
-                        store_dir,
-                        &pod.namespace().unwrap_or_default(),
-                        &pod.name_any(),
-                    )
-                    .await
+            let listed: Vec<(String, Result<DumpsByPod, String>)> = stream::iter(namespaces)
+                .map(|namespace| async move {
+                    let counts = dumps_by_pod(storage, store_dir, &namespace).await;
+                    (namespace, counts)
                 })
                 .buffered(RECORD_CONCURRENCY)
                 .collect()
                 .await;
-            let failure = results
+            let failure = listed
                 .iter()
-                .find_map(|result| result.as_ref().err().cloned());
+                .find_map(|(_, counts)| counts.as_ref().err().cloned());
             (
-                results.into_iter().map(Result::ok).collect(),
+                listed
+                    .into_iter()
+                    .filter_map(|(namespace, counts)| Some((namespace, counts.ok()?)))
+                    .collect(),
                 failure.map_or_else(|| "ok".to_owned(), |err| format!("unreachable: {err}")),
             )
         }
-        StatusStorage::Unavailable(reason) => {
-            (vec![None; pods.len()], format!("unreachable: {reason}"))
-        }
+        StatusStorage::Unavailable(reason) => (HashMap::new(), format!("unreachable: {reason}")),
     };
 
     let mut pod_rows: Vec<PodStatus> = pods
         .iter()
-        .zip(counts)
-        .map(|(pod, dumps)| PodStatus {
+        .map(|pod| PodStatus {
+            dumps: dumps
+                .get(&pod.namespace().unwrap_or_default())
+                .map(|counts| counts.get(&pod.name_any()).copied().unwrap_or(0)),
             namespace: pod.namespace().unwrap_or_default(),
             name: pod.name_any(),
             workload: owners
@@ -286,14 +352,13 @@ pub async fn collect<S: DumpStorage>(
                 .and_then(|status| status.phase.clone())
                 .unwrap_or_else(|| "Unknown".to_owned()),
             injection: injection(pod),
-            dumps,
         })
         .collect();
     pod_rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
 
-    let mut workload_rows: Vec<WorkloadStatus> = workloads
+    let mut workload_rows: Vec<WorkloadStatus> = roots
         .iter()
-        .filter(|workload| !owners.is_owned(workload))
+        .copied()
         .filter(|workload| opted_in(&workload.template_annotations()))
         .map(|workload| {
             let reference = workload.reference().to_string();
@@ -322,6 +387,20 @@ pub async fn collect<S: DumpStorage>(
                 .iter()
                 .filter(|pod| pod.phase == "Running" || pod.phase == "Pending")
                 .collect();
+            let workload_dumps = dumps.get(&namespace).map(|counts| {
+                let neighbours: Vec<&Workload> = roots
+                    .iter()
+                    .copied()
+                    .filter(|other| other.namespace() == namespace)
+                    .collect();
+                counts
+                    .iter()
+                    .filter(|(pod, _)| {
+                        maker(pod, &neighbours).is_some_and(|made| std::ptr::eq(made, workload))
+                    })
+                    .map(|(_, count)| count)
+                    .sum()
+            });
             WorkloadStatus {
                 namespace,
                 workload: reference,
@@ -329,11 +408,7 @@ pub async fn collect<S: DumpStorage>(
                 containers,
                 pods: running.len(),
                 injected_pods: running.iter().filter(|pod| pod.injection.injected).count(),
-                dumps: if storage_state == "ok" {
-                    mine.iter().map(|pod| pod.dumps).sum()
-                } else {
-                    None
-                },
+                dumps: workload_dumps,
                 problem,
             }
         })
@@ -494,6 +569,46 @@ mod tests {
             "spec": {"containers": [{"name": "app"}], "volumes": volumes}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn pods_are_known_by_the_names_their_controllers_give() {
+        use WorkloadKind::*;
+        assert!(made_by(Deployment, "web", "web-7d9f8b6c5d-x2x4z"));
+        assert!(!made_by(Deployment, "web", "web-api-7d9f8b6c5d-x2x4z"));
+        assert!(!made_by(Deployment, "web", "web-x2x4z"));
+        assert!(!made_by(Deployment, "web", "webapp-7d9f8b6c5d-x2x4z"));
+        assert!(made_by(StatefulSet, "db", "db-0"));
+        assert!(!made_by(StatefulSet, "db", "db-a"));
+        assert!(made_by(DaemonSet, "agent", "agent-x2x4z"));
+        assert!(made_by(Job, "migrate", "migrate-x2x4z"));
+        assert!(made_by(Job, "shard", "shard-3-x2x4z"));
+        assert!(made_by(CronJob, "nightly", "nightly-29411520-x2x4z"));
+        assert!(!made_by(CronJob, "nightly", "nightly-x2x4z"));
+        assert!(!made_by(Deployment, "web", "web"));
+    }
+
+    #[test]
+    fn the_longest_matching_name_made_the_pod() {
+        let workload = |kind: WorkloadKind, name: &str| Workload {
+            kind,
+            object: kube::api::DynamicObject {
+                types: None,
+                metadata: ObjectMeta {
+                    name: Some(name.to_owned()),
+                    namespace: Some("shop".to_owned()),
+                    ..ObjectMeta::default()
+                },
+                data: serde_json::Value::Null,
+            },
+        };
+        let web = workload(WorkloadKind::Deployment, "web");
+        let web_api = workload(WorkloadKind::DaemonSet, "web-api");
+        let all = [&web, &web_api];
+        let made = |pod: &str| maker(pod, &all).map(Workload::name);
+        assert_eq!(made("web-api-x2x4z").as_deref(), Some("web-api"));
+        assert_eq!(made("web-7d9f8b6c5d-x2x4z").as_deref(), Some("web"));
+        assert_eq!(made("api-x2x4z"), None);
     }
 
     #[test]

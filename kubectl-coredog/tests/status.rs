@@ -93,6 +93,16 @@ fn storage() -> MemoryStorage {
             "nightly-290-xyz",
             "20261127T030000Z_app_job_7_fedcba9876543210.core.zst",
         ),
+        // A pod of web's previous rollout, gone since: still web's.
+        (
+            "web-6c5b8d-zzzzz",
+            "20261126T100012Z_app_server_40_0123456789abcde1.core.zst",
+        ),
+        // api did not opt in (any more): its dumps are no row's.
+        (
+            "api-5f6d-ccccc",
+            "20261126T100012Z_app_api_9_0123456789abcde2.core.zst",
+        ),
     ] {
         storage.put(&format!("corefiles/shop/{pod}/{file}"), b"x".to_vec());
         storage.put(&format!("corefiles/shop/{pod}/{file}.json"), b"{}".to_vec());
@@ -136,7 +146,7 @@ async fn status_shows_workloads_pods_injection_and_dumps() {
         "\
 NAMESPACE   WORKLOAD                PATH        CONTAINERS   INJECTED   DUMPS
 shop        cronjob.batch/nightly   /corefile   app          0/0        1
-shop        deployment.apps/web     /corefile   all          1/2        2
+shop        deployment.apps/web     /corefile   all          1/2        3
 
 NAMESPACE   POD               WORKLOAD                STATUS      INJECTED   DUMPS
 shop        nightly-290-xyz   cronjob.batch/nightly   Succeeded   yes        1
@@ -149,7 +159,7 @@ shop        web-7d9f-bbbbb    deployment.apps/web     Running     no         0
         "1 opted-in pod(s) have no dump directory: `-o wide` says why; restarting them (kubectl rollout restart) lets the webhook inject them\n"
     );
     let requests = storage.take_requests();
-    assert_eq!(requests.len(), 3, "one listing per pod: {requests:?}");
+    assert_eq!(requests.len(), 1, "one listing per namespace: {requests:?}");
 }
 
 #[tokio::test]
