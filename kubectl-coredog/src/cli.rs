@@ -294,6 +294,23 @@ pub struct DumpFilterArgs {
     pub until: Option<String>,
 }
 
+impl DumpFilterArgs {
+    /// Whether no filter is given.
+    pub fn is_empty(&self) -> bool {
+        let Self {
+            pod,
+            container,
+            exe,
+            node,
+            since,
+            until,
+        } = self;
+        [pod, container, exe, node, since, until]
+            .iter()
+            .all(|filter| filter.is_none())
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ListArgs {
     #[command(flatten)]

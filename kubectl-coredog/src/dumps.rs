@@ -94,6 +94,12 @@ pub async fn fetch_command<S: DumpStorage>(
 ) -> anyhow::Result<()> {
     let scope = &scopes.listing;
     let dump = match &args.id {
+        Some(_) if !args.filters.is_empty() => {
+            return Err(user(
+                "--pod, --container, --exe, --node, --since and --until choose a dump with --latest; an ID names one already",
+                "drop the filters, or drop the ID and add --latest",
+            ));
+        }
         Some(id) => find(storage, store_dir, &scopes.ids, id).await?,
         None => {
             let filters = Filters::from_args(&args.filters, scope, now)?;

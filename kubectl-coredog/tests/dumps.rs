@@ -470,6 +470,23 @@ async fn a_part_file_of_other_bytes_is_discarded_and_the_fetch_starts_over() {
 }
 
 #[tokio::test]
+async fn an_id_with_filters_is_refused() {
+    let (storage, _) = sample();
+    let err = fetch(&storage, &["0123", "--pod", "web"], small_chunks())
+        .await
+        .unwrap_err();
+    let explained = kubectl_coredog::error::explain(&err);
+    assert!(
+        explained.message.ends_with("an ID names one already"),
+        "{explained:?}"
+    );
+    assert!(
+        storage.take_requests().is_empty(),
+        "nothing is read from storage"
+    );
+}
+
+#[tokio::test]
 async fn damaged_stored_bytes_are_detected_raw_or_not() {
     let (storage, dumps) = sample();
     let mut damaged = dumps[0].stored.clone();
