@@ -385,11 +385,15 @@ impl StorageConfig {
     ) -> Result<Option<StaticCredentials>, ConfigError> {
         let from_file =
             |key: &'static str, path: &Option<String>| -> Result<Option<String>, ConfigError> {
-                match non_empty(path) {
-                    Some(path) => read_file(path)
-                        .map(|text| Some(text.trim().to_owned()))
-                        .map_err(|err| invalid(key, format!("cannot read {path}: {err}"))),
-                    None => Ok(None),
+                let Some(path) = non_empty(path) else {
+                    return Ok(None);
+                };
+                let text = read_file(path)
+                    .map_err(|err| invalid(key, format!("cannot read {path}: {err}")))?;
+                // An empty key would fail as a signature mismatch, far from its cause.
+                match text.trim() {
+                    "" => Err(invalid(key, format!("{path} is empty"))),
+                    key_text => Ok(Some(key_text.to_owned())),
                 }
             };
         let access = match non_empty(&self.access_key_id) {
@@ -767,6 +771,18 @@ CoreSight:
                 "partSizeMiB",
             ),
             (
+                "StorageConfig:\n  S3Bucket: b\n  PresignedURLExpireSeconds: 0\n",
+                "PresignedURLExpireSeconds",
+            ),
+            (
+                "StorageConfig:\n  S3Bucket: b\n  PresignedURLExpireSeconds: 604801\n",
+                "PresignedURLExpireSeconds",
+            ),
+            (
+                "StorageConfig:\n  S3Bucket: b\nCorefileDir: corefile\n",
+                "CorefileDir",
+            ),
+            (
                 "StorageConfig:\n  S3Bucket: b\n  enabled: false\n",
                 "enabled",
             ),
@@ -824,6 +840,14 @@ CoreSight:
         let mut forced = storage("minio.local", Protocol::S3);
         forced.force_path_style = Some(true);
         assert!(forced.endpoint().unwrap().path_style);
+        let mut virtual_hosted = storage("10.0.0.5:9000", Protocol::S3);
+        virtual_hosted.force_path_style = Some(false);
+        assert!(!virtual_hosted.endpoint().unwrap().path_style);
+        let from_yaml = Config::from_yaml(
+            "StorageConfig:\n  S3Bucket: b\n  S3Endpoint: minio.local\n  s3ForcePathStyle: true\n",
+        )
+        .unwrap();
+        assert!(from_yaml.storage.endpoint().unwrap().path_style);
     }
 
     #[test]
@@ -856,6 +880,16 @@ CoreSight:
             .unwrap_err()
             .to_string();
         assert!(message.contains("s3AccesskeyIDFile"), "{message}");
+
+        let empty = |_: &str| Ok(" \n".to_owned());
+        let message = storage
+            .static_credentials(none_env, empty)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("s3AccesskeyIDFile") && message.contains("/secret/ak is empty"),
+            "{message}"
+        );
 
         storage.access_key_id_file = None;
         assert!(storage.static_credentials(none_env, no_files).is_err());

@@ -488,6 +488,33 @@ mod tests {
     }
 
     #[test]
+    fn the_spec_of_a_pod_that_did_not_opt_in_is_not_read() {
+        // A spec the webhook could not read: stepped over, not reported.
+        let pod = json!({
+            "metadata": { "name": "plain", "annotations": { "team": "shop" } },
+            "spec": { "containers": "not a list", "volumes": 7 }
+        });
+        let decision = review(&review_body(V1, "CREATE", pod), "/d").unwrap();
+        assert_eq!(decision.skips, [SkipReason::NotOptedIn]);
+        assert_eq!(
+            response_of(&decision)["response"],
+            json!({ "uid": "705ab4f5-6393-11e8-b7cc-42010a800002", "allowed": true })
+        );
+    }
+
+    #[test]
+    fn ephemeral_containers_are_never_given_a_dump_directory() {
+        let mut pod = opted_in_pod();
+        pod["spec"]["ephemeralContainers"] = json!([{ "name": "debugger", "image": "busybox" }]);
+        let decision = review(&review_body(V1, "CREATE", pod), "/d").unwrap();
+        assert_eq!(decision.injected, ["app"]);
+        let patch = decision.review.response.patch.clone().unwrap();
+        let patch = String::from_utf8(patch).unwrap();
+        assert!(patch.contains("/spec/containers/0/"), "{patch}");
+        assert!(!patch.contains("ephemeralContainers"), "{patch}");
+    }
+
+    #[test]
     fn updates_and_other_kinds_are_allowed_untouched() {
         let decision = review(&review_body(V1, "UPDATE", opted_in_pod()), "/d").unwrap();
         assert_eq!(decision.skips, [SkipReason::NotPodCreate]);
