@@ -67,60 +67,63 @@ pub async fn config(global: &GlobalArgs) -> anyhow::Result<Config> {
         cluster: None,
         user: None,
     };
-    let config = if let Some(path) = &global.kubeconfig {
-        let kubeconfig = Kubeconfig::read_from(path).map_err(|err| {
+    let kubeconfig = match &global.kubeconfig {
+        Some(path) => Ok(Kubeconfig::read_from(path).map_err(|err| {
             UserError::new(format!("cannot read kubeconfig {}", path.display()))
                 .hint("pass a kubeconfig file kubectl can use")
                 .cause(err)
-        })?;
-        Config::from_custom_kubeconfig(kubeconfig, &options)
-            .await
-            .map_err(|err| kubeconfig_error(global, err))?
-    } else if global.context.is_some() {
-        Config::from_kubeconfig(&options)
-            .await
-            .map_err(|err| kubeconfig_error(global, err))?
-    } else {
-        Config::infer().await.map_err(|err| {
-            // Its own message joins both attempts; the kubeconfig's is the one users act on.
-            let reason = std::error::Error::source(&err)
-                .map_or_else(|| err.to_string(), ToString::to_string);
-            UserError::new("no Kubernetes configuration found")
-                .hint("set KUBECONFIG or pass --kubeconfig FILE; inside a pod, mount a service account token")
-                .cause(anyhow::anyhow!(reason))
-        })?
+        })?),
+        None => Kubeconfig::read(),
     };
-    let config = direct_where_no_proxy_says(config, &no_proxy_variable());
+    let (mut config, kubeconfig_proxy) = match kubeconfig {
+        Ok(kubeconfig) => {
+            let proxy = cluster_proxy(&kubeconfig, global.context.as_deref());
+            let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(|err| kubeconfig_error(global, err))?;
+            (config, proxy)
+        }
+        Err(err) if global.context.is_some() => return Err(kubeconfig_error(global, err)),
+        // As kubectl: no kubeconfig, so the pod's service account, if there is one.
+        Err(err) => match Config::incluster() {
+            Ok(config) => (config, None),
+            Err(_) => {
+                return Err(UserError::new("no Kubernetes configuration found")
+                    .hint("set KUBECONFIG or pass --kubeconfig FILE; inside a pod, mount a service account token")
+                    .cause(err)
+                    .into());
+            }
+        },
+    };
+    config.proxy_url = no_proxy::proxy_for(&config.cluster_url, kubeconfig_proxy, |name| {
+        std::env::var(name).ok()
+    });
     debug!(server = %config.cluster_url, proxy = ?config.proxy_url, namespace = %config.default_namespace, "kubeconfig loaded");
     Ok(config)
 }
 
-/// `NO_PROXY`, else `no_proxy`, else nothing.
-fn no_proxy_variable() -> String {
-    ["NO_PROXY", "no_proxy"]
-        .into_iter()
-        .filter_map(|name| std::env::var(name).ok())
-        .find(|value| !value.trim().is_empty())
-        .unwrap_or_default()
-}
-
-/// `config` without its proxy when `no_proxy` exempts the API server, as kubectl does.
-fn direct_where_no_proxy_says(mut config: Config, no_proxy: &str) -> Config {
-    let server = &config.cluster_url;
-    let port = server
-        .port_u16()
-        .unwrap_or(if server.scheme_str() == Some("http") {
-            80
-        } else {
-            443
-        });
-    if server
-        .host()
-        .is_some_and(|host| no_proxy::bypasses_proxy(no_proxy, host, port))
-    {
-        config.proxy_url = None;
-    }
-    config
+/// The `proxy-url` of the cluster that `context` (else the current context) uses.
+fn cluster_proxy(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<http::Uri> {
+    let context = context.or(kubeconfig.current_context.as_deref())?;
+    let cluster = kubeconfig
+        .contexts
+        .iter()
+        .find(|named| named.name == context)?
+        .context
+        .as_ref()?
+        .cluster
+        .as_str();
+    kubeconfig
+        .clusters
+        .iter()
+        .find(|named| named.name == cluster)?
+        .cluster
+        .as_ref()?
+        .proxy_url
+        .as_deref()
+        .filter(|url| !url.trim().is_empty())?
+        .parse()
+        .ok()
 }
 
 fn kubeconfig_error(global: &GlobalArgs, err: kube::config::KubeconfigError) -> anyhow::Error {
@@ -183,7 +186,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_proxy_is_used_unless_no_proxy_exempts_the_server() {
+    async fn a_kubeconfig_proxy_url_is_used_as_it_is() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config");
         std::fs::write(
@@ -194,30 +197,37 @@ current-context: a
 clusters:
   - name: c
     cluster: {server: "https://10.20.0.1:6443", proxy-url: "http://proxy.corp:3128"}
+  - name: d
+    cluster: {server: "https://10.30.0.1:6443"}
 users:
   - name: u
     user: {token: t}
 contexts:
   - name: a
     context: {cluster: c, user: u}
+  - name: b
+    context: {cluster: d, user: u}
 "#,
         )
         .unwrap();
+        let kubeconfig = Kubeconfig::read_from(&path).unwrap();
+        assert_eq!(
+            cluster_proxy(&kubeconfig, None).map(|url| url.to_string()),
+            Some("http://proxy.corp:3128/".to_owned())
+        );
+        assert_eq!(cluster_proxy(&kubeconfig, Some("b")), None);
+        assert_eq!(cluster_proxy(&kubeconfig, Some("missing")), None);
         let global = GlobalArgs {
             kubeconfig: Some(path),
             ..GlobalArgs::default()
         };
         let proxied = config(&global).await.unwrap();
-        let exempt = direct_where_no_proxy_says(proxied.clone(), ".corp, 10.0.0.0/8");
-        assert_eq!(exempt.proxy_url, None);
-        let kept = direct_where_no_proxy_says(proxied.clone(), "10.30.0.0/16,k8s.corp");
         assert_eq!(
-            kept.proxy_url.map(|url| url.to_string()),
+            proxied.proxy_url.as_ref().map(ToString::to_string),
             Some("http://proxy.corp:3128/".to_owned())
         );
-        // Both are clients kube can build: an HTTP proxy is supported, as in kubectl.
+        // kube builds a client through an HTTP proxy, as kubectl does.
         assert!(Client::try_from(proxied).is_ok());
-        assert!(Client::try_from(exempt).is_ok());
     }
 
     #[tokio::test]

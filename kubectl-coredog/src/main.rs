@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use kubectl_coredog::cli::Cli;
-use kubectl_coredog::completion;
+use kubectl_coredog::{completion, no_proxy};
 
 // A fetch passes a few hundred MiB per second through short-lived buffers of a few MiB; the
 // system allocator maps and unmaps each one, and the page faults cost a tenth of the fetch's
@@ -19,6 +19,7 @@ fn main() -> ExitCode {
     // the fetch's CPU. Plain pages cost nothing here; failing to switch is harmless.
     #[cfg(target_os = "linux")]
     let _ = rustix::thread::disable_transparent_huge_pages(true);
+    tidy_no_proxy();
     completion::answer_shell();
     let mut args = std::env::args_os();
     if args
@@ -36,4 +37,18 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     kubectl_coredog::app::main(cli)
+}
+
+/// kube refuses a `NO_PROXY` with an empty entry (`a,b,`), which kubectl and the storage client
+/// accept: every cluster command would fail to load the kubeconfig.
+fn tidy_no_proxy() {
+    for name in ["NO_PROXY", "no_proxy"] {
+        if let Ok(value) = std::env::var(name) {
+            let tidy = no_proxy::without_empty_entries(&value);
+            if tidy != value {
+                // SAFETY: first thing in main, before any other thread exists.
+                unsafe { std::env::set_var(name, tidy) };
+            }
+        }
+    }
 }

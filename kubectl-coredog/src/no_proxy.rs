@@ -1,10 +1,12 @@
-//! Whether the API server is reached without the proxy, by `NO_PROXY` as kubectl reads it.
+//! Which proxy reaches the API server, as kubectl decides it.
 //!
-//! kubectl (Go's `httpproxy`) never proxies `localhost` or a loopback address, and skips the
-//! proxy for a host `NO_PROXY` lists: `*`; an IP address or a CIDR block it falls in; a domain
-//! name, which covers its subdomains too, or only them with a leading `.`; any of those with
+//! client-go uses a kubeconfig cluster's `proxy-url` as it is, and otherwise the environment's
+//! `HTTPS_PROXY` (`HTTP_PROXY` for an `http://` server) unless `NO_PROXY` exempts the server.
+//! Go's `httpproxy` never proxies `localhost` or a loopback address, and skips the proxy for a
+//! host `NO_PROXY` lists: `*`; an IP address or a CIDR block it falls in; a domain name, which
+//! covers its subdomains too, or only them with a leading `.` or `*.`; any of those with
 //! `:port` to match that port only. The client library applies `NO_PROXY` to the proxy's own
-//! address, so the plugin decides this itself.
+//! address instead (and refuses empty entries), so the plugin decides this itself.
 
 use std::net::IpAddr;
 
@@ -34,29 +36,27 @@ fn entry_matches(entry: &str, host: &str, ip: Option<IpAddr>, port: u16) -> bool
         };
     }
     let (name, wanted_port) = split_port(entry);
-    if wanted_port.is_some_and(|wanted| wanted != port) {
-        return false;
+    match wanted_port {
+        // Go compares ports as text: one that is no number matches no request.
+        Some(wanted) if wanted.parse::<u16>().ok() != Some(port) => return false,
+        _ => {}
     }
     if let Ok(entry_ip) = name.trim_matches(['[', ']']).parse::<IpAddr>() {
         return ip == Some(entry_ip);
     }
     let name = name.trim_end_matches('.');
-    match name.strip_prefix('.') {
-        Some(domain) => host
-            .strip_suffix(domain)
-            .is_some_and(|rest| rest.ends_with('.')),
-        None => {
-            let name = name.strip_prefix("*.").unwrap_or(name);
-            host == name
-                || host
-                    .strip_suffix(name)
-                    .is_some_and(|rest| rest.ends_with('.'))
-        }
+    let subdomain_of = |domain: &str| {
+        host.strip_suffix(domain)
+            .is_some_and(|rest| rest.ends_with('.'))
+    };
+    match name.strip_prefix("*.").or_else(|| name.strip_prefix('.')) {
+        Some(domain) => subdomain_of(domain),
+        None => host == name || subdomain_of(name),
     }
 }
 
 /// `host:port`, `[v6]:port`, or a name or address without a port.
-fn split_port(entry: &str) -> (&str, Option<u16>) {
+fn split_port(entry: &str) -> (&str, Option<&str>) {
     let split = if entry.starts_with('[') {
         entry
             .rsplit_once("]:")
@@ -67,9 +67,49 @@ fn split_port(entry: &str) -> (&str, Option<u16>) {
         None
     };
     match split {
-        Some((name, port)) => (name, port.parse().ok()),
+        Some((name, port)) => (name, Some(port)),
         None => (entry, None),
     }
+}
+
+/// `no_proxy` without its empty entries (`a,b,` is `a,b`), which Go skips.
+pub fn without_empty_entries(no_proxy: &str) -> String {
+    no_proxy
+        .split(',')
+        .filter(|entry| !entry.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The proxy for the API server at `server`: the kubeconfig cluster's `proxy-url` as it is,
+/// else the environment's proxy for the server's scheme unless `no_proxy` exempts it.
+pub fn proxy_for(
+    server: &http::Uri,
+    kubeconfig_proxy: Option<http::Uri>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Option<http::Uri> {
+    if kubeconfig_proxy.is_some() {
+        return kubeconfig_proxy;
+    }
+    let plain = server.scheme_str() == Some("http");
+    let variables: [&str; 2] = if plain {
+        ["HTTP_PROXY", "http_proxy"]
+    } else {
+        ["HTTPS_PROXY", "https_proxy"]
+    };
+    let first = |names: [&str; 2]| {
+        names
+            .into_iter()
+            .filter_map(&env)
+            .find(|value| !value.trim().is_empty())
+    };
+    let proxy = first(variables)?.trim().parse::<http::Uri>().ok()?;
+    let no_proxy = first(["NO_PROXY", "no_proxy"]).unwrap_or_default();
+    let port = server.port_u16().unwrap_or(if plain { 80 } else { 443 });
+    let direct = server
+        .host()
+        .is_some_and(|host| bypasses_proxy(&no_proxy, host, port));
+    (!direct).then_some(proxy)
 }
 
 /// Whether `ip` is in `network`/`bits`.
@@ -114,6 +154,57 @@ mod tests {
         assert!(!bypasses_proxy(no_proxy, "api.prod", 443));
         assert!(bypasses_proxy("*", "anything.example", 1));
         assert!(bypasses_proxy("*.corp.example", "k8s.corp.example", 1));
+        assert!(!bypasses_proxy("*.corp.example", "corp.example", 1));
+        assert!(!bypasses_proxy("api.prod:https", "api.prod", 443));
+    }
+
+    #[test]
+    fn empty_entries_are_dropped() {
+        assert_eq!(without_empty_entries("a,b,"), "a,b");
+        assert_eq!(without_empty_entries(",a,, b"), "a, b");
+        assert_eq!(without_empty_entries(""), "");
+    }
+
+    #[test]
+    fn the_proxy_is_chosen_as_client_go_does() {
+        let server: http::Uri = "https://10.20.0.1:6443".parse().unwrap();
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| (*value).to_owned())
+            }
+        };
+        let corporate = env(&[("HTTPS_PROXY", "http://proxy.corp:3128")]);
+        assert_eq!(
+            proxy_for(&server, None, corporate).map(|uri| uri.to_string()),
+            Some("http://proxy.corp:3128/".to_owned())
+        );
+        // NO_PROXY names the server, not the proxy.
+        let exempt = env(&[
+            ("HTTPS_PROXY", "http://10.1.2.3:3128"),
+            ("NO_PROXY", "10.20.0.0/16,"),
+        ]);
+        assert_eq!(proxy_for(&server, None, exempt), None);
+        let proxy_listed = env(&[
+            ("https_proxy", "http://10.1.2.3:3128"),
+            ("no_proxy", "10.1.0.0/16"),
+        ]);
+        assert!(proxy_for(&server, None, proxy_listed).is_some());
+        // A kubeconfig's proxy-url is used whatever NO_PROXY says.
+        let kubeconfig_proxy: http::Uri = "socks5://jump:1080".parse().unwrap();
+        let everything_exempt = env(&[("NO_PROXY", "*")]);
+        assert_eq!(
+            proxy_for(&server, Some(kubeconfig_proxy.clone()), everything_exempt),
+            Some(kubeconfig_proxy)
+        );
+        // HTTP_PROXY is for http:// servers only.
+        let http_only = env(&[("HTTP_PROXY", "http://proxy.corp:3128")]);
+        assert_eq!(proxy_for(&server, None, http_only), None);
+        let plain: http::Uri = "http://10.20.0.1:8080".parse().unwrap();
+        let http_only = env(&[("HTTP_PROXY", "http://proxy.corp:3128")]);
+        assert!(proxy_for(&plain, None, http_only).is_some());
     }
 
     #[test]

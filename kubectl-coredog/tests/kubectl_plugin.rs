@@ -145,3 +145,30 @@ printf '%s\n' "${{COMPREPLY[@]}}""#,
         );
     }
 }
+
+#[test]
+fn a_proxy_environment_kubectl_accepts_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("config");
+    // Nothing listens on port 9: the command fails when it connects, after loading everything.
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: a\nclusters:\n  - name: c\n    cluster: {server: \"https://127.0.0.1:9\"}\nusers:\n  - name: u\n    user: {token: t}\ncontexts:\n  - name: a\n    context: {cluster: c, user: u, namespace: shop}\n",
+    )
+    .unwrap();
+    let output = Command::new(binary())
+        .args(["status", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .env("NO_PROXY", "corp.example,")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(
+            "error: cannot list deployments.apps: cannot reach the Kubernetes API server"
+        ),
+        "{stderr}"
+    );
+}
