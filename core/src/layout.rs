@@ -31,7 +31,7 @@ pub const POD_NAME_FIELD: &str = "metadata.name";
 /// refuses when it is relative or holds `..`: a bad value would make every opted-in pod fail
 /// to be created, so it is refused when the webhook starts instead.
 pub fn parse_host_dir(raw: &str) -> Result<String, LayoutError> {
-    let trimmed = raw.trim_end_matches('/');
+    let trimmed = raw.strip_suffix('/').unwrap_or(raw);
     let plain = trimmed.strip_prefix('/').is_some_and(|rest| {
         !rest.is_empty()
             && rest
@@ -189,6 +189,7 @@ mod tests {
             "",
             "/",
             "//",
+            "/data//",
             "dumps",
             "./dumps",
             "/data/../etc",

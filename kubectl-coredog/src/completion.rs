@@ -33,6 +33,9 @@ const BIN: &str = "kubectl-coredog";
 /// make sense, are among them).
 const NO_FILE_COMPLETION: u8 = 4;
 
+/// Cobra's `ShellCompDirectiveNoSpace`: a directory is completed into, not past.
+const NO_SPACE: u8 = 2;
+
 fn command() -> clap::Command {
     Cli::command()
 }
@@ -81,11 +84,16 @@ pub fn for_kubectl(words: Vec<OsString>, current_dir: Option<&Path>) -> io::Resu
     let index = args.len() - 1;
     let candidates = engine::complete(&mut command(), args, index, current_dir)?;
     let mut out = String::new();
+    let mut directive = NO_FILE_COMPLETION;
     for candidate in candidates
         .iter()
         .filter(|candidate| !candidate.is_hide_set())
     {
-        out.push_str(&candidate.get_value().to_string_lossy());
+        let value = candidate.get_value().to_string_lossy();
+        if value.ends_with(std::path::MAIN_SEPARATOR) {
+            directive |= NO_SPACE;
+        }
+        out.push_str(&value);
         if let Some(help) = candidate.get_help() {
             let help = help.to_string();
             if let Some(first) = help.lines().next().filter(|line| !line.is_empty()) {
@@ -95,7 +103,7 @@ pub fn for_kubectl(words: Vec<OsString>, current_dir: Option<&Path>) -> io::Resu
         }
         out.push('\n');
     }
-    out.push_str(&format!(":{NO_FILE_COMPLETION}\n"));
+    out.push_str(&format!(":{directive}\n"));
     Ok(out)
 }
 
@@ -127,6 +135,15 @@ mod tests {
             ["table", "wide", "json", "yaml"]
         );
         assert!(candidates(&["-n", "shop", "fetch", "--r"]).contains(&"--raw".to_owned()));
+    }
+
+    #[test]
+    fn directories_are_completed_into() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("dumps")).unwrap();
+        let words = ["fetch", "0123", "-o", "du"].map(OsString::from).to_vec();
+        let out = for_kubectl(words, Some(dir.path())).unwrap();
+        assert_eq!(out, "dumps/\n:6\n");
     }
 
     #[test]

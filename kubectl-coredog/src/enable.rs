@@ -267,7 +267,20 @@ async fn apply_change(
     console: &mut Console<'_>,
 ) -> anyhow::Result<()> {
     let reference = workload.reference();
-    if let Some((kind, name)) = workload.controller() {
+    let controller = workload.controller();
+    let replaced_by_owner = matches!(
+        (
+            workload.kind,
+            controller.as_ref().map(|(kind, _)| kind.as_str())
+        ),
+        (WorkloadKind::ReplicaSet, Some("Deployment")) | (WorkloadKind::Job, Some("CronJob"))
+    );
+    if let Some((kind, name)) = controller.as_ref().filter(|_| !replaced_by_owner) {
+        console.warn(&format!(
+            "{reference} is managed by {kind} {name}, which may undo this change: opt in through it if it can carry pod annotations"
+        ));
+    }
+    if let Some((kind, name)) = controller.filter(|_| replaced_by_owner) {
         return Err(user(
             format!(
                 "{reference} is managed by {kind} {name}: a change to its pod template would be undone, or start a rollout nobody asked for"

@@ -220,35 +220,48 @@ async fn dumps_by_pod<S: DumpStorage>(
     }
 }
 
+/// The characters Kubernetes draws random name parts from (`rand.SafeEncodeString`): the
+/// suffix of a `generateName`, and a ReplicaSet's pod-template hash.
+const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// The longest `generateName` the API server keeps before adding its 5 random characters.
+const GENERATE_NAME_KEPT: usize = 58;
+
 /// Whether `kind` `name` may have made a pod named `pod`, by the names controllers give their
 /// pods: `<deployment>-<template hash>-<suffix>`, `<statefulset>-<ordinal>`,
 /// `<daemonset|replicaset|job>-<suffix>`, `<cronjob>-<scheduled minute>-<suffix>` (a Job's
-/// completion index may come before the suffix).
+/// completion index may come before the suffix). A name too long for that was cut to 58
+/// characters before the suffix.
 fn made_by(kind: WorkloadKind, name: &str, pod: &str) -> bool {
-    let Some(rest) = pod
-        .strip_prefix(name)
-        .and_then(|rest| rest.strip_prefix('-'))
-    else {
+    let drawn = |part: &str| !part.is_empty() && part.bytes().all(|b| NAME_ALPHABET.contains(&b));
+    let suffix = |part: &str| part.len() == 5 && drawn(part);
+    let number = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    let base = format!("{name}-");
+    if pod.len() == GENERATE_NAME_KEPT + 5
+        && kind != WorkloadKind::StatefulSet
+        && let (Some(kept), Some(random)) =
+            (pod.get(..GENERATE_NAME_KEPT), pod.get(GENERATE_NAME_KEPT..))
+        && suffix(random)
+        && (kept.starts_with(&base) || base.starts_with(kept))
+    {
+        return true;
+    }
+    let Some(rest) = pod.strip_prefix(&base) else {
         return false;
     };
     let parts: Vec<&str> = rest.split('-').collect();
-    let word = |part: &&str| {
-        !part.is_empty()
-            && part
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    };
-    let number = |part: &&str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
     match (kind, parts.as_slice()) {
-        (WorkloadKind::Deployment, [hash, suffix]) => word(hash) && word(suffix),
-        (WorkloadKind::StatefulSet, [ordinal]) => number(ordinal),
-        (WorkloadKind::DaemonSet | WorkloadKind::ReplicaSet | WorkloadKind::Job, [suffix]) => {
-            word(suffix)
+        (WorkloadKind::Deployment, [hash, random]) => {
+            hash.len() <= 10 && drawn(hash) && suffix(random)
         }
-        (WorkloadKind::Job, [index, suffix]) => number(index) && word(suffix),
-        (WorkloadKind::CronJob, [minute, suffix]) => number(minute) && word(suffix),
-        (WorkloadKind::CronJob, [minute, index, suffix]) => {
-            number(minute) && number(index) && word(suffix)
+        (WorkloadKind::StatefulSet, [ordinal]) => number(ordinal),
+        (WorkloadKind::DaemonSet | WorkloadKind::ReplicaSet | WorkloadKind::Job, [random]) => {
+            suffix(random)
+        }
+        (WorkloadKind::Job, [index, random]) => number(index) && suffix(random),
+        (WorkloadKind::CronJob, [minute, random]) => number(minute) && suffix(random),
+        (WorkloadKind::CronJob, [minute, index, random]) => {
+            number(minute) && number(index) && suffix(random)
         }
         _ => false,
     }
@@ -285,11 +298,21 @@ pub async fn collect<S: DumpStorage>(
         Scope::Namespace(namespace) => Api::namespaced(client.clone(), namespace),
         Scope::All => Api::all(client.clone()),
     };
-    let pods: Vec<Pod> = pods_api
+    let all_pods = pods_api
         .list(&ListParams::default())
         .await
         .context("cannot list pods")?
-        .items
+        .items;
+    // Which workload each existing pod belongs to, by its owner: its dumps are that workload's.
+    let owner_of_pod: HashMap<(String, String), String> = all_pods
+        .iter()
+        .filter_map(|pod| {
+            let owner = owners.of_pod(pod)?;
+            let key = (pod.namespace().unwrap_or_default(), pod.name_any());
+            Some((key, format!("{}/{}", owner.kind, owner.name)))
+        })
+        .collect();
+    let pods: Vec<Pod> = all_pods
         .into_iter()
         .filter(|pod| opted_in(pod.annotations()))
         .collect();
@@ -396,7 +419,12 @@ pub async fn collect<S: DumpStorage>(
                 counts
                     .iter()
                     .filter(|(pod, _)| {
-                        maker(pod, &neighbours).is_some_and(|made| std::ptr::eq(made, workload))
+                        // An existing pod by its owner, one that is gone by its name.
+                        match owner_of_pod.get(&(namespace.clone(), (*pod).clone())) {
+                            Some(owner) => *owner == reference,
+                            None => maker(pod, &neighbours)
+                                .is_some_and(|made| std::ptr::eq(made, workload)),
+                        }
                     })
                     .map(|(_, count)| count)
                     .sum()
@@ -586,6 +614,19 @@ mod tests {
         assert!(made_by(CronJob, "nightly", "nightly-29411520-x2x4z"));
         assert!(!made_by(CronJob, "nightly", "nightly-x2x4z"));
         assert!(!made_by(Deployment, "web", "web"));
+        // Random parts are drawn from an alphabet without vowels: a Job's `migrate` is no hash.
+        assert!(!made_by(Deployment, "web", "web-migrate-x2x4z"));
+        assert!(!made_by(DaemonSet, "agent", "agent-abcde"));
+        // Names too long for their pods were cut to 58 characters before the suffix.
+        let long = "payments-reconciliation-service-for-eu-central-1"; // 48
+        let replica_set = format!("{long}-6d4cf56db6");
+        let pod = format!("{}x2x4z", &format!("{replica_set}-")[..58]);
+        assert_eq!(pod.len(), 63);
+        assert!(made_by(Deployment, long, &pod));
+        let very_long = "a-daemon-set-whose-name-is-longer-than-fifty-eight-characters-x";
+        let pod = format!("{}x2x4z", &very_long[..58]);
+        assert!(made_by(DaemonSet, very_long, &pod));
+        assert!(!made_by(StatefulSet, very_long, &pod));
     }
 
     #[test]

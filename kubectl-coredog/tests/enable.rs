@@ -394,3 +394,41 @@ async fn a_workload_another_one_controls_is_left_alone() {
         "error: replicaset.apps/web-7d9f is managed by Deployment web: a change to its pod template would be undone, or start a rollout nobody asked for\nhint: kubectl coredog enable deployment/web -n shop\n"
     );
 }
+
+#[tokio::test]
+async fn a_workload_an_operator_controls_is_patched_with_a_warning() {
+    let mut managed = deployment("web", json!({}));
+    managed["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": "example.com/v1", "kind": "WebApp", "name": "web",
+        "uid": "0c7a9a3e-52a1-4f8f-9d0b-3a3c0c8f6a11", "controller": true
+    }]);
+    let (client, server) = api_server(move |_| ok(managed.clone()));
+    let mut captured = Captured::default();
+    let change = Change::enable("/corefile", &[]).unwrap();
+    run(
+        &client,
+        &shop(),
+        &refs(&["deploy/web"]),
+        &change,
+        DryRun::None,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    drop(client);
+    let lines: Vec<String> = server.await.unwrap().iter().map(|r| r.line()).collect();
+    assert_eq!(
+        lines,
+        [
+            "GET /apis/apps/v1/namespaces/shop/deployments/web",
+            "PATCH /apis/apps/v1/namespaces/shop/deployments/web",
+        ]
+    );
+    assert!(
+        captured
+            .stderr()
+            .contains("deployment.apps/web is managed by WebApp web, which may undo this change"),
+        "{}",
+        captured.stderr()
+    );
+}

@@ -191,13 +191,22 @@ enum ContainerState {
 }
 
 /// Whether the container path `mount_path` names the directory `path` (which is normalised):
-/// the container runtime sees `//corefile/.` where the API server sees another string.
+/// the container runtime resolves `//corefile/.`, `/x/../corefile` or `corefile` (relative to
+/// `/`) to the directory the API server sees as another string.
 fn same_directory(mount_path: &str, path: &str) -> bool {
-    fn parts(text: &str) -> impl Iterator<Item = &str> {
-        text.split('/')
-            .filter(|part| !part.is_empty() && *part != ".")
+    let mut resolved: Vec<&str> = Vec::new();
+    for part in mount_path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                resolved.pop();
+            }
+            name => resolved.push(name),
+        }
     }
-    mount_path.starts_with('/') && parts(mount_path).eq(parts(path))
+    resolved
+        .into_iter()
+        .eq(path.split('/').filter(|part| !part.is_empty()))
 }
 
 fn container_state(container: &ContainerView<'_>, path: &str) -> ContainerState {
@@ -548,9 +557,12 @@ mod tests {
             assert_eq!(plan.skips, [SkipReason::MountConflict], "{spelt}");
             assert!(plan.injected.is_empty(), "{spelt}");
         }
+        assert!(same_directory("/x/../corefile", "/corefile"));
+        assert!(same_directory("corefile", "/corefile"));
+        assert!(same_directory("/../corefile", "/corefile"));
         assert!(!same_directory("/corefiles", "/corefile"));
         assert!(!same_directory("/corefile/x", "/corefile"));
-        assert!(!same_directory("corefile", "/corefile"));
+        assert!(!same_directory("/corefile/x/..y", "/corefile"));
     }
 
     #[test]

@@ -201,6 +201,19 @@ pub(super) fn watchers(snapshot: &ClusterSnapshot) -> Check {
             if selected == 1 { "" } else { "s" }
         ));
     }
+    if selected == 0 && !linux.is_empty() {
+        return Check::fail(
+            format!(
+                "the watcher's nodeSelector picks none of the {} node{}: no dump is shipped{skipped}",
+                linux.len(),
+                if linux.len() == 1 { "" } else { "s" }
+            ),
+            format!(
+                "give the DaemonSet {NAMESPACE}/{WATCHER} a nodeSelector your nodes match (the chart's watcher.nodeSelector)"
+            ),
+        )
+        .details(left_out);
+    }
     if problems.is_empty() {
         return Check::warn(format!(
             "the watcher is ready on the {selected} node{} its nodeSelector picks; {} node{} left out ship{} no dumps{skipped}",
@@ -211,6 +224,8 @@ pub(super) fn watchers(snapshot: &ClusterSnapshot) -> Check {
         ))
         .details(left_out);
     }
+    let not_ready = problems.len();
+    let of = linux.len() - left_out.len();
     problems.extend(left_out);
     let fix = if tainted {
         "let the watcher tolerate those taints (`kubectl coredog install` tolerates every taint; the chart's watcher.tolerations)".to_owned()
@@ -221,9 +236,7 @@ pub(super) fn watchers(snapshot: &ClusterSnapshot) -> Check {
     };
     Check::fail(
         format!(
-            "the watcher is not ready on {} of {} nodes: their dumps are not shipped{skipped}",
-            problems.len(),
-            linux.len()
+            "the watcher is not ready on {not_ready} of {of} nodes: their dumps are not shipped{skipped}"
         ),
         fix,
     )
@@ -457,6 +470,41 @@ mod tests {
             check.title,
             "the watcher is ready on all 1 node (1 node not running Linux skipped)"
         );
+    }
+
+    #[test]
+    fn a_node_selector_that_picks_no_node_fails() {
+        let check = watchers(&snapshot(
+            &[("pool", "apps")],
+            vec![node("batch-1", &[("pool", "batch")])],
+            vec![],
+        ));
+        assert_eq!(check.level, crate::doctor::Level::Fail, "{check:?}");
+        assert_eq!(
+            check.title,
+            "the watcher's nodeSelector picks none of the 1 node: no dump is shipped"
+        );
+    }
+
+    #[test]
+    fn left_out_nodes_are_not_counted_as_not_ready() {
+        let mut not_ready = watcher_on("apps-2");
+        not_ready.status = None;
+        let check = watchers(&snapshot(
+            &[("pool", "apps")],
+            vec![
+                node("apps-1", &[("pool", "apps")]),
+                node("apps-2", &[("pool", "apps")]),
+                node("batch-1", &[("pool", "batch")]),
+            ],
+            vec![watcher_on("apps-1"), not_ready],
+        ));
+        assert_eq!(check.level, crate::doctor::Level::Fail, "{check:?}");
+        assert_eq!(
+            check.title,
+            "the watcher is not ready on 1 of 2 nodes: their dumps are not shipped"
+        );
+        assert_eq!(check.details.len(), 2, "{check:?}");
     }
 
     #[test]
