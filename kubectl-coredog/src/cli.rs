@@ -180,6 +180,10 @@ pub struct InstallArgs {
     /// The node directory that holds every namespace's dumps.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_HOST_DIR)]
     pub host_dir: String,
+    /// With protocol cfs: the NFS export the watchers mount at the config's CFSMountPath
+    /// (default: each node's own CFSMountPath, where the share must be mounted).
+    #[arg(long, value_name = "SERVER:/EXPORT")]
+    pub cfs_nfs: Option<String>,
     /// Let the watcher set kernel.core_pattern on every node (runs the watcher privileged).
     #[arg(long)]
     pub node_setup: bool,

@@ -398,3 +398,79 @@ fn install_explains_what_is_missing() {
     assert!(stderr.contains("DeleteLocalCorefiles"), "{stderr}");
     assert!(stderr.contains("line 3"), "{stderr}");
 }
+
+#[test]
+fn a_cfs_install_mounts_the_share_and_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "StorageConfig:\n  protocol: cfs\n  CFSMountPath: /mnt/cfs\n  StoreDir: corefiles\n  DeleteLocalCorefile: true\n",
+    )
+    .unwrap();
+    let config_arg = config.display().to_string();
+    for (nfs, expected) in [
+        (
+            None,
+            serde_json::json!({"name": "cfs", "hostPath": {"path": "/mnt/cfs", "type": "Directory"}}),
+        ),
+        (
+            Some("10.0.0.9:/coredumps"),
+            serde_json::json!({"name": "cfs", "nfs": {"server": "10.0.0.9", "path": "/coredumps"}}),
+        ),
+    ] {
+        let mut args = vec![
+            "install",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+            "--config",
+            &config_arg,
+        ];
+        if let Some(nfs) = nfs {
+            args.extend(["--cfs-nfs", nfs]);
+        }
+        let output = plugin(&args, &[]);
+        assert!(
+            output.status.success(),
+            "{nfs:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8(output.stdout).unwrap();
+        let objects = documents(&text);
+        let pod = &find(&objects, "DaemonSet", "coredog-watcher")["spec"]["template"]["spec"];
+        let volumes = pod["volumes"].as_array().unwrap();
+        assert!(volumes.contains(&expected), "{nfs:?}: {volumes:?}");
+        let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+        assert!(
+            mounts
+                .iter()
+                .any(|mount| mount["name"] == "cfs" && mount["mountPath"] == "/mnt/cfs"),
+            "{mounts:?}"
+        );
+        let file = dir.path().join("cfs.yaml");
+        std::fs::write(&file, &text).unwrap();
+        for version in ["1.28.0", "1.33.0"] {
+            if let Err(report) = kubernetes_validate(version, std::slice::from_ref(&file)) {
+                panic!("{nfs:?} is not valid for Kubernetes {version}:\n{report}");
+            }
+        }
+    }
+    let output = plugin(
+        &[
+            "install",
+            "--dry-run=client",
+            "--bucket",
+            "dumps",
+            "--cfs-nfs",
+            "10.0.0.9:/coredumps",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).starts_with("error: --cfs-nfs is for protocol cfs"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

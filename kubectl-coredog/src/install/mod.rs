@@ -14,7 +14,7 @@ use crate::cli::{DryRun, InstallArgs, ManifestFormat, StorageProtocol, Uninstall
 use crate::error::{UserError, user};
 use crate::output::{Console, to_json, to_yaml_stream};
 use manifests::{
-    ACCESS_KEY_ID, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, Credentials, NAMESPACE,
+    ACCESS_KEY_ID, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, CfsShare, Credentials, NAMESPACE,
     SECRET_ACCESS_KEY, Settings,
 };
 
@@ -22,12 +22,12 @@ use manifests::{
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The watcher's configuration text, from `--config FILE`, the storage flags, or (on an
-/// upgrade without either) the Secret the last install wrote.
+/// upgrade without either) the Secret the last install wrote, and what it says.
 async fn config_text(
     args: &InstallArgs,
     client: Option<&Client>,
     console: &mut Console<'_>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, Config)> {
     let text = if let Some(path) = &args.config {
         std::fs::read_to_string(path).map_err(|err| {
             UserError::new(format!("cannot read --config {}", path.display()))
@@ -56,12 +56,37 @@ async fn config_text(
         UserError::new(format!("the storage configuration is not valid: {err}"))
             .hint("fix the key it names (README \"Configuration\" lists them)")
     })?;
-    if config.storage.protocol == Protocol::Cfs {
-        console.warn(
-            "protocol cfs writes to a share the watcher must mount, and install mounts none: use the Helm chart's watcher.extraVolumes",
-        );
+    Ok((text, config))
+}
+
+/// With protocol cfs, the share the watchers write to: `--cfs-nfs`, or the nodes' own mount.
+fn cfs_share(
+    args: &InstallArgs,
+    config: &Config,
+    console: &mut Console<'_>,
+) -> anyhow::Result<Option<CfsShare>> {
+    let mount_path = config
+        .storage
+        .cfs_mount_path
+        .as_deref()
+        .filter(|_| config.storage.protocol == Protocol::Cfs);
+    let Some(mount_path) = mount_path else {
+        return match &args.cfs_nfs {
+            Some(_) => Err(user(
+                "--cfs-nfs is for protocol cfs",
+                "drop it, or store dumps on a CFS share (protocol: cfs, CFSMountPath)",
+            )),
+            None => Ok(None),
+        };
+    };
+    let share = CfsShare::new(mount_path, args.cfs_nfs.as_deref())
+        .map_err(|err| user(err.to_string(), "for example --cfs-nfs 10.0.0.9:/coredumps"))?;
+    if let CfsShare::NodeMount { mount_path } = &share {
+        console.note(&format!(
+            "protocol cfs: the watchers write to {mount_path} on each node, where the share must be mounted (or pass --cfs-nfs SERVER:/EXPORT)"
+        ));
     }
-    Ok(text)
+    Ok(Some(share))
 }
 
 fn config_from_flags(args: &InstallArgs) -> anyhow::Result<String> {
@@ -167,7 +192,8 @@ pub async fn settings(
     env: Env<'_>,
     console: &mut Console<'_>,
 ) -> anyhow::Result<Settings> {
-    let config_text = config_text(args, client, console).await?;
+    let (config_text, config) = config_text(args, client, console).await?;
+    let cfs_share = cfs_share(args, &config, console)?;
     let credentials = credentials(env, client, console).await?;
     Ok(Settings {
         image: args.image.clone().unwrap_or_else(Settings::default_image),
@@ -176,6 +202,7 @@ pub async fn settings(
         failure_policy: args.webhook_failure_policy,
         config_text,
         credentials,
+        cfs_share,
     })
 }
 

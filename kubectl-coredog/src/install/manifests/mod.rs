@@ -76,6 +76,48 @@ pub struct Settings {
     /// The watcher's config.yaml, as the user wrote it.
     pub config_text: String,
     pub credentials: Option<Credentials>,
+    /// With protocol `cfs`: the share the watchers write to.
+    pub cfs_share: Option<CfsShare>,
+}
+
+/// Where a watcher of protocol `cfs` finds the share it writes to, at the config's
+/// `CFSMountPath`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CfsShare {
+    /// Every node has the share mounted at `mount_path`; the watcher sees the node's.
+    NodeMount { mount_path: String },
+    /// The watcher mounts the NFS export `server:export` itself.
+    Nfs {
+        server: String,
+        export: String,
+        mount_path: String,
+    },
+}
+
+impl CfsShare {
+    /// `mount_path`'s share: the node's, or `server:/export` when given.
+    pub fn new(mount_path: &str, nfs: Option<&str>) -> Result<Self, ManifestError> {
+        let mount_path = mount_path.to_owned();
+        let Some(nfs) = nfs else {
+            return Ok(Self::NodeMount { mount_path });
+        };
+        match nfs.split_once(':') {
+            Some((server, export)) if !server.is_empty() && export.starts_with('/') => {
+                Ok(Self::Nfs {
+                    server: server.to_owned(),
+                    export: export.to_owned(),
+                    mount_path,
+                })
+            }
+            _ => Err(ManifestError::CfsNfs(nfs.to_owned())),
+        }
+    }
+
+    pub fn mount_path(&self) -> &str {
+        match self {
+            Self::NodeMount { mount_path } | Self::Nfs { mount_path, .. } => mount_path,
+        }
+    }
 }
 
 impl Settings {
@@ -93,6 +135,8 @@ pub enum ManifestError {
     CorePattern(String),
     #[error("--image must not be empty")]
     Image,
+    #[error("--cfs-nfs {0:?} must be SERVER:/EXPORT")]
+    CfsNfs(String),
     #[error("cannot render {0}: {1}")]
     Render(String, String),
 }
@@ -320,6 +364,7 @@ mod tests {
             failure_policy: FailurePolicy::Ignore,
             config_text: "StorageConfig:\n  S3Bucket: b\n".into(),
             credentials: None,
+            cfs_share: None,
         }
     }
 
@@ -408,6 +453,52 @@ mod tests {
         );
         assert!(manifests.iter().any(|m| m.name == CREDENTIALS_SECRET));
         assert!(!format!("{:?}", settings.credentials).contains("sk"));
+    }
+
+    #[test]
+    fn a_cfs_share_is_mounted_where_the_config_says() {
+        let mut settings = settings();
+        settings.cfs_share = Some(CfsShare::new("/mnt/cfs", None).unwrap());
+        let manifests = build(&settings).unwrap();
+        let pod = &find(&manifests, "DaemonSet", WATCHER)["spec"]["template"]["spec"];
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|volume| volume["name"] == "cfs")
+            .unwrap();
+        assert_eq!(
+            volume["hostPath"],
+            serde_json::json!({"path": "/mnt/cfs", "type": "Directory"})
+        );
+        let mount = pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|mount| mount["name"] == "cfs")
+            .unwrap();
+        assert_eq!(mount["mountPath"], "/mnt/cfs");
+        assert_eq!(mount["mountPropagation"], "HostToContainer");
+
+        settings.cfs_share = Some(CfsShare::new("/mnt/cfs", Some("10.0.0.9:/dumps")).unwrap());
+        let manifests = build(&settings).unwrap();
+        let pod = &find(&manifests, "DaemonSet", WATCHER)["spec"]["template"]["spec"];
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|volume| volume["name"] == "cfs")
+            .unwrap();
+        assert_eq!(
+            volume["nfs"],
+            serde_json::json!({"server": "10.0.0.9", "path": "/dumps"})
+        );
+        for bad in ["10.0.0.9", "10.0.0.9:dumps", ":/dumps"] {
+            assert_eq!(
+                CfsShare::new("/mnt/cfs", Some(bad)),
+                Err(ManifestError::CfsNfs(bad.to_owned()))
+            );
+        }
     }
 
     #[test]

@@ -6,8 +6,9 @@ use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, KeyToPath, PodSecurityContext, PodSpec,
-    PodTemplateSpec, SecretVolumeSource, SecurityContext, Toleration, Volume,
+    Capabilities, Container, ContainerPort, HostPathVolumeSource, KeyToPath, NFSVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, SecretVolumeSource, SecurityContext, Toleration,
+    Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -18,7 +19,7 @@ use super::parts::{
     runtime_default, secret_env, sha256_hex, strings, volume_mount,
 };
 use super::{
-    ACCESS_KEY_ID, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, LOG_FORMAT, Labels,
+    ACCESS_KEY_ID, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, CfsShare, LOG_FORMAT, Labels,
     SECRET_ACCESS_KEY, STATE_HOST_DIR, Settings, WATCHER, linux_nodes, selector_labels,
 };
 
@@ -42,6 +43,29 @@ pub(super) fn watcher_role(labels: &Labels) -> Role {
             rule(&[""], &["pods"], &[], &["patch"]),
             rule(&["apps"], &["daemonsets"], &[WATCHER], &["get"]),
         ]),
+    }
+}
+
+fn cfs_volume(share: &CfsShare) -> Volume {
+    match share {
+        // The share must be there: without it, dumps would fill the node's own disk.
+        CfsShare::NodeMount { mount_path } => Volume {
+            name: "cfs".into(),
+            host_path: Some(HostPathVolumeSource {
+                path: mount_path.clone(),
+                type_: Some("Directory".into()),
+            }),
+            ..Volume::default()
+        },
+        CfsShare::Nfs { server, export, .. } => Volume {
+            name: "cfs".into(),
+            nfs: Some(NFSVolumeSource {
+                server: server.clone(),
+                path: export.clone(),
+                read_only: None,
+            }),
+            ..Volume::default()
+        },
     }
 }
 
@@ -158,6 +182,15 @@ pub(super) fn watcher_daemon_set(
     if privileged {
         volume_mounts.push(volume_mount("state", STATE_HOST_DIR, false));
         volumes.push(host_path_volume("state", STATE_HOST_DIR));
+    }
+    if let Some(share) = &settings.cfs_share {
+        volume_mounts.push(VolumeMount {
+            // A share the node mounts after the watcher started is seen too.
+            mount_propagation: matches!(share, CfsShare::NodeMount { .. })
+                .then(|| "HostToContainer".to_owned()),
+            ..volume_mount("cfs", share.mount_path(), false)
+        });
+        volumes.push(cfs_volume(share));
     }
 
     DaemonSet {
