@@ -59,7 +59,10 @@ impl MountPath {
         if raw.len() > MAX_LEN {
             return Err(MountPathError::TooLong);
         }
-        if raw.chars().any(is_misleading) || raw.trim() != raw {
+        // Every misleading character but the ASCII controls is outside ASCII.
+        let misleading = raw.bytes().any(|b| b.is_ascii_control())
+            || (!raw.is_ascii() && raw.chars().any(is_misleading));
+        if misleading || raw.starts_with(' ') || raw.ends_with(' ') {
             return Err(MountPathError::BadCharacter(raw.to_owned()));
         }
         let Some(rest) = raw.strip_prefix('/') else {
@@ -68,13 +71,15 @@ impl MountPath {
         if rest.is_empty() {
             return Err(MountPathError::Root(raw.to_owned()));
         }
-        if rest
-            .split('/')
-            .any(|part| part.is_empty() || part == "." || part == "..")
-        {
+        let (mut normalised, mut names_fit) = (true, true);
+        for part in rest.split('/') {
+            normalised &= !(part.is_empty() || part == "." || part == "..");
+            names_fit &= part.len() <= MAX_NAME_LEN;
+        }
+        if !normalised {
             return Err(MountPathError::NotNormalised(raw.to_owned()));
         }
-        if rest.split('/').any(|part| part.len() > MAX_NAME_LEN) {
+        if !names_fit {
             return Err(MountPathError::NameTooLong(raw.to_owned()));
         }
         if let Some(prefix) = FORBIDDEN_PREFIXES

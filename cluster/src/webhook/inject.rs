@@ -194,6 +194,25 @@ enum ContainerState {
 /// the container runtime resolves `//corefile/.`, `/x/../corefile` or `corefile` (relative to
 /// `/`) to the directory the API server sees as another string.
 fn same_directory(mount_path: &str, path: &str) -> bool {
+    // Mounts are mostly spelt plainly, and two plain spellings name one directory only when
+    // they are equal: no parts to compare for each mount of each pod.
+    let plain = mount_path.starts_with('/')
+        && !mount_path.ends_with('/')
+        && !mount_path.contains("//")
+        && !mount_path.contains("/.");
+    if plain {
+        return mount_path == path;
+    }
+    let wanted = || path.split('/').filter(|part| !part.is_empty());
+    let parts = || {
+        mount_path
+            .split('/')
+            .filter(|part| !part.is_empty() && *part != ".")
+    };
+    // Most mounts have no `..` to resolve: compared in place, as the webhook reads every one.
+    if !mount_path.contains("..") {
+        return parts().eq(wanted());
+    }
     let mut resolved: Vec<&str> = Vec::new();
     for part in mount_path.split('/') {
         match part {
@@ -204,9 +223,7 @@ fn same_directory(mount_path: &str, path: &str) -> bool {
             name => resolved.push(name),
         }
     }
-    resolved
-        .into_iter()
-        .eq(path.split('/').filter(|part| !part.is_empty()))
+    resolved.into_iter().eq(wanted())
 }
 
 fn container_state(container: &ContainerView<'_>, path: &str) -> ContainerState {
