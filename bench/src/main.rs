@@ -590,10 +590,14 @@ impl Load<'_> {
             )
             .await?;
         }
+        // Each round starts with the next target, so that no target is always measured right
+        // after the same one.
         let mut runs = vec![Vec::new(); targets.len()];
-        for _ in 0..rounds {
-            for (target, runs) in targets.iter().zip(&mut runs) {
-                runs.push(load(*target, ca, (*body).clone(), connections, duration).await?);
+        for round in 0..rounds {
+            for step in 0..targets.len() {
+                let index = (round + step) % targets.len();
+                let measured = load(targets[index], ca, (*body).clone(), connections, duration);
+                runs[index].push(measured.await?);
             }
         }
         Ok(runs.into_iter().map(median).collect())
