@@ -23,6 +23,7 @@ struct Webhook {
     address: SocketAddr,
     certs_dir: tempfile::TempDir,
     client: reqwest::Client,
+    ca_pem: String,
 }
 
 /// Writes a certificate pair the way the kubelet lays out a Secret volume: a timestamped
@@ -94,6 +95,7 @@ impl Webhook {
             logs,
             address,
             client: client_trusting(&issued.ca_pem, address),
+            ca_pem: issued.ca_pem.clone(),
             certs_dir,
         }
     }
@@ -421,6 +423,41 @@ async fn pods_that_did_not_opt_in_and_other_operations_get_nothing() {
         .review(V1, "UPDATE", &fixture("deployment-pod.json"))
         .await;
     assert!(response.get("patch").is_none());
+}
+
+#[tokio::test]
+async fn tls_1_2_and_1_3_clients_are_both_served() {
+    let webhook = Webhook::start();
+    let body = serde_json::to_vec(&review_request(
+        V1,
+        "CREATE",
+        &fixture("deployment-pod.json"),
+    ))
+    .unwrap();
+    for version in [
+        reqwest::tls::Version::TLS_1_2,
+        reqwest::tls::Version::TLS_1_3,
+    ] {
+        let client = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(webhook.ca_pem.as_bytes()).unwrap(),
+            )
+            .resolve("localhost", webhook.address)
+            .min_tls_version(version)
+            .max_tls_version(version)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let response = client
+            .post(webhook.url("/mutate"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("{version:?}: {err}"));
+        assert_eq!(response.status(), 200, "{version:?}");
+    }
 }
 
 #[tokio::test]

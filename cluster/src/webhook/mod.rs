@@ -168,24 +168,25 @@ async fn mutate(
         Err(_) => {
             error!("internal error while deciding an AdmissionReview; admitting without a patch");
             metrics.skipped(SkipReason::InternalError);
-            match review::version_and_uid(&body) {
-                Some((version, uid)) => {
-                    let warning =
-                        "coredog: internal error; the pod was admitted without a dump directory";
-                    let answer =
-                        review::ReviewOut::allowed(&version, &uid, None, vec![warning.to_owned()]);
-                    (RequestResult::Error, json_response(answer.to_json()))
-                }
-                None => (
-                    RequestResult::Error,
-                    (StatusCode::BAD_REQUEST, "unreadable AdmissionReview").into_response(),
-                ),
-            }
+            (RequestResult::Error, admitted_after_a_failure(&body))
         }
     };
     metrics.answered(result);
     metrics.latency.observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// The answer when deciding failed: the pod admitted as it is, with a warning, if the review
+/// says whom to answer; else 400.
+fn admitted_after_a_failure(body: &[u8]) -> Response {
+    match review::version_and_uid(body) {
+        Some((version, uid)) => {
+            let warning = "coredog: internal error; the pod was admitted without a dump directory";
+            let answer = review::ReviewOut::allowed(&version, &uid, None, vec![warning.to_owned()]);
+            json_response(answer.to_json())
+        }
+        None => (StatusCode::BAD_REQUEST, "unreadable AdmissionReview").into_response(),
+    }
 }
 
 fn json_response(body: Vec<u8>) -> Response {
@@ -210,5 +211,38 @@ fn record(metrics: &WebhookMetrics, decision: &review::Decision) {
             let reason = warning.strip_prefix("coredog: ").unwrap_or(warning);
             info!("Skip injection for pod {} - Reason: {reason}", decision.pod);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failure_admits_the_pod_in_the_version_asked() {
+        let body = br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"u-1","object":{"spec":7}}}"#;
+        let response = admitted_after_a_failure(body);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            body_of(response).await,
+            serde_json::json!({
+                "apiVersion": "admission.k8s.io/v1beta1",
+                "kind": "AdmissionReview",
+                "response": {
+                    "uid": "u-1",
+                    "allowed": true,
+                    "warnings": ["coredog: internal error; the pod was admitted without a dump directory"]
+                }
+            })
+        );
+        let unreadable = admitted_after_a_failure(b"{");
+        assert_eq!(unreadable.status(), StatusCode::BAD_REQUEST);
     }
 }
