@@ -277,7 +277,7 @@ async fn apply_change(
     );
     if let Some((kind, name)) = controller.as_ref().filter(|_| !replaced_by_owner) {
         console.warn(&format!(
-            "{reference} is managed by {kind} {name}, which may undo this change: opt in through it if it can carry pod annotations"
+            "{reference} is managed by {kind} {name}, which may undo this change: make it there if {kind} can carry pod annotations"
         ));
     }
     if let Some((kind, name)) = controller.filter(|_| replaced_by_owner) {

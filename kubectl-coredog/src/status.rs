@@ -238,13 +238,25 @@ fn made_by(kind: WorkloadKind, name: &str, pod: &str) -> bool {
     let number = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
     let base = format!("{name}-");
     if pod.len() == GENERATE_NAME_KEPT + 5
-        && kind != WorkloadKind::StatefulSet
         && let (Some(kept), Some(random)) =
             (pod.get(..GENERATE_NAME_KEPT), pod.get(GENERATE_NAME_KEPT..))
         && suffix(random)
-        && (kept.starts_with(&base) || base.starts_with(kept))
     {
-        return true;
+        // What was kept of `<name>-<more>-` must have the shape `<more>` has for the kind.
+        let Some(more) = kept.strip_prefix(&base) else {
+            return kind != WorkloadKind::StatefulSet && base.starts_with(kept);
+        };
+        let parts: Vec<&str> = more.strip_suffix('-').unwrap_or(more).split('-').collect();
+        let cut = |part: &str| part.is_empty() || drawn(part);
+        let digits = |part: &str| part.is_empty() || number(part);
+        return match (kind, parts.as_slice()) {
+            (WorkloadKind::DaemonSet | WorkloadKind::ReplicaSet | WorkloadKind::Job, [""]) => true,
+            (WorkloadKind::Deployment, [hash]) => hash.len() <= 10 && cut(hash),
+            (WorkloadKind::Job, [index]) => digits(index),
+            (WorkloadKind::CronJob, [minute]) => digits(minute),
+            (WorkloadKind::CronJob, [minute, index]) => number(minute) && digits(index),
+            _ => false,
+        };
     }
     let Some(rest) = pod.strip_prefix(&base) else {
         return false;
@@ -627,6 +639,13 @@ mod tests {
         let pod = format!("{}x2x4z", &very_long[..58]);
         assert!(made_by(DaemonSet, very_long, &pod));
         assert!(!made_by(StatefulSet, very_long, &pod));
+        // A long-named Job's pod is not the pod of a Deployment or DaemonSet whose name
+        // begins its name.
+        let job = "web-reindex-the-whole-catalogue-after-the-schema-migration";
+        let pod = format!("{}x2x4z", &format!("{job}-")[..58]);
+        assert!(made_by(Job, job, &pod));
+        assert!(!made_by(Deployment, "web", &pod));
+        assert!(!made_by(DaemonSet, "web", &pod));
     }
 
     #[test]

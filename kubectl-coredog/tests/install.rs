@@ -196,6 +196,58 @@ async fn an_upgrade_keeps_the_stored_config_and_credentials() {
 }
 
 #[tokio::test]
+async fn an_upgrade_keeps_the_nfs_export_the_watchers_mount() {
+    let config_text = "StorageConfig:\n  protocol: cfs\n  CFSMountPath: /mnt/cfs\n";
+    let encoded = serde_json::to_value(k8s_openapi::ByteString(config_text.into())).unwrap();
+    let stored = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "coredog-config", "namespace": "coredog-system"},
+        "data": {"config.yaml": encoded}
+    });
+    let running = json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "coredog-watcher", "namespace": "coredog-system"},
+        "spec": {"selector": {}, "template": {"spec": {
+            "containers": [],
+            "volumes": [{"name": "cfs", "nfs": {"server": "10.0.0.9", "path": "/coredumps"}}]
+        }}}
+    });
+    let (client, server) = api_server(move |request| match request.method.as_str() {
+        "GET" if request.path.ends_with("/secrets/coredog-config") => ok(stored.clone()),
+        "GET" if request.path.ends_with("/daemonsets/coredog-watcher") => ok(running.clone()),
+        "GET" => not_found("secrets \"coredog-storage-credentials\""),
+        _ => echo_apply(request),
+    });
+    let args = install_args(&[]);
+    let no_env = |_: &str| None;
+    let mut captured = Captured::default();
+    install(Some(&client), &args, &no_env, &mut captured.console())
+        .await
+        .unwrap();
+    drop(client);
+    let log = server.await.unwrap();
+    let applied = log
+        .iter()
+        .find(|r| r.path.ends_with("/daemonsets/coredog-watcher") && r.method == "PATCH")
+        .unwrap();
+    let volumes = applied.body["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap();
+    assert!(
+        volumes
+            .contains(&json!({"name": "cfs", "nfs": {"server": "10.0.0.9", "path": "/coredumps"}})),
+        "{volumes:?}"
+    );
+    assert!(
+        captured
+            .stderr()
+            .contains("keeping the NFS export 10.0.0.9:/coredumps the watchers mount"),
+        "{}",
+        captured.stderr()
+    );
+}
+
+#[tokio::test]
 async fn a_refused_apply_is_explained() {
     let (client, server) = api_server(|request| match request.method.as_str() {
         "GET" => not_found("secrets"),

@@ -6,6 +6,7 @@ pub mod wait;
 
 use anyhow::Context as _;
 use coredog_core::config::{Config, Protocol};
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use serde_json::Value;
@@ -15,7 +16,7 @@ use crate::error::{UserError, user};
 use crate::output::{Console, to_json, to_yaml_stream};
 use manifests::{
     ACCESS_KEY_ID, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, CfsShare, Credentials, NAMESPACE,
-    SECRET_ACCESS_KEY, Settings,
+    SECRET_ACCESS_KEY, Settings, WATCHER,
 };
 
 /// Looks up an environment variable (the process environment, or a test's).
@@ -59,10 +60,12 @@ async fn config_text(
     Ok((text, config))
 }
 
-/// With protocol cfs, the share the watchers write to: `--cfs-nfs`, or the nodes' own mount.
-fn cfs_share(
+/// With protocol cfs, the share the watchers write to: `--cfs-nfs`, else (on an upgrade) the
+/// NFS export the running watchers mount, else the nodes' own mount.
+async fn cfs_share(
     args: &InstallArgs,
     config: &Config,
+    client: Option<&Client>,
     console: &mut Console<'_>,
 ) -> anyhow::Result<Option<CfsShare>> {
     let mount_path = config
@@ -79,14 +82,49 @@ fn cfs_share(
             None => Ok(None),
         };
     };
-    let share = CfsShare::new(mount_path, args.cfs_nfs.as_deref())
-        .map_err(|err| user(err.to_string(), "for example --cfs-nfs 10.0.0.9:/coredumps"))?;
+    let nfs = match &args.cfs_nfs {
+        Some(nfs) => Some(nfs.clone()),
+        None => {
+            let running = running_nfs_export(client).await?;
+            if let Some(export) = &running {
+                console.note(&format!(
+                    "keeping the NFS export {export} the watchers mount (--cfs-nfs changes it)"
+                ));
+            }
+            running
+        }
+    };
+    let share = CfsShare::new(mount_path, nfs.as_deref()).map_err(|err| {
+        user(
+            err.to_string(),
+            "for example CFSMountPath: /mnt/cfs and --cfs-nfs 10.0.0.9:/coredumps",
+        )
+    })?;
     if let CfsShare::NodeMount { mount_path } = &share {
         console.note(&format!(
             "protocol cfs: the watchers write to {mount_path} on each node, where the share must be mounted (or pass --cfs-nfs SERVER:/EXPORT)"
         ));
     }
     Ok(Some(share))
+}
+
+/// `server:/export` of the NFS share the installed watchers mount, if they mount one.
+async fn running_nfs_export(client: Option<&Client>) -> anyhow::Result<Option<String>> {
+    let Some(client) = client else {
+        return Ok(None);
+    };
+    let daemon_sets: Api<DaemonSet> = Api::namespaced(client.clone(), NAMESPACE);
+    let installed = daemon_sets
+        .get_opt(WATCHER)
+        .await
+        .with_context(|| format!("cannot read DaemonSet {NAMESPACE}/{WATCHER}"))?;
+    Ok(installed
+        .and_then(|daemon_set| daemon_set.spec?.template.spec?.volumes)
+        .into_iter()
+        .flatten()
+        .find(|volume| volume.name == "cfs")
+        .and_then(|volume| volume.nfs)
+        .map(|nfs| format!("{}:{}", nfs.server, nfs.path)))
 }
 
 fn config_from_flags(args: &InstallArgs) -> anyhow::Result<String> {
@@ -193,7 +231,7 @@ pub async fn settings(
     console: &mut Console<'_>,
 ) -> anyhow::Result<Settings> {
     let (config_text, config) = config_text(args, client, console).await?;
-    let cfs_share = cfs_share(args, &config, console)?;
+    let cfs_share = cfs_share(args, &config, client, console).await?;
     let credentials = credentials(env, client, console).await?;
     Ok(Settings {
         image: args.image.clone().unwrap_or_else(Settings::default_image),

@@ -48,6 +48,9 @@ pub const DEFAULT_CORE_PATTERN: &str = "/corefile/core.%e.%p.%h.%t";
 pub const IMAGE_REPOSITORY: &str = "ghcr.io/coredog-io/coredog";
 pub const MANAGED_BY: &str = "kubectl-coredog";
 const STATE_HOST_DIR: &str = "/var/lib/coredog";
+
+/// Where the watcher container mounts its own volumes: a CFS share may not go there.
+const WATCHER_OWN_PATHS: [&str; 4] = ["/corefile", "/etc/coredog", "/tmp", STATE_HOST_DIR];
 const LOG_FORMAT: &str = "logfmt";
 /// The kernel truncates longer patterns.
 const MAX_CORE_PATTERN_LEN: usize = 127;
@@ -97,18 +100,26 @@ pub enum CfsShare {
 impl CfsShare {
     /// `mount_path`'s share: the node's, or `server:/export` when given.
     pub fn new(mount_path: &str, nfs: Option<&str>) -> Result<Self, ManifestError> {
-        let mount_path = mount_path.to_owned();
+        let mount_path = mount_path.trim().trim_end_matches('/').to_owned();
+        let overlaps = |own: &str| {
+            let under = |outer: &str, inner: &str| {
+                inner == outer || inner.starts_with(&format!("{outer}/"))
+            };
+            under(own, &mount_path) || under(&mount_path, own)
+        };
+        if !mount_path.starts_with('/') || WATCHER_OWN_PATHS.iter().any(|own| overlaps(own)) {
+            return Err(ManifestError::CfsMountPath(mount_path));
+        }
         let Some(nfs) = nfs else {
             return Ok(Self::NodeMount { mount_path });
         };
-        match nfs.split_once(':') {
-            Some((server, export)) if !server.is_empty() && export.starts_with('/') => {
-                Ok(Self::Nfs {
-                    server: server.to_owned(),
-                    export: export.to_owned(),
-                    mount_path,
-                })
-            }
+        // The export is a path: the server is what comes before its `:/`, IPv6 colons and all.
+        match nfs.rsplit_once(":/") {
+            Some((server, export)) if !server.is_empty() => Ok(Self::Nfs {
+                server: server.trim_matches(['[', ']']).to_owned(),
+                export: format!("/{export}"),
+                mount_path,
+            }),
             _ => Err(ManifestError::CfsNfs(nfs.to_owned())),
         }
     }
@@ -137,6 +148,10 @@ pub enum ManifestError {
     Image,
     #[error("--cfs-nfs {0:?} must be SERVER:/EXPORT")]
     CfsNfs(String),
+    #[error(
+        "CFSMountPath {0:?} must be an absolute path apart from the watcher's /corefile, /etc/coredog, /tmp and /var/lib/coredog"
+    )]
+    CfsMountPath(String),
     #[error("cannot render {0}: {1}")]
     Render(String, String),
 }
@@ -497,6 +512,30 @@ mod tests {
             assert_eq!(
                 CfsShare::new("/mnt/cfs", Some(bad)),
                 Err(ManifestError::CfsNfs(bad.to_owned()))
+            );
+        }
+        assert_eq!(
+            CfsShare::new(" /mnt/cfs/ ", Some("[fd00::9]:/exports/dumps")),
+            Ok(CfsShare::Nfs {
+                server: "fd00::9".into(),
+                export: "/exports/dumps".into(),
+                mount_path: "/mnt/cfs".into(),
+            })
+        );
+        for clash in [
+            "/corefile",
+            "/corefile/cfs",
+            "/tmp/cfs",
+            "/etc",
+            "/var/lib/coredog",
+            "cfs",
+        ] {
+            assert!(
+                matches!(
+                    CfsShare::new(clash, None),
+                    Err(ManifestError::CfsMountPath(_))
+                ),
+                "{clash}"
             );
         }
     }

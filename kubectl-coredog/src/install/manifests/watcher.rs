@@ -48,7 +48,8 @@ pub(super) fn watcher_role(labels: &Labels) -> Role {
 
 fn cfs_volume(share: &CfsShare) -> Volume {
     match share {
-        // The share must be there: without it, dumps would fill the node's own disk.
+        // The mount point must exist on the node; whether the share is mounted on it is the
+        // node's business, which install's note and the README say.
         CfsShare::NodeMount { mount_path } => Volume {
             name: "cfs".into(),
             host_path: Some(HostPathVolumeSource {
