@@ -203,16 +203,6 @@ fn same_directory(mount_path: &str, path: &str) -> bool {
     if plain {
         return mount_path == path;
     }
-    let wanted = || path.split('/').filter(|part| !part.is_empty());
-    let parts = || {
-        mount_path
-            .split('/')
-            .filter(|part| !part.is_empty() && *part != ".")
-    };
-    // Most mounts have no `..` to resolve: compared in place, as the webhook reads every one.
-    if !mount_path.contains("..") {
-        return parts().eq(wanted());
-    }
     let mut resolved: Vec<&str> = Vec::new();
     for part in mount_path.split('/') {
         match part {
@@ -223,7 +213,9 @@ fn same_directory(mount_path: &str, path: &str) -> bool {
             name => resolved.push(name),
         }
     }
-    resolved.into_iter().eq(wanted())
+    resolved
+        .into_iter()
+        .eq(path.split('/').filter(|part| !part.is_empty()))
 }
 
 fn container_state(container: &ContainerView<'_>, path: &str) -> ContainerState {

@@ -129,26 +129,25 @@ async fn mutate(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    // A body too large (or cut off) is not an AdmissionReview: 400 like any other, not 413.
-    let body = match body {
-        Ok(body) => body,
+    let metrics = &state.metrics;
+    let (result, response) = match body {
+        // A body too large (or cut off) is not an AdmissionReview: 400 like any other, not 413.
         Err(rejection) => {
-            let reason = rejection.body_text();
-            warn!(error = %reason, "rejected a request that is not an AdmissionReview");
-            state.metrics.answered(RequestResult::BadRequest);
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("not an AdmissionReview: {reason}"),
-            )
-                .into_response();
+            not_a_review(format!("not an AdmissionReview: {}", rejection.body_text()))
         }
+        Ok(body) => answer(&body, &state.host_dir, metrics),
     };
+    metrics.answered(result);
+    metrics.latency.observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The answer to a body that arrived whole, and how it counts.
+fn answer(body: &[u8], host_dir: &str, metrics: &WebhookMetrics) -> (RequestResult, Response) {
     // The decision is pure code with no reason to panic; should it anyway, the pod is still
     // admitted rather than left to the API server's timeout.
-    let outcome =
-        std::panic::catch_unwind(AssertUnwindSafe(|| review::review(&body, &state.host_dir)));
-    let metrics = &state.metrics;
-    let (result, response) = match outcome {
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| review::review(body, host_dir)));
+    match outcome {
         Ok(Ok(decision)) => {
             record(metrics, &decision);
             let result = if decision.injected.is_empty() {
@@ -158,22 +157,22 @@ async fn mutate(
             };
             (result, json_response(decision.review.to_json()))
         }
-        Ok(Err(bad)) => {
-            warn!(error = %bad, "rejected a request that is not an AdmissionReview");
-            (
-                RequestResult::BadRequest,
-                (StatusCode::BAD_REQUEST, bad.to_string()).into_response(),
-            )
-        }
+        Ok(Err(bad)) => not_a_review(bad.to_string()),
         Err(_) => {
             error!("internal error while deciding an AdmissionReview; admitting without a patch");
             metrics.skipped(SkipReason::InternalError);
-            (RequestResult::Error, admitted_after_a_failure(&body))
+            (RequestResult::Error, admitted_after_a_failure(body))
         }
-    };
-    metrics.answered(result);
-    metrics.latency.observe(started.elapsed().as_secs_f64());
-    response
+    }
+}
+
+/// 400, saying why the body is not an AdmissionReview.
+fn not_a_review(reason: String) -> (RequestResult, Response) {
+    warn!(error = %reason, "rejected a request that is not an AdmissionReview");
+    (
+        RequestResult::BadRequest,
+        (StatusCode::BAD_REQUEST, reason).into_response(),
+    )
 }
 
 /// The answer when deciding failed: the pod admitted as it is, with a warning, if the review
