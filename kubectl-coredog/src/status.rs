@@ -11,7 +11,7 @@ use coredog_core::layout::VOLUME_NAME;
 use coredog_core::object_key::{CoreKey, listing_prefix};
 use futures_util::stream::{self, StreamExt as _};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{ListParams, ObjectMeta};
+use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt as _};
 use serde::Serialize;
 
@@ -20,7 +20,7 @@ use crate::kube_client::Scope;
 use crate::output::{Console, table, to_json, to_yaml};
 use crate::storage::DumpStorage;
 use crate::storage::list::RECORD_CONCURRENCY;
-use crate::workload::{self, Workload, WorkloadKind};
+use crate::workload::{self, Workload, WorkloadKind, controller_of};
 
 /// Whether a pod carries the dump directory, and why not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -85,14 +85,6 @@ pub struct Owner {
     pub name: String,
 }
 
-fn controller(meta: &ObjectMeta) -> Option<(String, String)> {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .find(|owner| owner.controller == Some(true))
-        .map(|owner| (owner.kind.clone(), owner.name.clone()))
-}
-
 /// Who controls whom, from the ReplicaSets and Jobs listed.
 #[derive(Debug, Default)]
 pub struct Owners {
@@ -103,7 +95,7 @@ pub struct Owners {
 impl Owners {
     fn learn(&mut self, workloads: &[Workload]) {
         for workload in workloads {
-            let parent = match controller(&workload.object.metadata) {
+            let parent = match workload.controller() {
                 Some((kind, name)) if kind == "Deployment" => Owner {
                     kind: WorkloadKind::Deployment,
                     name,
@@ -122,7 +114,7 @@ impl Owners {
     }
 
     pub fn of_pod(&self, pod: &Pod) -> Option<Owner> {
-        let (kind, name) = controller(&pod.metadata)?;
+        let (kind, name) = controller_of(&pod.metadata)?;
         let namespace = pod.namespace().unwrap_or_default();
         let direct = match kind.as_str() {
             "ReplicaSet" => WorkloadKind::ReplicaSet,
@@ -377,9 +369,9 @@ pub async fn collect<S: DumpStorage>(
                 .map(|counts| counts.get(&pod.name_any()).copied().unwrap_or(0)),
             namespace: pod.namespace().unwrap_or_default(),
             name: pod.name_any(),
-            workload: owners
-                .of_pod(pod)
-                .map(|owner| format!("{}/{}", owner.kind, owner.name)),
+            workload: owner_of_pod
+                .get(&(pod.namespace().unwrap_or_default(), pod.name_any()))
+                .cloned(),
             node: pod.spec.as_ref().and_then(|spec| spec.node_name.clone()),
             phase: pod
                 .status
@@ -596,6 +588,8 @@ pub async fn run<S: DumpStorage>(
 
 #[cfg(test)]
 mod tests {
+    use kube::api::ObjectMeta;
+
     use super::*;
 
     fn pod(annotations: serde_json::Value, volume: bool) -> Pod {

@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet}
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{ApiResource, DynamicObject, ListParams};
+use kube::api::{ApiResource, DynamicObject, ListParams, ObjectMeta};
 use kube::{Api, Client, ResourceExt as _};
 use thiserror::Error;
 
@@ -204,6 +204,15 @@ pub struct Workload {
     pub object: DynamicObject,
 }
 
+/// The kind and name of the object's controlling owner, if any.
+pub fn controller_of(meta: &ObjectMeta) -> Option<(String, String)> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|owner| owner.controller == Some(true))
+        .map(|owner| (owner.kind.clone(), owner.name.clone()))
+}
+
 impl Workload {
     pub fn name(&self) -> String {
         self.object.name_any()
@@ -216,11 +225,7 @@ impl Workload {
     /// The kind and name of the object that controls this one (a Deployment for its
     /// ReplicaSets, a CronJob for its Jobs), if any.
     pub fn controller(&self) -> Option<(String, String)> {
-        self.object
-            .owner_references()
-            .iter()
-            .find(|owner| owner.controller == Some(true))
-            .map(|owner| (owner.kind.clone(), owner.name.clone()))
+        controller_of(&self.object.metadata)
     }
 
     pub fn reference(&self) -> WorkloadRef {

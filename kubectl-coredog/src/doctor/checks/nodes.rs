@@ -225,7 +225,6 @@ pub(super) fn watchers(snapshot: &ClusterSnapshot) -> Check {
         .details(left_out);
     }
     let not_ready = problems.len();
-    let of = linux.len() - left_out.len();
     problems.extend(left_out);
     let fix = if tainted {
         "let the watcher tolerate those taints (`kubectl coredog install` tolerates every taint; the chart's watcher.tolerations)".to_owned()
@@ -236,7 +235,7 @@ pub(super) fn watchers(snapshot: &ClusterSnapshot) -> Check {
     };
     Check::fail(
         format!(
-            "the watcher is not ready on {not_ready} of {of} nodes: their dumps are not shipped{skipped}"
+            "the watcher is not ready on {not_ready} of {selected} nodes: their dumps are not shipped{skipped}"
         ),
         fix,
     )
