@@ -10,6 +10,8 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 /// Whether a request to `host`:`port` goes direct under `no_proxy` (the variable's value).
 pub fn bypasses_proxy(no_proxy: &str, host: &str, port: u16) -> bool {
     let host = host
@@ -29,9 +31,9 @@ pub fn bypasses_proxy(no_proxy: &str, host: &str, port: u16) -> bool {
 }
 
 fn entry_matches(entry: &str, host: &str, ip: Option<IpAddr>, port: u16) -> bool {
-    if let Some((network, bits)) = entry.split_once('/') {
-        return match (network.parse::<IpAddr>(), bits.parse::<u8>(), ip) {
-            (Ok(network), Ok(bits), Some(ip)) => in_block(ip, network, bits),
+    if entry.contains('/') {
+        return match (entry.parse::<IpNet>(), ip) {
+            (Ok(block), Some(ip)) => block.contains(&ip),
             _ => false,
         };
     }
@@ -110,24 +112,6 @@ pub fn proxy_for(
         .host()
         .is_some_and(|host| bypasses_proxy(&no_proxy, host, port));
     (!direct).then_some(proxy)
-}
-
-/// Whether `ip` is in `network`/`bits`.
-fn in_block(ip: IpAddr, network: IpAddr, bits: u8) -> bool {
-    let (ip, network, width) = match (ip, network) {
-        (IpAddr::V4(ip), IpAddr::V4(network)) => (
-            u128::from(u32::from(ip)),
-            u128::from(u32::from(network)),
-            32,
-        ),
-        (IpAddr::V6(ip), IpAddr::V6(network)) => (u128::from(ip), u128::from(network), 128),
-        _ => return false,
-    };
-    if bits > width {
-        return false;
-    }
-    let ignored = u32::from(width - bits);
-    ip.checked_shr(ignored).unwrap_or(0) == network.checked_shr(ignored).unwrap_or(0)
 }
 
 #[cfg(test)]
