@@ -138,7 +138,8 @@ fn is_misleading(c: char) -> bool {
         )
 }
 
-fn is_at_or_under(path: &str, dir: &str) -> bool {
+/// Whether the absolute `path` is `dir` or lies below it (`/corefiles` is not under `/corefile`).
+pub fn is_at_or_under(path: &str, dir: &str) -> bool {
     match path.strip_prefix(dir) {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,

@@ -15,8 +15,8 @@ use crate::cli::{DryRun, InstallArgs, ManifestFormat, StorageProtocol, Uninstall
 use crate::error::{UserError, user};
 use crate::output::{Console, to_json, to_yaml_stream};
 use manifests::{
-    ACCESS_KEY_ID, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, CfsShare, Credentials, NAMESPACE,
-    SECRET_ACCESS_KEY, Settings, WATCHER,
+    ACCESS_KEY_ID, CFS_VOLUME, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, CfsShare,
+    Credentials, NAMESPACE, SECRET_ACCESS_KEY, Settings, WATCHER,
 };
 
 /// Looks up an environment variable (the process environment, or a test's).
@@ -122,7 +122,7 @@ async fn running_nfs_export(client: Option<&Client>) -> anyhow::Result<Option<St
         .and_then(|daemon_set| daemon_set.spec?.template.spec?.volumes)
         .into_iter()
         .flatten()
-        .find(|volume| volume.name == "cfs")
+        .find(|volume| volume.name == CFS_VOLUME)
         .and_then(|volume| volume.nfs)
         .map(|nfs| format!("{}:{}", nfs.server, nfs.path)))
 }

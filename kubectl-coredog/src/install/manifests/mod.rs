@@ -10,6 +10,7 @@ mod webhook;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use coredog_core::mount_path::is_at_or_under;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceAccount};
@@ -48,6 +49,9 @@ pub const DEFAULT_CORE_PATTERN: &str = "/corefile/core.%e.%p.%h.%t";
 pub const IMAGE_REPOSITORY: &str = "ghcr.io/coredog-io/coredog";
 pub const MANAGED_BY: &str = "kubectl-coredog";
 const STATE_HOST_DIR: &str = "/var/lib/coredog";
+
+/// The watcher's volume (and mount) of a CFS share.
+pub const CFS_VOLUME: &str = "cfs";
 
 /// Where the watcher container mounts its own volumes: a CFS share may not go there.
 const WATCHER_OWN_PATHS: [&str; 4] = ["/corefile", "/etc/coredog", "/tmp", STATE_HOST_DIR];
@@ -101,12 +105,8 @@ impl CfsShare {
     /// `mount_path`'s share: the node's, or `server:/export` when given.
     pub fn new(mount_path: &str, nfs: Option<&str>) -> Result<Self, ManifestError> {
         let mount_path = mount_path.trim().trim_end_matches('/').to_owned();
-        let overlaps = |own: &str| {
-            let under = |outer: &str, inner: &str| {
-                inner == outer || inner.starts_with(&format!("{outer}/"))
-            };
-            under(own, &mount_path) || under(&mount_path, own)
-        };
+        let overlaps =
+            |own: &str| is_at_or_under(&mount_path, own) || is_at_or_under(own, &mount_path);
         if !mount_path.starts_with('/') || WATCHER_OWN_PATHS.iter().any(|own| overlaps(own)) {
             return Err(ManifestError::CfsMountPath(mount_path));
         }
@@ -473,41 +473,39 @@ mod tests {
     #[test]
     fn a_cfs_share_is_mounted_where_the_config_says() {
         let mut settings = settings();
+        // The watcher's pod spec, and its CFS volume and mount.
+        let cfs = |settings: &Settings| {
+            let manifests = build(settings).unwrap();
+            let pod = find(&manifests, "DaemonSet", WATCHER)["spec"]["template"]["spec"].clone();
+            let named = |list: &Value| {
+                list.as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|item| item["name"] == CFS_VOLUME)
+                    .unwrap()
+                    .clone()
+            };
+            (
+                named(&pod["volumes"]),
+                named(&pod["containers"][0]["volumeMounts"]),
+            )
+        };
         settings.cfs_share = Some(CfsShare::new("/mnt/cfs", None).unwrap());
-        let manifests = build(&settings).unwrap();
-        let pod = &find(&manifests, "DaemonSet", WATCHER)["spec"]["template"]["spec"];
-        let volume = pod["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|volume| volume["name"] == "cfs")
-            .unwrap();
+        let (volume, mount) = cfs(&settings);
         assert_eq!(
             volume["hostPath"],
             serde_json::json!({"path": "/mnt/cfs", "type": "Directory"})
         );
-        let mount = pod["containers"][0]["volumeMounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|mount| mount["name"] == "cfs")
-            .unwrap();
         assert_eq!(mount["mountPath"], "/mnt/cfs");
         assert_eq!(mount["mountPropagation"], "HostToContainer");
 
         settings.cfs_share = Some(CfsShare::new("/mnt/cfs", Some("10.0.0.9:/dumps")).unwrap());
-        let manifests = build(&settings).unwrap();
-        let pod = &find(&manifests, "DaemonSet", WATCHER)["spec"]["template"]["spec"];
-        let volume = pod["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|volume| volume["name"] == "cfs")
-            .unwrap();
+        let (volume, mount) = cfs(&settings);
         assert_eq!(
             volume["nfs"],
             serde_json::json!({"server": "10.0.0.9", "path": "/dumps"})
         );
+        assert_eq!(mount["mountPath"], "/mnt/cfs");
         for bad in ["10.0.0.9", "10.0.0.9:dumps", ":/dumps"] {
             assert_eq!(
                 CfsShare::new("/mnt/cfs", Some(bad)),

@@ -19,8 +19,8 @@ use super::parts::{
     runtime_default, secret_env, sha256_hex, strings, volume_mount,
 };
 use super::{
-    ACCESS_KEY_ID, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, CfsShare, LOG_FORMAT, Labels,
-    SECRET_ACCESS_KEY, STATE_HOST_DIR, Settings, WATCHER, linux_nodes, selector_labels,
+    ACCESS_KEY_ID, CFS_VOLUME, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, CfsShare, LOG_FORMAT,
+    Labels, SECRET_ACCESS_KEY, STATE_HOST_DIR, Settings, WATCHER, linux_nodes, selector_labels,
 };
 
 /// The watcher names a dump's pod, records Events on it, and annotates its own pod.
@@ -51,7 +51,7 @@ fn cfs_volume(share: &CfsShare) -> Volume {
         // The mount point must exist on the node; whether the share is mounted on it is the
         // node's business, which install's note and the README say.
         CfsShare::NodeMount { mount_path } => Volume {
-            name: "cfs".into(),
+            name: CFS_VOLUME.into(),
             host_path: Some(HostPathVolumeSource {
                 path: mount_path.clone(),
                 type_: Some("Directory".into()),
@@ -59,7 +59,7 @@ fn cfs_volume(share: &CfsShare) -> Volume {
             ..Volume::default()
         },
         CfsShare::Nfs { server, export, .. } => Volume {
-            name: "cfs".into(),
+            name: CFS_VOLUME.into(),
             nfs: Some(NFSVolumeSource {
                 server: server.clone(),
                 path: export.clone(),
@@ -189,7 +189,7 @@ pub(super) fn watcher_daemon_set(
             // A share the node mounts after the watcher started is seen too.
             mount_propagation: matches!(share, CfsShare::NodeMount { .. })
                 .then(|| "HostToContainer".to_owned()),
-            ..volume_mount("cfs", share.mount_path(), false)
+            ..volume_mount(CFS_VOLUME, share.mount_path(), false)
         });
         volumes.push(cfs_volume(share));
     }
