@@ -257,7 +257,7 @@ async fn fetch_once<S: DumpStorage>(
     let resumed_from = have;
     let mode = match (record.compression, options.raw) {
         (Compression::None, _) => Mode::Plain,
-        (Compression::Zstd, true) => Mode::RawChecked,
+        (Compression::Zstd, true) => Mode::Raw,
         (Compression::Zstd, false) => Mode::Decode,
     };
     progress.set_length(stored);
@@ -312,38 +312,34 @@ async fn fetch_once<S: DumpStorage>(
         }
     };
 
-    let finished = match staged {
-        Staged::Checked {
-            written,
-            hasher,
-            decoded,
-        } => {
-            if let Some(mismatch) = verify(record, written, hasher) {
-                return Ok(Outcome::Mismatch(mismatch, resumed_from));
-            }
-            match decoded {
-                // The stored bytes are the core: the part file becomes the output.
-                None => commit_rename(part, output, options.force)?,
-                Some(temp) => {
-                    let persisted = if options.force {
-                        temp.persist(output).map(drop)
-                    } else {
-                        temp.persist_noclobber(output).map(drop)
-                    };
-                    persisted.map_err(|err| io_error("write", output, err.error))?;
-                    let _ = std::fs::remove_file(part);
-                }
-            }
-            let compressed = mode == Mode::RawChecked;
-            Fetched {
-                path: output.to_owned(),
-                size: if compressed { stored } else { written },
-                resumed_from,
-                compressed,
-            }
+    let Staged {
+        written,
+        hasher,
+        decoded,
+    } = staged;
+    if let Some(mismatch) = verify(record, written, hasher) {
+        return Ok(Outcome::Mismatch(mismatch, resumed_from));
+    }
+    match decoded {
+        // The stored bytes are the core, or kept as stored: the part file becomes the output.
+        None => commit_rename(part, output, options.force)?,
+        Some(temp) => {
+            let persisted = if options.force {
+                temp.persist(output).map(drop)
+            } else {
+                temp.persist_noclobber(output).map(drop)
+            };
+            persisted.map_err(|err| io_error("write", output, err.error))?;
+            let _ = std::fs::remove_file(part);
         }
-    };
-    Ok(Outcome::Done(finished))
+    }
+    let compressed = mode == Mode::Raw;
+    Ok(Outcome::Done(Fetched {
+        path: output.to_owned(),
+        size: if compressed { stored } else { written },
+        resumed_from,
+        compressed,
+    }))
 }
 
 fn io_error(what: &str, path: &Path, err: io::Error) -> UserError {
@@ -422,16 +418,15 @@ enum Mode {
     /// zstd, decompressed into a temporary file next to the output.
     Decode,
     /// Kept compressed (`--raw`), and checked by decompressing them without writing the core.
-    RawChecked,
+    Raw,
 }
 
-enum Staged {
-    Checked {
-        written: u64,
-        hasher: Sha256,
-        /// The decompressed core, when it is not the part file itself.
-        decoded: Option<NamedTempFile>,
-    },
+/// The core as checked: its size and hash, and where it was written.
+struct Staged {
+    written: u64,
+    hasher: Sha256,
+    /// The decompressed core, when it is not the part file itself.
+    decoded: Option<NamedTempFile>,
 }
 
 #[derive(Debug)]
@@ -507,7 +502,7 @@ fn run_stages(
                 .tempfile_in(dir)
                 .map_err(stage_io("write into", dir))?,
         ),
-        Mode::Plain | Mode::RawChecked => None,
+        Mode::Plain | Mode::Raw => None,
     };
     let decoded_path = decoded.as_ref().map(|temp| temp.path().to_owned());
     let part_reader = part_out.file.try_clone().map_err(stage_io("read", part))?;
@@ -554,7 +549,7 @@ fn run_stages(
         },
     );
     let mut decoder = match mode {
-        Mode::Decode | Mode::RawChecked => Some(
+        Mode::Decode | Mode::Raw => Some(
             zstd::stream::write::Decoder::new(Forward {
                 buffer: Vec::with_capacity(DECODED_CHUNK),
                 to: to_check.clone(),
@@ -565,8 +560,8 @@ fn run_stages(
     };
     let mut scratch = Vec::new();
     let mut pass_on = |due: Due| -> Result<(), StageError> {
-        match (&mut decoder, mode) {
-            (Some(decoder), _) => {
+        match &mut decoder {
+            Some(decoder) => {
                 let mut decode = |bytes: &[u8]| decoder.write_all(bytes).map_err(decode_error);
                 match due {
                     Due::Bytes(bytes) => decode(&bytes),
@@ -575,8 +570,8 @@ fn run_stages(
                     }
                 }
             }
-            (None, Mode::Plain) => to_check.send(due).map_err(|_| StageError::Stopped),
-            (None, _) => Ok(()),
+            // Plain: the stored bytes are the core.
+            None => to_check.send(due).map_err(|_| StageError::Stopped),
         }
     };
 
@@ -659,7 +654,7 @@ fn run_stages(
     }
     staged?;
     let (written, hasher, decoded) = checked?;
-    Ok(Staged::Checked {
+    Ok(Staged {
         written,
         hasher,
         decoded,
