@@ -36,14 +36,10 @@ const NO_FILE_COMPLETION: u8 = 4;
 /// Cobra's `ShellCompDirectiveNoSpace`: a directory is completed into, not past.
 const NO_SPACE: u8 = 2;
 
-fn command() -> clap::Command {
-    Cli::command()
-}
-
 /// Answers a completion request from one of the shell scripts and exits; returns when the
 /// process was not started for one.
 pub fn answer_shell() {
-    CompleteEnv::with_factory(command)
+    CompleteEnv::with_factory(Cli::command)
         .var(COMPLETE_VAR)
         .bin(BIN)
         .completer(BIN)
@@ -82,7 +78,7 @@ pub fn for_kubectl(words: Vec<OsString>, current_dir: Option<&Path>) -> io::Resu
         args.push(OsString::new());
     }
     let index = args.len() - 1;
-    let candidates = engine::complete(&mut command(), args, index, current_dir)?;
+    let candidates = engine::complete(&mut Cli::command(), args, index, current_dir)?;
     let mut out = String::new();
     let mut directive = NO_FILE_COMPLETION;
     for candidate in candidates
