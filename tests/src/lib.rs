@@ -78,22 +78,31 @@ pub fn spawn_until(
     (guard, line)
 }
 
-/// What a process logs after its ready line, a line at a time.
-pub struct LogLines(mpsc::Receiver<String>);
+/// What a process logs, a line at a time.
+pub struct LogLines {
+    name: String,
+    lines: mpsc::Receiver<String>,
+}
 
 impl LogLines {
     /// The first line from now on that contains `needle`.
     ///
     /// # Panics
-    /// When no such line comes within `timeout`.
+    /// When the process exits, or logs no such line within `timeout`.
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        let name = &self.name;
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.0.recv_timeout(left) {
+            match self.lines.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(_) => {}
-                Err(err) => panic!("no log line with {needle:?} within {timeout:?}: {err}"),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("{name} did not log {needle:?} within {timeout:?}")
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("{name} exited before logging {needle:?}")
+                }
             }
         }
     }
@@ -143,20 +152,12 @@ pub fn spawn_logged(
         child,
         name: name.to_owned(),
     };
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match receiver.recv_timeout(left) {
-            Ok(line) if line.contains(ready_marker) => return (guard, line, LogLines(receiver)),
-            Ok(_) => {}
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                panic!("{name} did not log {ready_marker:?} within {timeout:?}")
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                panic!("{name} exited before logging {ready_marker:?}")
-            }
-        }
-    }
+    let logs = LogLines {
+        name: name.to_owned(),
+        lines: receiver,
+    };
+    let ready = logs.wait_for(ready_marker, timeout);
+    (guard, ready, logs)
 }
 
 /// The value of `key=value` in a logfmt line.
