@@ -3,9 +3,6 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use coredog_core::layout::DEFAULT_HOST_DIR;
-
-use crate::install::manifests::DEFAULT_CORE_PATTERN;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -177,22 +174,26 @@ pub struct InstallArgs {
     /// The CoreDog image (default: the one released with this plugin).
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
-    /// The node directory that holds every namespace's dumps.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_HOST_DIR)]
-    pub host_dir: String,
+    /// The node directory that holds every namespace's dumps [default: /data/coredog-system/dumps,
+    /// or on an upgrade the installed one].
+    #[arg(long, value_name = "DIR")]
+    pub host_dir: Option<String>,
     /// With protocol cfs: the NFS export the watchers mount at the config's CFSMountPath
     /// (default: each node's own CFSMountPath, where the share must be mounted).
     #[arg(long, value_name = "SERVER:/EXPORT")]
     pub cfs_nfs: Option<String>,
-    /// Let the watcher set kernel.core_pattern on every node (runs the watcher privileged).
-    #[arg(long)]
-    pub node_setup: bool,
-    /// The core_pattern --node-setup writes; its directory must be the pods' coredog.io/path.
-    #[arg(long, value_name = "PATTERN", default_value = DEFAULT_CORE_PATTERN, requires = "node_setup")]
-    pub core_pattern: String,
-    /// What the API server does with pods when the webhook cannot be reached.
-    #[arg(long, value_enum, value_name = "POLICY", default_value_t = FailurePolicy::Ignore)]
-    pub webhook_failure_policy: FailurePolicy,
+    /// Let the watcher set kernel.core_pattern on every node (runs the watcher privileged). An
+    /// upgrade keeps what the last install chose; --node-setup=false turns it off.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub node_setup: Option<bool>,
+    /// The core_pattern --node-setup writes; its directory must be the pods' coredog.io/path
+    /// [default: /corefile/core.%e.%p.%h.%t, or on an upgrade the installed one].
+    #[arg(long, value_name = "PATTERN")]
+    pub core_pattern: Option<String>,
+    /// What the API server does with pods when the webhook cannot be reached [default: Ignore,
+    /// or on an upgrade the installed one].
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub webhook_failure_policy: Option<FailurePolicy>,
     #[command(flatten)]
     pub dry_run: DryRunArg,
     /// Print the objects (with --dry-run=client: the objects that would be applied).
@@ -403,6 +404,47 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The defaults an install falls back to are spelt out in the help by hand.
+    #[test]
+    fn install_help_names_the_defaults() {
+        let mut command = Cli::command();
+        let help = command
+            .find_subcommand_mut("install")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        for default in [
+            coredog_core::layout::DEFAULT_HOST_DIR,
+            crate::install::manifests::DEFAULT_CORE_PATTERN,
+            FailurePolicy::default().as_str(),
+        ] {
+            assert!(
+                help.contains(&format!("[default: {default}")),
+                "{default}: {help}"
+            );
+        }
+    }
+
+    #[test]
+    fn node_setup_takes_an_optional_value() {
+        let node_setup = |args: &[&str]| {
+            let mut argv = vec!["kubectl-coredog", "install"];
+            argv.extend_from_slice(args);
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Install(args) => args.node_setup,
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(node_setup(&[]), None);
+        assert_eq!(node_setup(&["--node-setup"]), Some(true));
+        assert_eq!(node_setup(&["--node-setup=false"]), Some(false));
+        // The flag takes no separate value: what follows is not swallowed.
+        assert!(
+            Cli::try_parse_from(["kubectl-coredog", "install", "--node-setup", "false"]).is_err()
+        );
     }
 
     #[test]

@@ -78,10 +78,14 @@ async fn install_applies_every_object_server_side_in_order() {
     let log = server.await.unwrap();
 
     assert_eq!(
-        log[0].line(),
-        "GET /api/v1/namespaces/coredog-system/secrets/coredog-storage-credentials"
+        log[..3].iter().map(Recorded::line).collect::<Vec<_>>(),
+        [
+            "GET /apis/apps/v1/namespaces/coredog-system/daemonsets/coredog-watcher",
+            "GET /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/coredog-webhook",
+            "GET /api/v1/namespaces/coredog-system/secrets/coredog-storage-credentials",
+        ]
     );
-    let applies = &log[1..];
+    let applies = &log[3..];
     assert_eq!(
         applies.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
         APPLY_PATHS
@@ -137,7 +141,8 @@ async fn an_upgrade_keeps_the_stored_config_and_credentials() {
         }
     });
     let (client, server) = api_server(move |request| match request.method.as_str() {
-        "GET" => ok(stored.clone()),
+        "GET" if request.path.contains("/secrets/") => ok(stored.clone()),
+        "GET" => not_found("not installed"),
         _ => echo_apply(request),
     });
     let args = install_args(&["--image", "registry.local/coredog:1.2.3", "-o", "json"]);
@@ -149,9 +154,11 @@ async fn an_upgrade_keeps_the_stored_config_and_credentials() {
     drop(client);
     let log = server.await.unwrap();
     assert_eq!(
-        log[..2].iter().map(Recorded::line).collect::<Vec<_>>(),
+        log[..4].iter().map(Recorded::line).collect::<Vec<_>>(),
         [
             "GET /api/v1/namespaces/coredog-system/secrets/coredog-config",
+            "GET /apis/apps/v1/namespaces/coredog-system/daemonsets/coredog-watcher",
+            "GET /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/coredog-webhook",
             "GET /api/v1/namespaces/coredog-system/secrets/coredog-storage-credentials",
         ]
     );
@@ -169,7 +176,7 @@ async fn an_upgrade_keeps_the_stored_config_and_credentials() {
     );
     let daemon_set = log
         .iter()
-        .find(|r| r.path.ends_with("/daemonsets/coredog-watcher"))
+        .find(|r| r.path.ends_with("/daemonsets/coredog-watcher") && r.method == "PATCH")
         .unwrap();
     assert_eq!(
         daemon_set.body["spec"]["template"]["spec"]["containers"][0]["image"],
@@ -247,6 +254,209 @@ async fn an_upgrade_keeps_the_nfs_export_the_watchers_mount() {
     );
 }
 
+/// The settings of a client-side install with `args` and no environment.
+async fn settings_of(args: &[&str]) -> anyhow::Result<manifests::Settings> {
+    let mut console = Captured::default();
+    settings(
+        &install_args(args),
+        None,
+        &|_: &str| None,
+        &mut console.console(),
+    )
+    .await
+}
+
+/// The objects an earlier install applied with these flags, as the API server returns them.
+async fn installed_with(args: &[&str]) -> Vec<Value> {
+    manifests::build(&settings_of(args).await.unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|manifest| manifest.object)
+        .collect()
+}
+
+/// Installs with `args` over the install `running` (objects by kind); the log and stderr.
+async fn upgrade(running: Vec<Value>, args: &[&str]) -> (Vec<Recorded>, String) {
+    let (client, server) = api_server(move |request| {
+        let kind = if request.path.ends_with("/daemonsets/coredog-watcher") {
+            "DaemonSet"
+        } else if request
+            .path
+            .ends_with("/mutatingwebhookconfigurations/coredog-webhook")
+        {
+            "MutatingWebhookConfiguration"
+        } else {
+            ""
+        };
+        match request.method.as_str() {
+            "GET" => running
+                .iter()
+                .find(|object| object["kind"] == kind)
+                .map_or_else(|| not_found("not there"), |object| ok(object.clone())),
+            _ => echo_apply(request),
+        }
+    });
+    let mut captured = Captured::default();
+    install(
+        Some(&client),
+        &install_args(args),
+        &|_: &str| None,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    drop(client);
+    (server.await.unwrap(), captured.stderr())
+}
+
+fn applied<'a>(log: &'a [Recorded], path_end: &str) -> &'a Value {
+    &log.iter()
+        .find(|r| r.method == "PATCH" && r.path.ends_with(path_end))
+        .unwrap()
+        .body
+}
+
+/// What the applied objects say of the dump directory, node setup and failure policy.
+fn choices(log: &[Recorded]) -> (Value, Value, Value, Value) {
+    let watcher = &applied(log, "/daemonsets/coredog-watcher")["spec"]["template"]["spec"];
+    let host_path = watcher["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|volume| volume["name"] == "corefile")
+        .unwrap()["hostPath"]["path"]
+        .clone();
+    let args = watcher["containers"][0]["args"].as_array().unwrap();
+    let core_pattern = args
+        .iter()
+        .position(|arg| arg == "--core-pattern")
+        .map_or(Value::Null, |at| args[at + 1].clone());
+    let webhook_args = applied(log, "/deployments/coredog-webhook")["spec"]["template"]["spec"]
+        ["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let webhook_host_dir = webhook_args
+        .iter()
+        .position(|arg| arg == "--host-dir")
+        .map(|at| webhook_args[at + 1].clone())
+        .unwrap();
+    assert_eq!(webhook_host_dir, host_path);
+    let policy = applied(log, "/mutatingwebhookconfigurations/coredog-webhook")["webhooks"][0]
+        ["failurePolicy"]
+        .clone();
+    let privileged = watcher["containers"][0]["securityContext"]["privileged"].clone();
+    (host_path, core_pattern, privileged, policy)
+}
+
+#[tokio::test]
+async fn an_upgrade_keeps_the_dump_directory_node_setup_and_failure_policy() {
+    let running = installed_with(&[
+        "--bucket",
+        "dumps",
+        "--host-dir",
+        "/srv/dumps",
+        "--node-setup",
+        "--core-pattern",
+        "/corefile/core.%p",
+        "--webhook-failure-policy",
+        "Fail",
+    ])
+    .await;
+
+    let (log, stderr) = upgrade(running.clone(), &["--bucket", "dumps"]).await;
+    assert_eq!(
+        choices(&log),
+        (
+            json!("/srv/dumps"),
+            json!("/corefile/core.%p"),
+            json!(true),
+            json!("Fail")
+        )
+    );
+    assert_eq!(
+        stderr,
+        "keeping the dump directory /srv/dumps on the nodes (--host-dir changes it)\n\
+         keeping the node setup: the watchers set kernel.core_pattern to /corefile/core.%p (--node-setup=false turns it off)\n\
+         keeping the webhook's failure policy Fail (--webhook-failure-policy changes it)\n"
+    );
+
+    // A new pattern alone is enough while node setup is on.
+    let (log, _) = upgrade(
+        running.clone(),
+        &["--bucket", "dumps", "--core-pattern", "/corefile/%e.%p"],
+    )
+    .await;
+    assert_eq!(choices(&log).1, json!("/corefile/%e.%p"));
+
+    // Flags change each choice.
+    let (log, stderr) = upgrade(
+        running,
+        &[
+            "--bucket",
+            "dumps",
+            "--host-dir",
+            "/data/coredog-system/dumps",
+            "--node-setup=false",
+            "--webhook-failure-policy",
+            "Ignore",
+        ],
+    )
+    .await;
+    assert_eq!(
+        choices(&log),
+        (
+            json!("/data/coredog-system/dumps"),
+            Value::Null,
+            json!(false),
+            json!("Ignore")
+        )
+    );
+    assert_eq!(
+        stderr,
+        "the watchers move from /srv/dumps to /data/coredog-system/dumps: cores still in /srv/dumps on the nodes are no longer shipped\n"
+    );
+}
+
+#[tokio::test]
+async fn a_first_install_takes_the_defaults() {
+    let (log, stderr) = upgrade(Vec::new(), &["--bucket", "dumps"]).await;
+    assert_eq!(
+        choices(&log),
+        (
+            json!("/data/coredog-system/dumps"),
+            Value::Null,
+            json!(false),
+            json!("Ignore")
+        )
+    );
+    assert_eq!(stderr, "");
+    let (log, _) = upgrade(Vec::new(), &["--bucket", "dumps", "--node-setup"]).await;
+    assert_eq!(choices(&log).1, json!("/corefile/core.%e.%p.%h.%t"));
+}
+
+#[tokio::test]
+async fn a_core_pattern_without_node_setup_is_refused() {
+    for args in [
+        &["--bucket", "dumps", "--core-pattern", "/corefile/core.%p"][..],
+        &[
+            "--bucket",
+            "dumps",
+            "--node-setup=false",
+            "--core-pattern",
+            "/corefile/core.%p",
+        ],
+    ] {
+        let err = settings_of(args).await.unwrap_err();
+        assert!(
+            kubectl_coredog::error::explain(&err)
+                .to_string()
+                .contains("--core-pattern is what node setup writes"),
+            "{err:#}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_refused_apply_is_explained() {
     let (client, server) = api_server(|request| match request.method.as_str() {
@@ -269,7 +479,12 @@ async fn a_refused_apply_is_explained() {
     .unwrap_err();
     drop(client);
     let log = server.await.unwrap();
-    assert_eq!(log[1].query.get("dryRun").map(String::as_str), Some("All"));
+    let first_apply = log.iter().find(|r| r.method == "PATCH").unwrap();
+    assert_eq!(first_apply.path, "/api/v1/namespaces/coredog-system");
+    assert_eq!(
+        first_apply.query.get("dryRun").map(String::as_str),
+        Some("All")
+    );
     assert_eq!(
         kubectl_coredog::error::explain(&err).to_string(),
         "error: cannot apply namespace/coredog-system: namespaces \"coredog-system\" is forbidden: User \"dev\" cannot patch resource \"namespaces\"\nhint: installing CoreDog needs cluster-admin rights (it creates cluster roles and a webhook)"

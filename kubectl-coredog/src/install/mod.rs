@@ -1,22 +1,26 @@
 //! `install` and `uninstall`.
 
 pub mod apply;
+mod installed;
 pub mod manifests;
 pub mod wait;
 
 use anyhow::Context as _;
 use coredog_core::config::{Config, Protocol};
-use k8s_openapi::api::apps::v1::DaemonSet;
+use coredog_core::layout::DEFAULT_HOST_DIR;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use serde_json::Value;
 
-use crate::cli::{DryRun, InstallArgs, ManifestFormat, StorageProtocol, UninstallArgs};
+use crate::cli::{
+    DryRun, FailurePolicy, InstallArgs, ManifestFormat, StorageProtocol, UninstallArgs,
+};
 use crate::error::{UserError, user};
 use crate::output::{Console, to_json, to_yaml_stream};
+use installed::Installed;
 use manifests::{
-    ACCESS_KEY_ID, CFS_VOLUME, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, CfsShare,
-    Credentials, NAMESPACE, SECRET_ACCESS_KEY, Settings, WATCHER,
+    ACCESS_KEY_ID, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, CfsShare, Credentials,
+    DEFAULT_CORE_PATTERN, NAMESPACE, SECRET_ACCESS_KEY, Settings,
 };
 
 /// Looks up an environment variable (the process environment, or a test's).
@@ -62,10 +66,10 @@ async fn config_text(
 
 /// With protocol cfs, the share the watchers write to: `--cfs-nfs`, else (on an upgrade) the
 /// NFS export the running watchers mount, else the nodes' own mount.
-async fn cfs_share(
+fn cfs_share(
     args: &InstallArgs,
     config: &Config,
-    client: Option<&Client>,
+    installed: &Installed,
     console: &mut Console<'_>,
 ) -> anyhow::Result<Option<CfsShare>> {
     let mount_path = config
@@ -85,13 +89,12 @@ async fn cfs_share(
     let nfs = match &args.cfs_nfs {
         Some(nfs) => Some(nfs.clone()),
         None => {
-            let running = running_nfs_export(client).await?;
-            if let Some(export) = &running {
+            if let Some(export) = &installed.nfs_export {
                 console.note(&format!(
                     "keeping the NFS export {export} the watchers mount (--cfs-nfs changes it)"
                 ));
             }
-            running
+            installed.nfs_export.clone()
         }
     };
     let share = CfsShare::new(mount_path, nfs.as_deref()).map_err(|err| {
@@ -108,23 +111,84 @@ async fn cfs_share(
     Ok(Some(share))
 }
 
-/// `server:/export` of the NFS share the installed watchers mount, if they mount one.
-async fn running_nfs_export(client: Option<&Client>) -> anyhow::Result<Option<String>> {
-    let Some(client) = client else {
-        return Ok(None);
-    };
-    let daemon_sets: Api<DaemonSet> = Api::namespaced(client.clone(), NAMESPACE);
-    let installed = daemon_sets
-        .get_opt(WATCHER)
-        .await
-        .with_context(|| format!("cannot read DaemonSet {NAMESPACE}/{WATCHER}"))?;
-    Ok(installed
-        .and_then(|daemon_set| daemon_set.spec?.template.spec?.volumes)
-        .into_iter()
-        .flatten()
-        .find(|volume| volume.name == CFS_VOLUME)
-        .and_then(|volume| volume.nfs)
-        .map(|nfs| format!("{}:{}", nfs.server, nfs.path)))
+/// The node directory of the dumps: `--host-dir`, else the installed one, else the default.
+fn host_dir(args: &InstallArgs, installed: &Installed, console: &mut Console<'_>) -> String {
+    match (&args.host_dir, &installed.host_dir) {
+        (Some(wanted), Some(running))
+            if wanted.trim_end_matches('/') != running.trim_end_matches('/') =>
+        {
+            console.note(&format!(
+                "the watchers move from {running} to {wanted}: cores still in {running} on the nodes are no longer shipped"
+            ));
+            wanted.clone()
+        }
+        (Some(wanted), _) => wanted.clone(),
+        (None, Some(running)) => {
+            if running != DEFAULT_HOST_DIR {
+                console.note(&format!(
+                    "keeping the dump directory {running} on the nodes (--host-dir changes it)"
+                ));
+            }
+            running.clone()
+        }
+        (None, None) => DEFAULT_HOST_DIR.to_owned(),
+    }
+}
+
+/// The `kernel.core_pattern` the watchers set, if node setup is on: `--node-setup` and
+/// `--core-pattern`, else what the running install does.
+fn core_pattern(
+    args: &InstallArgs,
+    installed: &Installed,
+    console: &mut Console<'_>,
+) -> anyhow::Result<Option<String>> {
+    let running = installed.core_pattern.as_ref();
+    match (args.node_setup, &args.core_pattern) {
+        (Some(false), Some(_)) => Err(user(
+            "--core-pattern is what node setup writes, and --node-setup=false turns it off",
+            "drop one of them",
+        )),
+        (Some(false), None) => Ok(None),
+        (Some(true), pattern) => Ok(Some(
+            pattern
+                .as_ref()
+                .or(running)
+                .map_or(DEFAULT_CORE_PATTERN, String::as_str)
+                .to_owned(),
+        )),
+        (None, Some(pattern)) if running.is_some() => Ok(Some(pattern.clone())),
+        (None, Some(_)) => Err(user(
+            "--core-pattern is what node setup writes, and node setup is off",
+            "pass --node-setup too",
+        )),
+        (None, None) => {
+            if let Some(pattern) = running {
+                console.note(&format!(
+                    "keeping the node setup: the watchers set kernel.core_pattern to {pattern} (--node-setup=false turns it off)"
+                ));
+            }
+            Ok(running.cloned())
+        }
+    }
+}
+
+/// The webhook's failure policy: the flag, else the installed one, else the default.
+fn failure_policy(
+    args: &InstallArgs,
+    installed: &Installed,
+    console: &mut Console<'_>,
+) -> FailurePolicy {
+    if let Some(policy) = args.webhook_failure_policy {
+        return policy;
+    }
+    let policy = installed.failure_policy.unwrap_or_default();
+    if policy != FailurePolicy::default() {
+        console.note(&format!(
+            "keeping the webhook's failure policy {} (--webhook-failure-policy changes it)",
+            policy.as_str()
+        ));
+    }
+    policy
 }
 
 fn config_from_flags(args: &InstallArgs) -> anyhow::Result<String> {
@@ -231,13 +295,14 @@ pub async fn settings(
     console: &mut Console<'_>,
 ) -> anyhow::Result<Settings> {
     let (config_text, config) = config_text(args, client, console).await?;
-    let cfs_share = cfs_share(args, &config, client, console).await?;
+    let installed = Installed::read(client).await?;
+    let cfs_share = cfs_share(args, &config, &installed, console)?;
     let credentials = credentials(env, client, console).await?;
     Ok(Settings {
         image: args.image.clone().unwrap_or_else(Settings::default_image),
-        host_dir: args.host_dir.clone(),
-        core_pattern: args.node_setup.then(|| args.core_pattern.clone()),
-        failure_policy: args.webhook_failure_policy,
+        host_dir: host_dir(args, &installed, console),
+        core_pattern: core_pattern(args, &installed, console)?,
+        failure_policy: failure_policy(args, &installed, console),
         config_text,
         credentials,
         cfs_share,
@@ -332,7 +397,7 @@ fn next_steps(settings: &Settings, console: &mut Console<'_>) -> anyhow::Result<
         Some(pattern) => format!("the watchers set kernel.core_pattern to {pattern} on every node"),
         None => format!(
             "make each node write cores into the pods' dump directory, e.g. `sysctl -w kernel.core_pattern={}` (or re-run with --node-setup)",
-            manifests::DEFAULT_CORE_PATTERN
+            DEFAULT_CORE_PATTERN
         ),
     };
     console.line(&format!(

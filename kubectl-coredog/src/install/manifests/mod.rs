@@ -52,6 +52,8 @@ const STATE_HOST_DIR: &str = "/var/lib/coredog";
 
 /// The watcher's volume (and mount) of a CFS share.
 pub const CFS_VOLUME: &str = "cfs";
+/// The watcher's volume of the node's dump directory (`--host-dir`).
+pub const HOST_DUMPS_VOLUME: &str = "corefile";
 
 /// Where the watcher container mounts its own volumes: a CFS share may not go there.
 const WATCHER_OWN_PATHS: [&str; 4] = ["/corefile", "/etc/coredog", "/tmp", STATE_HOST_DIR];

@@ -19,8 +19,9 @@ use super::parts::{
     runtime_default, secret_env, sha256_hex, strings, volume_mount,
 };
 use super::{
-    ACCESS_KEY_ID, CFS_VOLUME, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, CfsShare, LOG_FORMAT,
-    Labels, SECRET_ACCESS_KEY, STATE_HOST_DIR, Settings, WATCHER, linux_nodes, selector_labels,
+    ACCESS_KEY_ID, CFS_VOLUME, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, CfsShare,
+    HOST_DUMPS_VOLUME, LOG_FORMAT, Labels, SECRET_ACCESS_KEY, STATE_HOST_DIR, Settings, WATCHER,
+    linux_nodes, selector_labels,
 };
 
 /// The watcher names a dump's pod, records Events on it, and annotates its own pod.
@@ -158,12 +159,12 @@ pub(super) fn watcher_daemon_set(
     };
 
     let mut volume_mounts = vec![
-        volume_mount("corefile", "/corefile", false),
+        volume_mount(HOST_DUMPS_VOLUME, "/corefile", false),
         volume_mount("config", "/etc/coredog", true),
         volume_mount("tmp", "/tmp", false),
     ];
     let mut volumes = vec![
-        host_path_volume("corefile", host_dir),
+        host_path_volume(HOST_DUMPS_VOLUME, host_dir),
         Volume {
             name: "config".into(),
             secret: Some(SecretVolumeSource {
