@@ -287,6 +287,17 @@ pub async fn collect<S: DumpStorage>(
     scope: &Scope,
     storage: StatusStorage<'_, S>,
 ) -> anyhow::Result<Status> {
+    // Pods before their makers: a ReplicaSet or Job made meanwhile (a rollout) is then
+    // listed with its pods, rather than missed while its first pods are not.
+    let pods_api: Api<Pod> = match scope {
+        Scope::Namespace(namespace) => Api::namespaced(client.clone(), namespace),
+        Scope::All => Api::all(client.clone()),
+    };
+    let all_pods = pods_api
+        .list(&ListParams::default())
+        .await
+        .context("cannot list pods")?
+        .items;
     let mut workloads = Vec::new();
     let mut owners = Owners::default();
     for kind in WorkloadKind::ALL {
@@ -298,15 +309,6 @@ pub async fn collect<S: DumpStorage>(
         }
         workloads.extend(listed);
     }
-    let pods_api: Api<Pod> = match scope {
-        Scope::Namespace(namespace) => Api::namespaced(client.clone(), namespace),
-        Scope::All => Api::all(client.clone()),
-    };
-    let all_pods = pods_api
-        .list(&ListParams::default())
-        .await
-        .context("cannot list pods")?
-        .items;
     // Which workload each existing pod belongs to, by its owner: its dumps are that workload's.
     let owner_of_pod: HashMap<(String, String), String> = all_pods
         .iter()

@@ -132,13 +132,13 @@ async fn status_shows_workloads_pods_injection_and_dumps() {
     assert_eq!(
         log.iter().map(Recorded::line).collect::<Vec<_>>(),
         [
+            "GET /api/v1/namespaces/shop/pods",
             "GET /apis/apps/v1/namespaces/shop/deployments",
             "GET /apis/apps/v1/namespaces/shop/statefulsets",
             "GET /apis/apps/v1/namespaces/shop/daemonsets",
             "GET /apis/apps/v1/namespaces/shop/replicasets",
             "GET /apis/batch/v1/namespaces/shop/jobs",
             "GET /apis/batch/v1/namespaces/shop/cronjobs",
-            "GET /api/v1/namespaces/shop/pods",
         ]
     );
     assert_eq!(
