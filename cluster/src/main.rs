@@ -88,13 +88,15 @@ struct WatcherArgs {
     #[arg(long, env = "NODE_NAME")]
     node_name: Option<String>,
     /// Set the node's kernel.core_pattern to this (node setup; needs a privileged pod). The
-    /// previous value is remembered and restored when CoreDog is uninstalled.
+    /// previous value is remembered and restored when CoreDog is uninstalled or node setup is
+    /// turned off.
     #[arg(long, value_name = "PATTERN", requires = "daemonset")]
     core_pattern: Option<String>,
     /// Where node setup remembers the node's previous core_pattern (a hostPath).
     #[arg(long, default_value = "/var/lib/coredog")]
     state_dir: PathBuf,
-    /// The watcher DaemonSet: its deletion is what tells an uninstall from a restart.
+    /// The watcher DaemonSet: its deletion, or its pods without --core-pattern, is what tells
+    /// the end of node setup from a restart.
     #[arg(long, requires = "core_pattern")]
     daemonset: Option<String>,
 }
@@ -389,7 +391,8 @@ async fn report_node_status(
 }
 
 /// On the way out: gives the node its own core_pattern back if, and only if, CoreDog is being
-/// uninstalled (a rolling restart keeps ours, so no core is lost in the gap).
+/// uninstalled or node setup turned off (a rolling restart keeps ours, so no core is lost in
+/// the gap).
 async fn restore_core_pattern(files: &NodeFiles, daemonset: &str) {
     let Ok(namespace) = std::env::var("POD_NAMESPACE") else {
         tracing::warn!("POD_NAMESPACE is not set; the node keeps CoreDog's core_pattern");
@@ -402,7 +405,7 @@ async fn restore_core_pattern(files: &NodeFiles, daemonset: &str) {
             return;
         }
     };
-    match node_setup::restore_if_uninstalled(&client, &namespace, daemonset, files).await {
+    match node_setup::restore_if_setup_ended(&client, &namespace, daemonset, files).await {
         Ok(outcome) => info!(?outcome, "core_pattern on the way out"),
         Err(err) => tracing::warn!(error = %err, "cannot restore the node's core_pattern"),
     }

@@ -7,11 +7,12 @@
 //! overwritten afterwards, because after a restart the "current" value is our own pattern and
 //! saving it would lose the original for good.
 //!
-//! On SIGTERM the watcher calls [`restore_if_uninstalled`], which puts the original back only when
-//! CoreDog is being uninstalled. A rolling update also stops every watcher, and restoring then
-//! would send the cores of any crash in the gap to the old place, so the watcher asks the API
-//! server whether its DaemonSet still exists. Whenever the answer is unclear it keeps our pattern:
-//! a pattern left behind after an uninstall is a nuisance, lost cores are not recoverable.
+//! On SIGTERM the watcher calls [`restore_if_setup_ended`], which puts the original back only when
+//! CoreDog is being uninstalled, or upgraded with node setup turned off. A rolling update also
+//! stops every watcher, and restoring then would send the cores of any crash in the gap to the
+//! old place, so the watcher asks the API server whether its DaemonSet still exists and still
+//! sets a pattern. Whenever the answer is unclear it keeps our pattern: a pattern left behind
+//! after an uninstall is a nuisance, lost cores are not recoverable.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -183,8 +184,9 @@ pub fn apply(files: &NodeFiles, desired: &str) -> Result<Applied, NodeSetupError
 }
 
 /// Called on SIGTERM: puts the node's original pattern back if, and only if, the DaemonSet
-/// `daemonset` in `namespace` is gone or being deleted.
-pub async fn restore_if_uninstalled(
+/// `daemonset` in `namespace` is gone, being deleted, or no longer sets a pattern (its pods are
+/// being replaced by watchers without node setup, which would never restore it).
+pub async fn restore_if_setup_ended(
     client: &kube::Client,
     namespace: &str,
     daemonset: &str,
@@ -195,10 +197,13 @@ pub async fn restore_if_uninstalled(
     };
     let api: Api<DaemonSet> = Api::namespaced(client.clone(), namespace);
     let why = match tokio::time::timeout(API_TIMEOUT, api.get(daemonset)).await {
-        Ok(Ok(found)) => match found.metadata.deletion_timestamp {
+        Ok(Ok(found)) => match &found.metadata.deletion_timestamp {
             Some(when) => format!(
                 "DaemonSet {namespace}/{daemonset} is being deleted since {}",
                 when.0
+            ),
+            None if !sets_core_pattern(&found) => format!(
+                "DaemonSet {namespace}/{daemonset} no longer sets kernel.core_pattern: node setup is turned off"
             ),
             None => {
                 info!(
@@ -241,8 +246,23 @@ pub async fn restore_if_uninstalled(
         });
     }
     sync_dir(&files.state_dir);
-    info!(reason = %why, core_pattern = %previous, "CoreDog is being uninstalled: restored kernel.core_pattern");
+    info!(reason = %why, core_pattern = %previous, "node setup ended: restored kernel.core_pattern");
     Ok(Restored::Restored(previous))
+}
+
+/// Whether a container of the DaemonSet's pods is given `--core-pattern`.
+fn sets_core_pattern(daemon_set: &DaemonSet) -> bool {
+    let Some(pod) = daemon_set
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref())
+    else {
+        return false;
+    };
+    pod.containers
+        .iter()
+        .flat_map(|container| container.command.iter().chain(&container.args).flatten())
+        .any(|arg| arg == "--core-pattern" || arg.starts_with("--core-pattern="))
 }
 
 fn undecided(reason: String) -> Restored {

@@ -177,14 +177,33 @@ fn status(code: u16, reason: &str) -> Value {
            "message": format!("{reason} (test)"), "reason": reason, "code": code})
 }
 
-fn daemonset(deleting: bool) -> Value {
+/// The watcher DaemonSet as the API server returns it; its watchers given `args`.
+fn daemonset_with(deleting: bool, args: &[&str]) -> Value {
     let mut metadata = json!({"name": "coredog-watcher", "namespace": "coredog-system",
                               "uid": "ds-uid", "resourceVersion": "9"});
     if deleting {
         metadata["deletionTimestamp"] = json!("2026-11-27T10:00:00Z");
         metadata["finalizers"] = json!(["foregroundDeletion"]);
     }
-    json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": metadata})
+    json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": metadata,
+    "spec": {"selector": {}, "template": {"spec": {"containers": [
+        {"name": "watcher", "image": "coredog", "args": args}
+    ]}}}})
+}
+
+/// Node setup's arguments, as the chart and `kubectl coredog install --node-setup` give them.
+const NODE_SETUP_ARGS: [&str; 7] = [
+    "watcher",
+    "--core-pattern",
+    DESIRED,
+    "--state-dir",
+    "/var/lib/coredog",
+    "--daemonset",
+    "coredog-watcher",
+];
+
+fn daemonset(deleting: bool) -> Value {
+    daemonset_with(deleting, &NODE_SETUP_ARGS)
 }
 
 /// Sets the node up, then has the watcher stop with the API server answering `code`/`body`.
@@ -192,7 +211,7 @@ async fn stop_with(code: u16, body: Value) -> (Node, Restored, Vec<String>) {
     let node = node(ORIGINAL);
     node_setup::apply(&node.files, DESIRED).unwrap();
     let (client, log) = api_server(code, body);
-    let restored = node_setup::restore_if_uninstalled(
+    let restored = node_setup::restore_if_setup_ended(
         &client,
         "coredog-system",
         "coredog-watcher",
@@ -237,6 +256,22 @@ async fn a_rolling_restart_keeps_the_pattern() {
 }
 
 #[tokio::test]
+async fn node_setup_turned_off_restores_the_original() {
+    // Upgraded without node setup: the watchers replacing this one will not restore it.
+    let (node, restored, log) = stop_with(200, daemonset_with(false, &["watcher"])).await;
+    assert_eq!(log, [format!("GET {DS_PATH}")]);
+    assert_restored(&node, &restored);
+    // Given as one argument, the pattern is still set.
+    let (node, restored, _) = stop_with(
+        200,
+        daemonset_with(false, &["watcher", &format!("--core-pattern={DESIRED}")]),
+    )
+    .await;
+    assert_eq!(restored, Restored::KeptRestart);
+    assert_kept(&node);
+}
+
+#[tokio::test]
 async fn lost_access_during_uninstall_restores_the_original() {
     let (node, restored, _) = stop_with(403, status(403, "Forbidden")).await;
     assert_restored(&node, &restored);
@@ -260,7 +295,7 @@ async fn nothing_remembered_means_nothing_to_restore_and_no_api_call() {
     let node = node(DESIRED);
     node_setup::apply(&node.files, DESIRED).unwrap();
     let (client, log) = api_server(404, status(404, "NotFound"));
-    let restored = node_setup::restore_if_uninstalled(
+    let restored = node_setup::restore_if_setup_ended(
         &client,
         "coredog-system",
         "coredog-watcher",
