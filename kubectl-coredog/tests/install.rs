@@ -381,13 +381,21 @@ async fn an_upgrade_keeps_the_dump_directory_node_setup_and_failure_policy() {
          keeping the webhook's failure policy Fail (--webhook-failure-policy changes it)\n"
     );
 
-    // A new pattern alone is enough while node setup is on.
+    // A new pattern alone is enough while node setup is on; --node-setup alone keeps it.
     let (log, _) = upgrade(
         running.clone(),
         &["--bucket", "dumps", "--core-pattern", "/corefile/%e.%p"],
     )
     .await;
     assert_eq!(choices(&log).1, json!("/corefile/%e.%p"));
+    let (log, stderr) = upgrade(running.clone(), &["--bucket", "dumps", "--node-setup"]).await;
+    assert_eq!(choices(&log).1, json!("/corefile/core.%p"));
+    assert!(
+        stderr.contains(
+            "keeping kernel.core_pattern /corefile/core.%p (--core-pattern changes it)\n"
+        ),
+        "{stderr}"
+    );
 
     // Flags change each choice.
     let (log, stderr) = upgrade(
@@ -414,7 +422,8 @@ async fn an_upgrade_keeps_the_dump_directory_node_setup_and_failure_policy() {
     );
     assert_eq!(
         stderr,
-        "the watchers move from /srv/dumps to /data/coredog-system/dumps: cores still in /srv/dumps on the nodes are no longer shipped\n"
+        "the watchers move from /srv/dumps to /data/coredog-system/dumps: cores still in /srv/dumps on the nodes are no longer shipped\n\
+         node setup off: each watcher puts its node's own kernel.core_pattern back as it is replaced\n"
     );
 }
 

@@ -148,14 +148,27 @@ fn core_pattern(
             "--core-pattern is what node setup writes, and --node-setup=false turns it off",
             "drop one of them",
         )),
-        (Some(false), None) => Ok(None),
-        (Some(true), pattern) => Ok(Some(
-            pattern
-                .as_ref()
-                .or(running)
-                .map_or(DEFAULT_CORE_PATTERN, String::as_str)
-                .to_owned(),
-        )),
+        (Some(false), None) => {
+            if running.is_some() {
+                console.note(
+                    "node setup off: each watcher puts its node's own kernel.core_pattern back as it is replaced",
+                );
+            }
+            Ok(None)
+        }
+        (Some(true), None) => {
+            if let Some(pattern) = running {
+                console.note(&format!(
+                    "keeping kernel.core_pattern {pattern} (--core-pattern changes it)"
+                ));
+            }
+            Ok(Some(
+                running
+                    .map_or(DEFAULT_CORE_PATTERN, String::as_str)
+                    .to_owned(),
+            ))
+        }
+        (Some(true), Some(pattern)) => Ok(Some(pattern.clone())),
         (None, Some(pattern)) if running.is_some() => Ok(Some(pattern.clone())),
         (None, Some(_)) => Err(user(
             "--core-pattern is what node setup writes, and node setup is off",
