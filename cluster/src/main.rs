@@ -401,7 +401,7 @@ async fn restore_core_pattern(files: &NodeFiles, daemonset: &str) {
     let client = match kube::Client::try_default().await {
         Ok(client) => client,
         Err(err) => {
-            tracing::warn!(error = %err, "no API access to tell an uninstall from a restart; the node keeps CoreDog's core_pattern");
+            tracing::warn!(error = %err, "no API access to tell the end of node setup from a restart; the node keeps CoreDog's core_pattern");
             return;
         }
     };

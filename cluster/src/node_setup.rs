@@ -18,6 +18,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use coredog_core::node_status::core_pattern_argument;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::Api;
 use thiserror::Error;
@@ -32,7 +33,7 @@ pub const PREVIOUS_PATTERN_FILE: &str = "previous-core-pattern";
 /// The kernel keeps the pattern in a 128-byte buffer that includes the terminating NUL.
 pub const MAX_PATTERN_BYTES: usize = 127;
 
-/// How long the uninstall question may take: the kubelet's grace period is short and the
+/// How long the question to the API server may take: the kubelet's grace period is short and the
 /// watcher still has to drain its uploads.
 pub const API_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -105,12 +106,13 @@ pub struct Applied {
     pub changed: bool,
 }
 
-/// What [`restore_if_uninstalled`] decided.
+/// What [`restore_if_setup_ended`] decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Restored {
-    /// CoreDog is going away: this original pattern was written back.
+    /// Node setup ends (uninstalled, or turned off): this original pattern was written back.
     Restored(String),
-    /// The DaemonSet is still there (a rolling update or a restart): our pattern stays.
+    /// The DaemonSet is still there and still sets a pattern (a rolling update or a restart):
+    /// ours stays.
     KeptRestart,
     /// CoreDog never changed this node's pattern.
     NothingRemembered,
@@ -202,16 +204,23 @@ pub async fn restore_if_setup_ended(
                 "DaemonSet {namespace}/{daemonset} is being deleted since {}",
                 when.0
             ),
-            None if !sets_core_pattern(&found) => format!(
-                "DaemonSet {namespace}/{daemonset} no longer sets kernel.core_pattern: node setup is turned off"
-            ),
-            None => {
-                info!(
-                    daemonset,
-                    "DaemonSet still exists: a restart, keeping kernel.core_pattern"
-                );
-                return Ok(Restored::KeptRestart);
-            }
+            None => match sets_core_pattern(&found) {
+                Some(false) => format!(
+                    "DaemonSet {namespace}/{daemonset} no longer sets kernel.core_pattern: node setup is turned off"
+                ),
+                Some(true) => {
+                    info!(
+                        daemonset,
+                        "DaemonSet still sets kernel.core_pattern: a restart, keeping it"
+                    );
+                    return Ok(Restored::KeptRestart);
+                }
+                None => {
+                    return Ok(undecided(format!(
+                        "DaemonSet {namespace}/{daemonset} came without its pods' spec"
+                    )));
+                }
+            },
         },
         Ok(Err(kube::Error::Api(status))) if is(&status, "NotFound", 404) => {
             format!("DaemonSet {namespace}/{daemonset} no longer exists")
@@ -250,23 +259,18 @@ pub async fn restore_if_setup_ended(
     Ok(Restored::Restored(previous))
 }
 
-/// Whether a container of the DaemonSet's pods is given `--core-pattern`.
-fn sets_core_pattern(daemon_set: &DaemonSet) -> bool {
-    let Some(pod) = daemon_set
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.template.spec.as_ref())
-    else {
-        return false;
-    };
-    pod.containers
-        .iter()
-        .flat_map(|container| container.command.iter().chain(&container.args).flatten())
-        .any(|arg| arg == "--core-pattern" || arg.starts_with("--core-pattern="))
+/// Whether a container of the DaemonSet's pods is given a pattern to set; `None` without
+/// their spec to tell.
+fn sets_core_pattern(daemon_set: &DaemonSet) -> Option<bool> {
+    let pod = daemon_set.spec.as_ref()?.template.spec.as_ref()?;
+    Some(pod.containers.iter().any(|container| {
+        let command_line = container.command.iter().chain(&container.args).flatten();
+        core_pattern_argument(command_line.map(String::as_str)).is_some()
+    }))
 }
 
 fn undecided(reason: String) -> Restored {
-    warn!(reason = %reason, "cannot tell an uninstall from a restart: keeping kernel.core_pattern");
+    warn!(reason = %reason, "cannot tell the end of node setup from a restart: keeping kernel.core_pattern");
     Restored::Undecided(reason)
 }
 

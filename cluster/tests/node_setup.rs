@@ -272,6 +272,15 @@ async fn node_setup_turned_off_restores_the_original() {
 }
 
 #[tokio::test]
+async fn a_daemonset_without_its_pods_spec_decides_nothing() {
+    let mut bare = daemonset(false);
+    bare.as_object_mut().unwrap().remove("spec");
+    let (node, restored, _) = stop_with(200, bare).await;
+    assert!(matches!(restored, Restored::Undecided(_)), "{restored:?}");
+    assert_kept(&node);
+}
+
+#[tokio::test]
 async fn lost_access_during_uninstall_restores_the_original() {
     let (node, restored, _) = stop_with(403, status(403, "Forbidden")).await;
     assert_restored(&node, &restored);

@@ -13,7 +13,7 @@
 //! - [`config`]: the configuration file shared by the watcher and the plugin;
 //! - [`template`]: the notification message template and its variables;
 //! - [`signal`]: signal numbers and names as Linux defines them;
-//! - [`node_status`]: what a node's watcher reports about its node.
+//! - [`node_status`]: what a node's watcher reports about its node, and the flag of node setup.
 //!
 //! Nothing in the rest of the workspace builds a host path, an object key or a record by hand:
 //! it goes through these types, so that a change of layout is a change in one place.

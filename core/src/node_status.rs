@@ -10,6 +10,30 @@ use serde::{Deserialize, Serialize};
 /// The watcher pod annotation that carries [`NodeStatus`].
 pub const NODE_STATUS_ANNOTATION: &str = "coredog.io/node-status";
 
+/// The watcher's flag for node setup: the `kernel.core_pattern` it sets on its node.
+pub const CORE_PATTERN_FLAG: &str = "--core-pattern";
+
+/// The pattern a watcher container's command line (`command` then `args`) asks it to set, in
+/// either spelling clap takes (`--core-pattern P`, `--core-pattern=P`). The plugin reads it to
+/// keep an install's node setup on upgrade; a watcher leaving, to tell whether node setup goes on.
+pub fn core_pattern_argument<'a>(
+    command_line: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let mut words = command_line.into_iter();
+    while let Some(word) = words.next() {
+        if word == CORE_PATTERN_FLAG {
+            return words.next();
+        }
+        if let Some(pattern) = word
+            .strip_prefix(CORE_PATTERN_FLAG)
+            .and_then(|rest| rest.strip_prefix('='))
+        {
+            return Some(pattern);
+        }
+    }
+    None
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeStatus {
@@ -47,6 +71,30 @@ pub fn pattern_writes_into(core_pattern: &str, mount_path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_core_pattern_argument_in_both_spellings() {
+        use super::core_pattern_argument as pattern;
+        let words = |line: &'static str| line.split(' ');
+        assert_eq!(
+            pattern(words(
+                "watcher --core-pattern /corefile/core.%p --daemonset d"
+            )),
+            Some("/corefile/core.%p")
+        );
+        assert_eq!(
+            pattern(words("watcher --core-pattern=/corefile/core.%p")),
+            Some("/corefile/core.%p")
+        );
+        assert_eq!(
+            pattern(words("watcher --dir /corefile --core-pattern")),
+            None
+        );
+        assert_eq!(
+            pattern(words("watcher --core-patterns=/x --dir /corefile")),
+            None
+        );
+    }
+
     use super::*;
 
     #[test]

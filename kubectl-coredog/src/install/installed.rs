@@ -3,6 +3,7 @@
 //! the dump directory, stop the node setup or loosen the webhook's failure policy.
 
 use anyhow::Context as _;
+use coredog_core::node_status::core_pattern_argument;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::{Api, Client};
@@ -49,10 +50,10 @@ impl Installed {
             .and_then(|spec| spec.template.spec.as_ref());
         let volumes = pod.and_then(|pod| pod.volumes.as_deref()).unwrap_or(&[]);
         let volume = |name: &str| volumes.iter().find(|volume| volume.name == name);
-        let args = pod
-            .and_then(|pod| pod.containers.iter().find(|c| c.name == "watcher"))
-            .and_then(|container| container.args.as_deref())
-            .unwrap_or(&[]);
+        let watcher = pod.and_then(|pod| pod.containers.iter().find(|c| c.name == "watcher"));
+        let command_line = watcher
+            .into_iter()
+            .flat_map(|container| container.command.iter().chain(&container.args).flatten());
         Self {
             nfs_export: volume(CFS_VOLUME)
                 .and_then(|volume| volume.nfs.as_ref())
@@ -60,11 +61,8 @@ impl Installed {
             host_dir: volume(HOST_DUMPS_VOLUME)
                 .and_then(|volume| volume.host_path.as_ref())
                 .map(|host_path| host_path.path.clone()),
-            core_pattern: args
-                .iter()
-                .position(|arg| arg == "--core-pattern")
-                .and_then(|at| args.get(at + 1))
-                .cloned(),
+            core_pattern: core_pattern_argument(command_line.map(String::as_str))
+                .map(str::to_owned),
             failure_policy: None,
         }
     }
