@@ -141,6 +141,8 @@ filer_ls() {
 
 # --- the checks, the same for both ways of installing ------------------------------------------
 
+node_pattern_is() { [ "$(docker exec "$node" cat /proc/sys/kernel/core_pattern)" = "$1" ]; }
+
 wait_for_webhook() {
   kubectl -n "$namespace" rollout status deploy/coredog-webhook --timeout=300s
   kubectl -n "$namespace" rollout status ds/coredog-watcher --timeout=300s
@@ -149,8 +151,8 @@ wait_for_webhook() {
       -o jsonpath='{.webhooks[0].clientConfig.caBundle}')" ]
   }
   eventually 120 has_ca_bundle || fail "the webhook did not write its caBundle"
-  pattern_set() { [ "$(docker exec "$node" cat /proc/sys/kernel/core_pattern)" = "$core_pattern" ]; }
-  eventually 120 pattern_set || fail "the watcher did not set kernel.core_pattern to $core_pattern"
+  eventually 120 node_pattern_is "$core_pattern" ||
+    fail "the watcher did not set kernel.core_pattern to $core_pattern"
 }
 
 check_collection() {
@@ -241,10 +243,8 @@ check_uninstalled() {
       [ -z "$(kubectl get clusterroles,clusterrolebindings -o name | grep coredog || true)" ]
   }
   eventually 120 no_objects || fail "CoreDog objects remain after uninstall"
-  pattern_restored() {
-    [ "$(docker exec "$node" cat /proc/sys/kernel/core_pattern)" = "$original_core_pattern" ]
-  }
-  eventually 120 pattern_restored || fail "kernel.core_pattern was not restored on uninstall"
+  eventually 120 node_pattern_is "$original_core_pattern" ||
+    fail "kernel.core_pattern was not restored on uninstall"
   log "[$round] uninstalled without a trace"
 }
 
@@ -271,6 +271,13 @@ if [ -z "$only" ] || [ "$only" = plugin ]; then
     --config "$manifests/coredog-config.yaml" --node-setup --webhook-failure-policy Fail
   wait_for_webhook
   check_collection plugin
+  log "[plugin] upgrading with node setup turned off, then on again"
+  kubectl coredog install --namespace "$namespace" --image "$image" --node-setup=false
+  kubectl -n "$namespace" rollout status ds/coredog-watcher --timeout=300s
+  eventually 120 node_pattern_is "$original_core_pattern" ||
+    fail "kernel.core_pattern was not restored when node setup was turned off"
+  kubectl coredog install --namespace "$namespace" --image "$image" --node-setup
+  wait_for_webhook
   log "[plugin] uninstalling"
   kubectl coredog uninstall --namespace "$namespace"
   check_uninstalled plugin

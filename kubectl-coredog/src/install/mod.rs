@@ -172,7 +172,7 @@ fn core_pattern(
         (None, Some(pattern)) if running.is_some() => Ok(Some(pattern.clone())),
         (None, Some(_)) => Err(user(
             "--core-pattern is what node setup writes, and node setup is off",
-            "pass --node-setup too",
+            "pass --node-setup too (--dry-run=client cannot see an installed node setup; --dry-run=server can)",
         )),
         (None, None) => {
             if let Some(pattern) = running {
