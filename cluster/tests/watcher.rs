@@ -499,6 +499,45 @@ fn synthetic_core(scratch: &Path, name: &str, size: usize) -> (PathBuf, String) 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_core_whose_writing_pauses_is_shipped_whole_once_closed() {
+    use std::io::Write as _;
+    let receiver = Receiver::start().await;
+    let setup = setup(&receiver, "");
+    let (_watcher, _) = start_watcher(&setup);
+    let scratch = tempfile::tempdir().unwrap();
+    let (core, sha256) = synthetic_core(scratch.path(), "whole", 4 * 1024 * 1024);
+    let bytes = std::fs::read(core).unwrap();
+    let dir = container_dir(setup.root.path(), "shop", "slow-0", "app");
+    let local = dir.join("core.slow.9.host.1764237612");
+    // As the kernel does while it walks a large sparse mapping: half written, then nothing
+    // for longer than a file found by a scan takes to settle, and longer than a rescan.
+    let mut writer = std::fs::File::create(&local).unwrap();
+    writer.write_all(&bytes[..bytes.len() / 2]).unwrap();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(
+        records_under(&setup.store, "corefiles/shop/")
+            .await
+            .is_empty(),
+        "a core still open for writing was stored"
+    );
+    assert!(local.exists());
+    writer.write_all(&bytes[bytes.len() / 2..]).unwrap();
+    drop(writer);
+
+    let records =
+        wait_for_records(&setup.store, "corefiles/shop/", 1, Duration::from_secs(30)).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].sha256, sha256);
+    assert_eq!(stored_sha256(&setup.store, &records[0]).await, sha256);
+    wait_until(
+        "the local core to be deleted",
+        Duration::from_secs(10),
+        || !local.exists(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_killed_during_an_upload_ships_the_core_exactly_once_after_restart() {
     let receiver = Receiver::start().await;
     // Uncompressed and in small parts, so the upload is still running when the watcher dies.

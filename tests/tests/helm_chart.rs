@@ -651,7 +651,7 @@ fn the_watcher_is_unprivileged_without_node_setup() {
     assert_eq!(strings(&security["capabilities"]["drop"]), ["ALL"]);
     assert_eq!(
         strings(&security["capabilities"]["add"]),
-        ["DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"]
+        ["DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "LEASE"]
     );
     assert_eq!(security["seccompProfile"]["type"], "RuntimeDefault");
     let args = args(container);

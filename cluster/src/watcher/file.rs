@@ -7,7 +7,11 @@
 //! (which opens nothing for I/O) so its type can be checked before it is ever read, then
 //! reopened for reading through `/proc/self/fd`, which names that exact inode rather than a path
 //! the tenant could swap. Deletion goes through the directory handle and checks that the name
-//! still refers to the same inode.
+//! still refers to the same inode, unchanged since it was read.
+//!
+//! A file found by a scan rather than by its close may still be being written: the kernel can
+//! pause a core for seconds (walking a large sparse mapping) without changing its size or mtime.
+//! [`OpenedFile::being_written`] asks the kernel whether anything holds it open for writing.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -28,6 +32,8 @@ pub enum Refusal {
     HardLinked(u64),
     #[error("it is gone")]
     Gone,
+    #[error("it was written to since it was read")]
+    Changed,
     #[error("{0}")]
     Io(std::io::Error),
 }
@@ -40,6 +46,7 @@ impl Refusal {
             Self::NotRegular(_) => "not_regular",
             Self::HardLinked(_) => "hard_link",
             Self::Gone => "gone",
+            Self::Changed => "changed",
             Self::Io(_) => "io",
         }
     }
@@ -166,6 +173,30 @@ impl OpenedFile {
             .map_err(refusal)
     }
 
+    /// Whether a process holds the file open for writing, as the kernel does while it writes a
+    /// core: a read lease is refused then (`EAGAIN`). Taken and given back at once. `None`
+    /// when the kernel cannot tell: no `CAP_LEASE` for another user's file, or a filesystem
+    /// without leases (NFS); the file's settling is all there is to go by then.
+    ///
+    /// A writer opening the file in the instant the lease is held breaks it with `SIGIO` to
+    /// this process, whose default action is to end it: the watcher handles `SIGIO` from start.
+    pub fn being_written(&self) -> Option<bool> {
+        use std::os::fd::AsRawFd as _;
+        let fd = self.file.as_raw_fd();
+        // SAFETY: `fd` is this file's open descriptor, and F_SETLEASE reads only its integer
+        // argument.
+        let taken = unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) };
+        if taken == 0 {
+            // SAFETY: as above.
+            unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) };
+            return Some(false);
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) => Some(true),
+            _ => None,
+        }
+    }
+
     /// Removes the file, if its name still refers to the file that was opened.
     pub fn remove(&self) -> Result<(), Refusal> {
         self.check_name()?;
@@ -191,11 +222,14 @@ impl OpenedFile {
     fn check_name(&self) -> Result<(), Refusal> {
         let now = rustix::fs::statat(&self.dir, self.name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(refusal)?;
-        if (now.st_dev, now.st_ino) == (self.identity.device, self.identity.inode) {
-            Ok(())
-        } else {
-            Err(Refusal::Gone)
+        if (now.st_dev, now.st_ino) != (self.identity.device, self.identity.inode) {
+            return Err(Refusal::Gone);
         }
+        // Still written to after it was read (and stored): what it holds now is not stored.
+        if !self.current()?.unchanged(&self.identity) {
+            return Err(Refusal::Changed);
+        }
+        Ok(())
     }
 }
 
@@ -218,6 +252,42 @@ mod tests {
         assert_eq!(opened.identity.size, 4);
         opened.remove().unwrap();
         assert!(!root.path().join("ns/pod/app/core.1").exists());
+    }
+
+    #[test]
+    fn a_file_open_for_writing_is_being_written() {
+        let root = tree();
+        let path = root.path().join("ns/pod/app/core.1");
+        let writer = std::fs::File::create(&path).unwrap();
+        let opened = open_beneath(root.path(), Path::new("ns/pod/app/core.1")).unwrap();
+        assert_eq!(opened.being_written(), Some(true));
+        drop(writer);
+        assert_eq!(opened.being_written(), Some(false));
+        // The probe gave its lease back: a writer may open the file again at once.
+        drop(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap(),
+        );
+    }
+
+    #[test]
+    fn a_file_written_to_after_it_was_read_is_not_removed() {
+        use std::io::Write as _;
+        let root = tree();
+        let path = root.path().join("ns/pod/app/core.1");
+        std::fs::write(&path, b"core").unwrap();
+        let opened = open_beneath(root.path(), Path::new("ns/pod/app/core.1")).unwrap();
+        let mut writer = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        writer.write_all(b" and more").unwrap();
+        drop(writer);
+        assert!(matches!(opened.remove(), Err(Refusal::Changed)));
+        assert!(matches!(opened.truncate(), Err(Refusal::Changed)));
+        assert_eq!(std::fs::read(&path).unwrap(), b"core and more");
     }
 
     #[test]

@@ -228,6 +228,11 @@ impl Watcher {
     /// Runs until `found` closes or `shutdown` resolves. Shipping in progress at shutdown is
     /// dropped: nothing was deleted, and the next start ships it again to the same keys.
     pub async fn run(self, mut found: mpsc::Receiver<Found>, shutdown: impl Future<Output = ()>) {
+        // The lease that asks whether a file is still being written (file.rs) is broken with
+        // SIGIO, which would otherwise end the process. Tokio's handler stays for its lifetime.
+        if let Err(err) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::io()) {
+            warn!(error = %err, "cannot handle SIGIO; files found by a scan are judged by settling only");
+        }
         let root = self.shipper.root.clone();
         let mut files: HashMap<PathBuf, Entry> = HashMap::new();
         let mut queue: VecDeque<PathBuf> = VecDeque::new();
@@ -256,7 +261,11 @@ impl Watcher {
                 let Some(relative) = queue.pop_front() else {
                     break;
                 };
-                let Some(entry) = files.get_mut(&relative) else {
+                // Queued once, then dropped or rescheduled before its turn: not to ship now.
+                let Some(entry) = files
+                    .get_mut(&relative)
+                    .filter(|entry| matches!(entry.state, State::Queued))
+                else {
                     continue;
                 };
                 entry.state = State::Shipping;
@@ -495,7 +504,7 @@ impl Watcher {
         files: &mut HashMap<PathBuf, Entry>,
     ) {
         match local {
-            LocalFile::Removed => {
+            LocalFile::Removed | LocalFile::Changed => {
                 files.remove(&relative);
                 // Another file may have taken the name meanwhile; its own report came while
                 // this one was being shipped, and was passed over.

@@ -78,6 +78,9 @@ pub enum LocalFile {
     Kept,
     /// Removed, or truncated (`gc_type: truncate`).
     Removed,
+    /// Left in place: written to since it was read, so what it holds now is not what was
+    /// stored, and is shipped as a new file.
+    Changed,
     /// It was to be removed and could not be: why.
     NotRemoved(String),
 }
@@ -305,6 +308,10 @@ impl Shipper {
                     Refusal::Io(io) => ShipError::Failed(format!("opening the file: {io}")),
                     refusal => refused(refusal.reason(), refusal),
                 })?;
+                // Found by a scan while the kernel still writes it (its close not reported yet).
+                if opened.being_written() == Some(true) {
+                    return Err(ShipError::Changing);
+                }
                 let info = read_core_info(&opened.file).map_err(|err| match err {
                     ElfError::NotElf | ElfError::NotCore(_) => refused("not_core", err),
                     ElfError::Io(io) => {
@@ -593,6 +600,12 @@ fn remove_local(opened: &OpenedFile, gc_type: GcType, host_path: &str) -> LocalF
         Err(Refusal::Gone) => {
             info!("local corefile already gone: {host_path}");
             LocalFile::Removed
+        }
+        Err(Refusal::Changed) => {
+            warn!(
+                "local corefile written to after it was stored, kept to be stored again: {host_path}"
+            );
+            LocalFile::Changed
         }
         Err(err) => LocalFile::NotRemoved(err.to_string()),
     }

@@ -142,7 +142,8 @@ pub(super) fn watcher_daemon_set(
             ..SecurityContext::default()
         }
     } else {
-        // Root, to read and remove cores written by any user; nothing else of root's.
+        // Root, to read and remove cores written by any user, and to ask (with a read lease)
+        // whether one is still being written; nothing else of root's.
         SecurityContext {
             run_as_user: Some(0),
             run_as_non_root: Some(false),
@@ -151,7 +152,12 @@ pub(super) fn watcher_daemon_set(
             allow_privilege_escalation: Some(false),
             capabilities: Some(Capabilities {
                 drop: Some(strings(&["ALL"])),
-                add: Some(strings(&["DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"])),
+                add: Some(strings(&[
+                    "DAC_OVERRIDE",
+                    "DAC_READ_SEARCH",
+                    "FOWNER",
+                    "LEASE",
+                ])),
             }),
             seccomp_profile: runtime_default(),
             ..SecurityContext::default()
