@@ -2,7 +2,9 @@
 //!
 //! An object key is a relative path below the mount. A dump is written to a temporary name in
 //! its final directory, fsynced, renamed into place and the directory fsynced, so a reader (or
-//! a watcher restarted mid-write) never sees a partial dump under its final name.
+//! a watcher restarted mid-write) never sees a partial dump under its final name. A write that
+//! fails or is dropped removes its temporary file; one whose writer was killed is removed by the
+//! next write of the same key (the watcher writes the same key again after a restart).
 
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Component, Path, PathBuf};
@@ -81,16 +83,20 @@ impl CfsStore {
         let path = self.path_of(key)?;
         let tmp = temporary_name(&path);
         let (file, tmp) = {
-            let tmp = tmp.clone();
+            let (tmp, path) = (tmp.clone(), path.clone());
             blocking(move || {
                 if let Some(dir) = tmp.parent() {
                     std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
                 }
+                remove_abandoned_temporaries(&path);
                 let file = std::fs::File::create(&tmp).map_err(io_error("create", &tmp))?;
                 Ok((file, tmp))
             })
             .await?
         };
+        // Dropped with the upload (a watcher stopping mid-write) or after a failure, it takes
+        // the temporary file with it.
+        let mut pending = PendingTemporary(Some(tmp.clone()));
         let mut file = Some(file);
         let mut size = 0u64;
         let spare = parts.spare_buffers();
@@ -131,11 +137,11 @@ impl CfsStore {
             .await
         }
         .await;
-        if let Err(err) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(err);
+        if written.is_ok() {
+            // Renamed into place: nothing left to remove.
+            pending.0 = None;
         }
-        Ok(size)
+        written.map(|()| size)
     }
 
     pub async fn put_bytes(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
@@ -312,6 +318,46 @@ fn temporary_name(path: &Path) -> PathBuf {
     ))
 }
 
+/// A temporary file not yet renamed into place, removed when dropped.
+struct PendingTemporary(Option<PathBuf>);
+
+impl Drop for PendingTemporary {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// How long a temporary file may go untouched before its write counts as abandoned: a write in
+/// progress touches its file with every part, but two watchers (a rolling update with surge)
+/// may write one key at once, so a recent one may be another's.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the temporary files of earlier writes of `path` untouched for [`ABANDONED_AFTER`].
+/// Best effort: what cannot be read or removed stays for the next write.
+fn remove_abandoned_temporaries(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let abandoned = entry.file_name().to_string_lossy().starts_with(&prefix)
+            && entry
+                .metadata()
+                .ok()
+                .and_then(|meta| meta.modified().ok())
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|untouched| untouched > ABANDONED_AFTER);
+        if abandoned && std::fs::remove_file(entry.path()).is_ok() {
+            tracing::info!(path = %entry.path().display(), "removed the temporary file of an abandoned write");
+        }
+    }
+}
+
 fn is_temporary(key: &str) -> bool {
     key.rsplit('/')
         .next()
@@ -366,6 +412,57 @@ mod tests {
             assert_eq!(temporary.parent(), path.parent());
             assert!(is_temporary(&temporary.to_string_lossy()), "{temporary:?}");
         }
+    }
+
+    /// The names in `dir`.
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn a_dropped_write_takes_its_temporary_file_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CfsStore::new(dir.path());
+        let (sender, receiver) = part_channel();
+        sender.send(b"half a core".to_vec()).await.unwrap();
+        // The rest never comes: the watcher stops, dropping the upload.
+        let upload = store.upload("corefiles/ns/pod/a.core", receiver);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(300), upload)
+                .await
+                .is_err()
+        );
+        assert!(names_in(&dir.path().join("corefiles/ns/pod")).is_empty());
+        drop(sender);
+    }
+
+    #[tokio::test]
+    async fn a_write_removes_the_abandoned_temporary_files_of_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod = dir.path().join("corefiles/ns/pod");
+        std::fs::create_dir_all(&pod).unwrap();
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        for name in [".a.core.tmp-1-abc-0", ".b.core.tmp-1-abc-0"] {
+            let file = std::fs::File::create(pod.join(name)).unwrap();
+            file.set_modified(two_hours_ago).unwrap();
+        }
+        // Another watcher's write of the same key, in progress.
+        std::fs::write(pod.join(".a.core.tmp-7-def-0"), b"in progress").unwrap();
+
+        let store = CfsStore::new(dir.path());
+        store
+            .put_bytes("corefiles/ns/pod/a.core", b"core")
+            .await
+            .unwrap();
+        assert_eq!(
+            names_in(&pod),
+            [".a.core.tmp-7-def-0", ".b.core.tmp-1-abc-0", "a.core"]
+        );
     }
 
     #[tokio::test]
