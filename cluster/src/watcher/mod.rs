@@ -29,7 +29,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::notify::Notifier;
 use discover::Found;
@@ -460,9 +460,15 @@ impl Watcher {
                 }
             }
             Err(ShipError::Changing) => {
-                info!("still being written, waiting for it to settle: {host_path}");
                 match (seen(root, &relative), files.get_mut(&relative)) {
                     (Some(current), Some(entry)) => {
+                        // Held open without a write since it settled (the kernel pausing, or a
+                        // tenant keeping it open for good): not worth a line every two seconds.
+                        if current == entry.seen {
+                            debug!("still open for writing, waiting: {host_path}");
+                        } else {
+                            info!("still being written, waiting for it to settle: {host_path}");
+                        }
                         entry.state = State::Settling {
                             since: Instant::now(),
                         };
