@@ -144,15 +144,52 @@ pub fn parse_core_name(name: &str) -> NameFacts {
 /// S3 takes at most this many parts in one multipart upload.
 const MAX_PARTS: u64 = 10_000;
 
-/// The part size for a core of `size` bytes: the configured one, or as many whole MiB as keep
-/// its upload within [`MAX_PARTS`] (part 10,001 would be refused, and the core retried for
-/// ever). zstd's output can exceed incompressible input by a fraction of a percent. Only
-/// cores of tens of GiB need more, and their upload holds proportionally more memory.
-fn part_size_for(size: u64, configured: usize) -> usize {
+/// The part size for an upload of at most `worst` bytes: the configured one, or as many whole
+/// MiB as keep it within [`MAX_PARTS`] (part 10,001 would be refused, and the core retried for
+/// ever). Only uploads of tens of GiB need more, and they hold proportionally more memory.
+fn part_size_for(worst: u64, configured: usize) -> usize {
     const MIB: u64 = 1024 * 1024;
-    let worst = size.saturating_add(size / 128);
     let needed = worst.div_ceil(MAX_PARTS).div_ceil(MIB).saturating_mul(MIB);
     usize::try_from(needed).map_or(configured, |needed| needed.max(configured))
+}
+
+/// Extents of a file looked at before the rest is taken for data.
+const MAX_EXTENTS: usize = 100_000;
+
+/// The most bytes the upload of `file` (`size` bytes) can take. Stored as it is, its size.
+/// With zstd, its data at worst as large as it is, plus the fraction of a percent zstd can
+/// add, and its holes (which read as zeros) at a ratio zstd always beats by far: a core is
+/// often mostly holes, since memory mapped but never touched is skipped by the kernel rather
+/// than written, and sizing its parts by its length made parts (and memory) grow for nothing.
+fn worst_stored_size(file: &std::fs::File, size: u64, compression: Compression) -> u64 {
+    let worst = |data: u64| {
+        let holes = size - data;
+        data.saturating_add(data / 128)
+            .saturating_add(holes / 1024)
+            .saturating_add(1024 * 1024)
+    };
+    if compression == Compression::None {
+        return size;
+    }
+    let mut data = 0u64;
+    let mut at = 0u64;
+    for _ in 0..MAX_EXTENTS {
+        if at >= size {
+            return worst(data);
+        }
+        let start = match rustix::fs::seek(file, rustix::fs::SeekFrom::Data(at)) {
+            Ok(start) => start.min(size),
+            // No data past `at`: the rest is a hole.
+            Err(rustix::io::Errno::NXIO) => return worst(data),
+            // No SEEK_DATA here: all of it counts as data.
+            Err(_) => return worst(data + (size - at)),
+        };
+        let end = rustix::fs::seek(file, rustix::fs::SeekFrom::Hole(start))
+            .map_or(size, |end| end.clamp(start, size));
+        data += end - start;
+        at = end.max(start + 1);
+    }
+    worst(data + size.saturating_sub(at))
 }
 
 /// Feeds parts of exactly `part_size` bytes (the last one shorter) to an upload.
@@ -471,11 +508,10 @@ impl Shipper {
         let storage = &self.config.storage;
         let (sender, receiver) = part_channel();
         let size = opened.identity.size;
-        let (level, part_size) = (
-            storage.compression_level,
-            part_size_for(size, storage.part_size()),
-        );
+        let (level, configured) = (storage.compression_level, storage.part_size());
         let reader = tokio::task::spawn_blocking(move || {
+            let worst = worst_stored_size(&opened.file, size, compression);
+            let part_size = part_size_for(worst, configured);
             let outcome = read_into_parts(&opened, compression, level, part_size, sender);
             (outcome, opened)
         });
@@ -484,7 +520,8 @@ impl Shipper {
             Compression::None => "application/octet-stream",
         };
         let options = UploadOptions {
-            multipart_at_once: size > part_size as u64,
+            // Parts larger than configured are for cores far larger than one part.
+            multipart_at_once: size > configured as u64,
             ..UploadOptions::from_config(storage)
         };
         let (read, uploaded) = tokio::join!(
@@ -621,15 +658,52 @@ mod tests {
         const GIB: u64 = 1024 * 1024 * 1024;
         assert_eq!(part_size_for(0, 5 * MIB), 5 * MIB);
         assert_eq!(part_size_for(40 * GIB, 5 * MIB), 5 * MIB);
-        for size in [50 * GIB, 100 * GIB, 1024 * GIB] {
-            let part = part_size_for(size, 5 * MIB);
+        for worst in [50 * GIB, 100 * GIB, 1024 * GIB] {
+            let part = part_size_for(worst, 5 * MIB);
             assert_eq!(part % MIB, 0);
-            let worst = size + size / 128;
-            assert!(worst.div_ceil(part as u64) <= MAX_PARTS, "{size}: {part}");
+            assert!(worst.div_ceil(part as u64) <= MAX_PARTS, "{worst}: {part}");
             // No larger than it must be.
             assert!(part == 5 * MIB || worst.div_ceil((part - MIB) as u64) > MAX_PARTS);
         }
         assert_eq!(part_size_for(100 * GIB, 64 * MIB), 64 * MIB);
+    }
+
+    #[test]
+    fn a_sparse_core_is_sized_by_its_data_not_its_length() {
+        use std::os::unix::fs::FileExt as _;
+        const MIB: u64 = 1024 * 1024;
+        const GIB: u64 = 1024 * MIB;
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(dir.path().join("core")).unwrap();
+        // 200 GiB long, 2 MiB of it written, at the start and far in: a core of large
+        // mappings mostly never touched.
+        let size = 200 * GIB;
+        file.set_len(size).unwrap();
+        file.write_all_at(&vec![7u8; MIB as usize], 0).unwrap();
+        file.write_all_at(&vec![7u8; MIB as usize], 150 * GIB)
+            .unwrap();
+        let worst = worst_stored_size(&file, size, Compression::Zstd);
+        assert!(worst < GIB, "{worst}");
+        assert!(worst >= 2 * MIB + (size - 2 * MIB) / 1024, "{worst}");
+        assert_eq!(part_size_for(worst, 5 * MIB as usize), 5 * MIB as usize);
+        // Stored as it is, every byte is uploaded; by its length it would need 21 MiB parts.
+        assert_eq!(worst_stored_size(&file, size, Compression::None), size);
+        assert_eq!(
+            part_size_for(size + size / 128, 5 * MIB as usize),
+            21 * MIB as usize
+        );
+    }
+
+    #[test]
+    fn zstd_beats_the_bound_on_holes() {
+        // The bound takes holes at 1/1024 of their length; zeros, as holes read, do far better.
+        let zeros = vec![0u8; 64 * 1024 * 1024];
+        let compressed = zstd::bulk::compress(&zeros, 1).unwrap();
+        assert!(
+            compressed.len() * 1024 < zeros.len() / 16,
+            "{}",
+            compressed.len()
+        );
     }
 
     #[test]
