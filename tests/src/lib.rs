@@ -239,8 +239,43 @@ impl WeedPorts {
         "admin.port.grpc",
     ];
 
+    /// Ten distinct ports nothing listens on, below the range the kernel hands out to outgoing
+    /// connections: `weed mini` binds its ports one after another over seconds while its parts
+    /// connect to each other, and a port from that range (as `free_port` gives) could be taken
+    /// by one of those connections first, leaving S3 never to come up.
     pub fn free() -> Self {
-        Self(std::array::from_fn(|_| free_port()))
+        let below = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+            .unwrap_or(32768);
+        let low = 10_000u16.min(below / 2);
+        let mut state = u64::from(std::process::id())
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |now| now.as_nanos() as u64);
+        let mut held = Vec::new();
+        let mut ports = [0u16; 10];
+        let mut chosen = 0;
+        for _ in 0..100_000 {
+            if chosen == ports.len() {
+                return Self(ports);
+            }
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let port = low + (state % u64::from(below - low)) as u16;
+            // Held until all are chosen, so that none is chosen twice.
+            if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                held.push(listener);
+                ports[chosen] = port;
+                chosen += 1;
+            }
+        }
+        assert!(
+            chosen == ports.len(),
+            "no ten free ports between {low} and {below}"
+        );
+        Self(ports)
     }
 
     pub fn s3(&self) -> u16 {
