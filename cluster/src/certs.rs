@@ -27,7 +27,9 @@ impl std::fmt::Debug for IssuedCertificates {
 /// `<service>.<namespace>.svc` and its shorter forms), valid for `valid_days`.
 pub fn issue(dns_names: &[String], valid_days: u32) -> Result<IssuedCertificates, rcgen::Error> {
     let now = time::OffsetDateTime::now_utc();
-    let not_before = now - time::Duration::minutes(5);
+    // Backdated, so that a replica whose clock is behind the issuer's (by up to an hour) does
+    // not find the pair "not valid yet" and replace the CA the other replicas serve under.
+    let not_before = now - time::Duration::hours(1);
     let not_after = now + time::Duration::days(i64::from(valid_days));
 
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;

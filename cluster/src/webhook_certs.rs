@@ -138,7 +138,10 @@ pub async fn ensure(
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &settings.namespace);
     let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
 
-    let secret = read_secret(&secrets, settings).await?;
+    // The configuration before the Secret: a replica that renews writes the Secret, then the
+    // caBundle, so a caBundle read first is never newer than the Secret read after it, and the
+    // bundle patched below can only move forward (read the other way round, a replica could
+    // put back the CA another had just replaced).
     let config = configs
         .get_opt(&settings.webhook_configuration)
         .await
@@ -151,6 +154,7 @@ pub async fn ensure(
             CertError::WebhookConfigurationMissing(settings.webhook_configuration.clone())
         })?;
     let owner = owner_reference(&config, settings)?;
+    let secret = read_secret(&secrets, settings).await?;
 
     let (material, key) = settle(&secrets, settings, &server_name, &owner, secret).await?;
     patch_ca_bundle(&configs, settings, &config, &material.ca_pem).await?;
@@ -718,7 +722,12 @@ mod tests {
         let der = CertificateDer::from_pem_slice(&material.cert_pem).unwrap();
         let (not_before, not_after) = validity(&der).unwrap();
         let now = Timestamp::now();
-        assert!(not_before < now && now - SignedDuration::from_mins(6) < not_before);
+        // Backdated an hour, for replicas whose clocks are behind.
+        let backdated = now.duration_since(not_before);
+        assert!(
+            SignedDuration::from_mins(59) < backdated && backdated < SignedDuration::from_mins(61),
+            "{backdated:?}"
+        );
         let days = not_after.duration_since(now).as_secs() / 86_400;
         assert!((364..=365).contains(&days), "{days}");
     }

@@ -45,20 +45,12 @@ pub(super) fn pod_disruption_budget(labels: &Labels) -> PodDisruptionBudget {
 pub(super) fn webhook_cluster_role(labels: &Labels) -> ClusterRole {
     ClusterRole {
         metadata: meta(WEBHOOK, false, labels.webhook()),
-        rules: Some(vec![
-            rule(
-                &["admissionregistration.k8s.io"],
-                &["mutatingwebhookconfigurations"],
-                &[WEBHOOK],
-                &["get", "patch", "update"],
-            ),
-            rule(
-                &["admissionregistration.k8s.io"],
-                &["mutatingwebhookconfigurations"],
-                &[],
-                &["list", "watch"],
-            ),
-        ]),
+        rules: Some(vec![rule(
+            &["admissionregistration.k8s.io"],
+            &["mutatingwebhookconfigurations"],
+            &[WEBHOOK],
+            &["get", "patch"],
+        )]),
         aggregation_rule: None,
     }
 }
@@ -70,12 +62,7 @@ pub(super) fn webhook_role(labels: &Labels) -> Role {
         metadata: meta(WEBHOOK, true, labels.webhook()),
         rules: Some(vec![
             rule(&[""], &["secrets"], &[], &["create"]),
-            rule(
-                &[""],
-                &["secrets"],
-                &[TLS_SECRET],
-                &["get", "update", "patch"],
-            ),
+            rule(&[""], &["secrets"], &[TLS_SECRET], &["get", "update"]),
         ]),
     }
 }
