@@ -266,8 +266,11 @@ async fn run_watcher(args: WatcherArgs) -> anyhow::Result<()> {
 
     let mut registry = Registry::default();
     let metrics = WatcherMetrics::register(&mut registry);
+    // No redirects: following one would send a webhook's key (in its URL's query) on as a
+    // Referer, and a redirected POST becomes a GET that delivers nothing anyway.
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("cannot build the HTTP client")?;
     let notifier = Arc::new(

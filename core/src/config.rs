@@ -640,9 +640,10 @@ impl Config {
         for channel in &self.notice_channels {
             let url = channel.webhookurl.trim();
             if !(url.starts_with("https://") || url.starts_with("http://")) {
+                // Not the URL itself: a webhook's key is in it, and this error is logged.
                 return Err(invalid(
                     "NoticeChannel.webhookurl",
-                    format!("{url:?} is not an http(s) URL"),
+                    "is not an http(s) URL (it must start with https:// or http://)".to_owned(),
                 ));
             }
             if channel.rate_limit_per_minute == 0 {
@@ -806,6 +807,16 @@ CoreSight:
             let message = Config::from_yaml(text).unwrap_err().to_string();
             assert!(message.contains(key), "{text}: {message}");
         }
+        // The error is logged: a webhook's key, in its URL, is not repeated there.
+        let message = Config::from_yaml(
+            "StorageConfig:\n  S3Bucket: b\nNoticeChannel:\n  - chan: wechat\n    webhookurl: qyapi.weixin.qq.com/cgi-bin/webhook/send?key=SECRET\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            message.contains("webhookurl") && !message.contains("SECRET"),
+            "{message}"
+        );
     }
 
     #[test]

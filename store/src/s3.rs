@@ -47,6 +47,13 @@ fn s3_error<'a>(operation: &'static str, key: &'a str) -> impl FnOnce(S3Error) -
     }
 }
 
+/// A request error without its URL: the URLs here are presigned, and an error's text reaches
+/// logs and (for a core that keeps failing) chat channels, where the signature would let anyone
+/// read or write the object for as long as it is valid.
+fn without_url(err: reqwest::Error) -> reqwest::Error {
+    err.without_url()
+}
+
 fn is_not_found(err: &S3Error) -> bool {
     matches!(err, S3Error::HttpFailWithBody(404, _))
 }
@@ -291,9 +298,9 @@ impl S3Store {
             .bucket
             .presign_get("/", REQUEST_URL_EXPIRY_SECONDS, Some(query))
             .await?;
-        let response = self.http.get(url).send().await?;
+        let response = self.http.get(url).send().await.map_err(without_url)?;
         let status = response.status();
-        let body = response.text().await?;
+        let body = response.text().await.map_err(without_url)?;
         if !status.is_success() {
             return Err(S3Error::HttpFailWithBody(status.as_u16(), body));
         }
@@ -467,13 +474,14 @@ impl S3Store {
                 format!("bytes={}-{end_inclusive}", *at),
             )
             .send()
-            .await?;
+            .await
+            .map_err(without_url)?;
         let status = response.status();
         if status != reqwest::StatusCode::PARTIAL_CONTENT {
             let body = response.text().await.unwrap_or_default();
             return Err(S3Error::HttpFailWithBody(status.as_u16(), body));
         }
-        while let Some(bytes) = response.chunk().await? {
+        while let Some(bytes) = response.chunk().await.map_err(without_url)? {
             let len = bytes.len() as u64;
             if *at + len > end_inclusive + 1 {
                 return Err(S3Error::HttpFailWithBody(
@@ -539,7 +547,13 @@ impl PartUploader {
             .bucket
             .presign_put(&self.key, REQUEST_URL_EXPIRY_SECONDS, None, Some(query))
             .await?;
-        let response = self.http.put(url).body(body).send().await?;
+        let response = self
+            .http
+            .put(url)
+            .body(body)
+            .send()
+            .await
+            .map_err(without_url)?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
@@ -578,6 +592,43 @@ fn parse_http_date(text: &str) -> Option<Timestamp> {
 
 #[cfg(test)]
 mod tests {
+    /// Its URLs are presigned: an error that showed one would put a working signature (and the
+    /// access key's id) into logs and chat messages.
+    #[tokio::test]
+    async fn a_failed_request_does_not_show_its_presigned_url() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap()
+            .port();
+        let yaml = format!(
+            "StorageConfig:\n  protocol: s3\n  s3AccesskeyID: AKIDCOREDOGTEST\n  s3SecretAccessKey: secret\n  s3Region: us-east-1\n  S3Bucket: dumps\n  S3Endpoint: http://127.0.0.1:{closed}\n"
+        );
+        let config = coredog_core::config::Config::from_yaml(&yaml).unwrap();
+        let store = super::S3Store::from_config(&config.storage).unwrap();
+        let shown = |err: String| {
+            assert!(err.contains("error sending request"), "{err}");
+            assert!(
+                !err.contains("X-Amz-Signature") && !err.contains("AKIDCOREDOGTEST"),
+                "{err}"
+            );
+        };
+        shown(
+            store
+                .unfinished_uploads("corefiles/")
+                .await
+                .unwrap_err()
+                .to_string(),
+        );
+        let (to, _from) = tokio::sync::mpsc::channel(4);
+        shown(
+            store
+                .read_range("corefiles/ns/pod/a.core", 0, 9, &to)
+                .await
+                .unwrap_err()
+                .to_string(),
+        );
+    }
+
     #[test]
     fn http_dates() {
         assert_eq!(
