@@ -227,6 +227,7 @@ async fn run_webhook(args: WebhookArgs) -> anyhow::Result<()> {
 }
 
 async fn run_watcher(args: WatcherArgs) -> anyhow::Result<()> {
+    coredog::watcher::handle_lease_breaks();
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("cannot read the configuration {}", args.config.display()))?;
     let config = Config::from_yaml(&text)

@@ -503,7 +503,10 @@ async fn a_core_whose_writing_pauses_is_shipped_whole_once_closed() {
     use std::io::Write as _;
     let receiver = Receiver::start().await;
     let setup = setup(&receiver, "");
-    let (_watcher, _) = start_watcher(&setup);
+    let (watcher, _) = start_watcher(&setup);
+    // The lease that asks whether a core is still being written is broken with SIGIO, whose
+    // default action would end the watcher.
+    watcher.signal("IO");
     let scratch = tempfile::tempdir().unwrap();
     let (core, sha256) = synthetic_core(scratch.path(), "whole", 4 * 1024 * 1024);
     let bytes = std::fs::read(core).unwrap();

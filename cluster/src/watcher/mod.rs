@@ -205,6 +205,16 @@ struct Entry {
     failing: Option<Failing>,
 }
 
+/// Lets the process survive SIGIO, with which a writer opening a file breaks the lease that
+/// asks whether the file is still being written (file.rs); its default action would end the
+/// process. Tokio's handler stays for the process's lifetime, and installing it again is
+/// harmless: call it before anything can take a lease.
+pub fn handle_lease_breaks() {
+    if let Err(err) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::io()) {
+        warn!(error = %err, "cannot handle SIGIO; files found by a scan are judged by settling only");
+    }
+}
+
 /// Decides when each found file ships, and runs the shipping tasks.
 pub struct Watcher {
     pub shipper: Arc<Shipper>,
@@ -228,11 +238,7 @@ impl Watcher {
     /// Runs until `found` closes or `shutdown` resolves. Shipping in progress at shutdown is
     /// dropped: nothing was deleted, and the next start ships it again to the same keys.
     pub async fn run(self, mut found: mpsc::Receiver<Found>, shutdown: impl Future<Output = ()>) {
-        // The lease that asks whether a file is still being written (file.rs) is broken with
-        // SIGIO, which would otherwise end the process. Tokio's handler stays for its lifetime.
-        if let Err(err) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::io()) {
-            warn!(error = %err, "cannot handle SIGIO; files found by a scan are judged by settling only");
-        }
+        handle_lease_breaks();
         let root = self.shipper.root.clone();
         let mut files: HashMap<PathBuf, Entry> = HashMap::new();
         let mut queue: VecDeque<PathBuf> = VecDeque::new();
