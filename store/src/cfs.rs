@@ -3,8 +3,9 @@
 //! An object key is a relative path below the mount. A dump is written to a temporary name in
 //! its final directory, fsynced, renamed into place and the directory fsynced, so a reader (or
 //! a watcher restarted mid-write) never sees a partial dump under its final name. A write that
-//! fails or is dropped removes its temporary file; one whose writer was killed is removed by the
-//! next write of the same key (the watcher writes the same key again after a restart).
+//! fails or is dropped removes its temporary file. A writer holds a lock on its temporary file,
+//! which the kernel lets go when the writer dies: the next write of the same key (the watcher
+//! writes the same key again after a restart) removes the temporary files nobody holds.
 
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Component, Path, PathBuf};
@@ -82,7 +83,9 @@ impl CfsStore {
     pub async fn upload(&self, key: &str, mut parts: PartReceiver) -> Result<u64, StoreError> {
         let path = self.path_of(key)?;
         let tmp = temporary_name(&path);
-        let (file, tmp) = {
+        // Made where the file is: dropped with the upload (a watcher stopping mid-write), even
+        // while the file is being created, or after a failure, it takes the file with it.
+        let (file, mut pending) = {
             let (tmp, path) = (tmp.clone(), path.clone());
             blocking(move || {
                 if let Some(dir) = tmp.parent() {
@@ -90,13 +93,14 @@ impl CfsStore {
                 }
                 remove_abandoned_temporaries(&path);
                 let file = std::fs::File::create(&tmp).map_err(io_error("create", &tmp))?;
-                Ok((file, tmp))
+                let pending = PendingTemporary(Some(tmp.clone()));
+                // Held until the file is closed or the writer dies; a share without locks
+                // leaves abandoned files to the age rule alone.
+                let _ = file.try_lock();
+                Ok((file, pending))
             })
             .await?
         };
-        // Dropped with the upload (a watcher stopping mid-write) or after a failure, it takes
-        // the temporary file with it.
-        let mut pending = PendingTemporary(Some(tmp.clone()));
         let mut file = Some(file);
         let mut size = 0u64;
         let spare = parts.spare_buffers();
@@ -329,13 +333,32 @@ impl Drop for PendingTemporary {
     }
 }
 
-/// How long a temporary file may go untouched before its write counts as abandoned: a write in
-/// progress touches its file with every part, but two watchers (a rolling update with surge)
-/// may write one key at once, so a recent one may be another's.
+/// On a share without locks, how long a temporary file may go untouched before its write counts
+/// as abandoned: a write in progress touches its file with every part, and two watchers (a
+/// rolling update with surge) may write one key at once.
 const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Removes the temporary files of earlier writes of `path` untouched for [`ABANDONED_AFTER`].
-/// Best effort: what cannot be read or removed stays for the next write.
+/// Whether the write of the temporary file at `path` is over: nobody holds its lock (the lock
+/// taken here goes when the handle does), or, where locks cannot tell, it was left untouched
+/// for [`ABANDONED_AFTER`].
+fn write_is_over(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    match file.try_lock() {
+        Ok(()) => true,
+        Err(std::fs::TryLockError::WouldBlock) => false,
+        Err(std::fs::TryLockError::Error(_)) => file
+            .metadata()
+            .ok()
+            .and_then(|meta| meta.modified().ok())
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|untouched| untouched > ABANDONED_AFTER),
+    }
+}
+
+/// Removes the temporary files of earlier writes of `path` whose [write is over](write_is_over). Best
+/// effort: what cannot be read or removed stays for the next write.
 fn remove_abandoned_temporaries(path: &Path) {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return;
@@ -345,14 +368,9 @@ fn remove_abandoned_temporaries(path: &Path) {
         return;
     };
     for entry in entries.flatten() {
-        let abandoned = entry.file_name().to_string_lossy().starts_with(&prefix)
-            && entry
-                .metadata()
-                .ok()
-                .and_then(|meta| meta.modified().ok())
-                .and_then(|modified| modified.elapsed().ok())
-                .is_some_and(|untouched| untouched > ABANDONED_AFTER);
-        if abandoned && std::fs::remove_file(entry.path()).is_ok() {
+        let done = entry.file_name().to_string_lossy().starts_with(&prefix)
+            && write_is_over(&entry.path());
+        if done && std::fs::remove_file(entry.path()).is_ok() {
             tracing::info!(path = %entry.path().display(), "removed the temporary file of an abandoned write");
         }
     }
@@ -446,13 +464,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pod = dir.path().join("corefiles/ns/pod");
         std::fs::create_dir_all(&pod).unwrap();
-        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        // Left by writers killed a moment ago: nobody holds them.
         for name in [".a.core.tmp-1-abc-0", ".b.core.tmp-1-abc-0"] {
-            let file = std::fs::File::create(pod.join(name)).unwrap();
-            file.set_modified(two_hours_ago).unwrap();
+            std::fs::write(pod.join(name), b"half").unwrap();
         }
-        // Another watcher's write of the same key, in progress.
-        std::fs::write(pod.join(".a.core.tmp-7-def-0"), b"in progress").unwrap();
+        // Another watcher's write of the same key, in progress: it holds its file's lock.
+        let live = std::fs::File::create(pod.join(".a.core.tmp-7-def-0")).unwrap();
+        live.try_lock().unwrap();
 
         let store = CfsStore::new(dir.path());
         store
@@ -463,6 +481,13 @@ mod tests {
             names_in(&pod),
             [".a.core.tmp-7-def-0", ".b.core.tmp-1-abc-0", "a.core"]
         );
+        // Once that writer is gone, the next write of the key takes its file away.
+        drop(live);
+        store
+            .put_bytes("corefiles/ns/pod/a.core", b"core")
+            .await
+            .unwrap();
+        assert_eq!(names_in(&pod), [".b.core.tmp-1-abc-0", "a.core"]);
     }
 
     #[tokio::test]
