@@ -637,13 +637,16 @@ impl Config {
                 "must be between 1 and 64",
             ));
         }
-        for channel in &self.notice_channels {
+        for (index, channel) in self.notice_channels.iter().enumerate() {
             let url = channel.webhookurl.trim();
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 // Not the URL itself: a webhook's key is in it, and this error is logged.
                 return Err(invalid(
                     "NoticeChannel.webhookurl",
-                    "is not an http(s) URL (it must start with https:// or http://)".to_owned(),
+                    format!(
+                        "of channel {} is not an http(s) URL: it must start with https:// or http://",
+                        index + 1
+                    ),
                 ));
             }
             if channel.rate_limit_per_minute == 0 {
