@@ -139,9 +139,10 @@ pub async fn ensure(
     let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
 
     // The configuration before the Secret: a replica that renews writes the Secret, then the
-    // caBundle, so a caBundle read first is never newer than the Secret read after it, and the
-    // bundle patched below can only move forward (read the other way round, a replica could
-    // put back the CA another had just replaced).
+    // caBundle, so a caBundle read first is never newer than the Secret read after it. Read the
+    // other way round, a replica saw another's renewal in the bundle but not in the Secret, and
+    // put the old CA back. (A renewal between this replica's read of the Secret and its patch
+    // can still do that; the window is that short, and the next check mends it.)
     let config = configs
         .get_opt(&settings.webhook_configuration)
         .await

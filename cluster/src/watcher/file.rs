@@ -186,15 +186,22 @@ impl OpenedFile {
         // SAFETY: `fd` is this file's open descriptor, and F_SETLEASE reads only its integer
         // argument.
         let taken = unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) };
-        if taken == 0 {
-            // SAFETY: as above.
-            unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) };
-            return Some(false);
+        if taken != 0 {
+            return match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::EAGAIN) => Some(true),
+                _ => None,
+            };
         }
-        match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc::EAGAIN) => Some(true),
-            _ => None,
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) } != 0 {
+            // Held until the file is closed, a writer opening it would wait for the kernel's
+            // lease-break time: worth saying.
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "cannot give back the lease on a core; writers opening it wait until it is shipped"
+            );
         }
+        Some(false)
     }
 
     /// Removes the file, if its name still refers to the file that was opened.
