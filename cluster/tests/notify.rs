@@ -713,9 +713,11 @@ async fn folded_crashes_are_told_when_the_rate_allows() {
                 .iter()
                 .any(|t| t.contains(&format!("Pod: ns/worker{n}-0\n")))
         } else {
+            // Told in a follow-up once a slot frees up; a window that found none kept
+            // counting another period, so its span may be longer.
             texts[5..]
                 .iter()
-                .any(|t| t.starts_with(&format!("worker{n} in ns: 1 core dump in the last 1s")))
+                .any(|t| t.starts_with(&format!("worker{n} in ns: 1 core dump in the last ")))
         };
         assert!(told, "worker{n}: {texts:#?}");
     }

@@ -247,8 +247,19 @@ impl Pacer {
             .collect();
         // Oldest first, so follow-ups go out in the order the storms began.
         closed.sort_by_key(|(_, window)| window.opened_at);
-        for (key, window) in closed {
-            let Some(latest) = window.latest.filter(|_| window.count > 0) else {
+        for (key, mut window) in closed {
+            if window.count == 0 || window.latest.is_none() {
+                continue;
+            }
+            // No slot for its follow-up this period: it keeps counting rather than wait in the
+            // outbox, which would grow for as long as more workloads crash than the limit
+            // lets through (a node where everything crashes), and send hours late.
+            if !all && !self.has_room(now) {
+                window.closes_at = now + self.fold;
+                self.windows.insert(key, window);
+                continue;
+            }
+            let Some(latest) = window.latest else {
                 continue;
             };
             let span = now
@@ -483,6 +494,47 @@ mod tests {
             "{}",
             sent[2].1
         );
+    }
+
+    #[test]
+    fn a_storm_of_more_workloads_than_the_limit_stays_bounded_and_loses_nothing() {
+        let t0 = Instant::now();
+        let mut pacer = Pacer::limited(2, MINUTE, Duration::ZERO, Arc::default());
+        // Ten workloads crash every 5 s for 20 minutes, with sending all along.
+        let mut crashes = 0u32;
+        let mut sent = Vec::new();
+        for tick in 0..240u32 {
+            let now = t0 + Duration::from_secs(u64::from(tick) * 5);
+            for w in 0..10u32 {
+                pacer.accept_dump(dump("ns", &format!("w{w}-0"), crashes), now);
+                crashes += 1;
+            }
+            pacer.close_windows(now, false);
+            while let Some(message) = pacer.next_ready(now) {
+                sent.push(text(&message));
+            }
+            // At most the limit's worth of messages waiting, and one window per workload.
+            assert!(
+                pacer.unsent() <= 2 + 10,
+                "{} waiting at {tick}",
+                pacer.unsent()
+            );
+        }
+        let end = t0 + Duration::from_secs(1200);
+        sent.extend(
+            drain_until(&mut pacer, end, end + Duration::from_secs(3600))
+                .into_iter()
+                .map(|(_, text)| text),
+        );
+        // Every crash is told: announced alone, or counted in a follow-up.
+        let told: u32 = sent
+            .iter()
+            .map(|text| {
+                let count = text.split(": ").nth(1).and_then(|t| t.split(' ').next());
+                count.and_then(|c| c.parse::<u32>().ok()).unwrap_or(1)
+            })
+            .sum();
+        assert_eq!(told, crashes);
     }
 
     #[test]
