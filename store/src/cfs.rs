@@ -82,22 +82,17 @@ impl CfsStore {
 
     pub async fn upload(&self, key: &str, mut parts: PartReceiver) -> Result<u64, StoreError> {
         let path = self.path_of(key)?;
-        let tmp = temporary_name(&path);
-        // Made where the file is: dropped with the upload (a watcher stopping mid-write), even
-        // while the file is being created, or after a failure, it takes the file with it.
-        let (file, mut pending) = {
-            let (tmp, path) = (tmp.clone(), path.clone());
+        // The guard is made where the file is: dropped with the upload (a watcher stopping
+        // mid-write), even while the file is being created, or after a failure, it takes the
+        // file with it.
+        let (file, tmp, mut pending) = {
+            let path = path.clone();
             blocking(move || {
-                if let Some(dir) = tmp.parent() {
+                if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
                 }
                 remove_abandoned_temporaries(&path);
-                let file = std::fs::File::create(&tmp).map_err(io_error("create", &tmp))?;
-                let pending = PendingTemporary(Some(tmp.clone()));
-                // Held until the file is closed or the writer dies; a share without locks
-                // leaves abandoned files to the age rule alone.
-                let _ = file.try_lock();
-                Ok((file, pending))
+                create_locked_temporary(&path)
             })
             .await?
         };
@@ -322,6 +317,33 @@ fn temporary_name(path: &Path) -> PathBuf {
     ))
 }
 
+/// Attempts at a temporary file another writer's sweep did not take away meanwhile.
+const CREATE_ATTEMPTS: usize = 3;
+
+/// A new temporary file for `path`, locked for as long as it is open (the kernel lets the lock
+/// go when the writer dies), and still under its name once locked: another writer's sweep may
+/// take a file away in the instant between its creation and its lock.
+fn create_locked_temporary(
+    path: &Path,
+) -> Result<(std::fs::File, PathBuf, PendingTemporary), StoreError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let tmp = temporary_name(path);
+        let file = std::fs::File::create(&tmp).map_err(io_error("create", &tmp))?;
+        let pending = PendingTemporary(Some(tmp.clone()));
+        // A share without locks leaves abandoned files to the age rule alone.
+        let _ = file.try_lock();
+        let created = file.metadata().map_err(io_error("create", &tmp))?;
+        let still_there = std::fs::metadata(&tmp)
+            .is_ok_and(|now| (now.dev(), now.ino()) == (created.dev(), created.ino()));
+        if still_there || attempt == CREATE_ATTEMPTS {
+            return Ok((file, tmp, pending));
+        }
+    }
+}
+
 /// A temporary file not yet renamed into place, removed when dropped.
 struct PendingTemporary(Option<PathBuf>);
 
@@ -342,7 +364,12 @@ const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600
 /// taken here goes when the handle does), or, where locks cannot tell, it was left untouched
 /// for [`ABANDONED_AFTER`].
 fn write_is_over(path: &Path) -> bool {
-    let Ok(file) = std::fs::File::open(path) else {
+    // Written to: NFS takes an exclusive lock as a POSIX one, which needs a writable handle.
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    else {
         return false;
     };
     match file.try_lock() {
