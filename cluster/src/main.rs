@@ -267,10 +267,21 @@ async fn run_watcher(args: WatcherArgs) -> anyhow::Result<()> {
 
     let mut registry = Registry::default();
     let metrics = WatcherMetrics::register(&mut registry);
-    // No Referer on a redirect: it would carry a webhook's key (in its URL's query) to wherever
-    // the redirect leads. Redirects are still followed (an ingress answers http:// with 308).
+    // Only redirects that keep the POST and its body (307, 308: an ingress answering http://)
+    // are followed; after a 301, 302 or 303 reqwest would send a GET without the message and
+    // take its 200 for a delivery. No Referer: it would carry a webhook's key (in its URL's
+    // query) to wherever the redirect leads.
+    let redirects = reqwest::redirect::Policy::custom(|attempt| {
+        let keeps_the_post = matches!(attempt.status().as_u16(), 307 | 308);
+        if keeps_the_post && attempt.previous().len() < 5 {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    });
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
+        .redirect(redirects)
         .referer(false)
         .build()
         .context("cannot build the HTTP client")?;
