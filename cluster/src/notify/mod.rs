@@ -22,9 +22,11 @@
 //! counted; when the window closes, one follow-up says how many there were ("web in shop: 29
 //! more core dumps in the last 5m (latest: <file>)"). A crash that would exceed the rate limit
 //! is not dropped: it opens a window of its own and is told in that window's follow-up ("N
-//! core dumps", without "more"). Follow-ups and upload failures wait for the rate limit rather
-//! than being folded. With `aggregateWindowSeconds: 0` repeats are announced one by one, and
-//! only what exceeds the rate limit is folded, into windows of one rate period.
+//! core dumps", without "more"). A follow-up that finds no slot keeps its window open, still
+//! counting, until one frees up, ahead of the first crashes of other workloads, so nothing
+//! piles up however many workloads crash; upload failures wait for the rate limit. With
+//! `aggregateWindowSeconds: 0` repeats are announced one by one, and only what exceeds the
+//! rate limit is folded, into windows of one rate period.
 //!
 //! The rate limit counts the messages this process sends. Every node runs its own watcher, so a
 //! robot shared by many nodes can still see more than its limit; WeCom's answer to that

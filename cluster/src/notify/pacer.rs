@@ -117,11 +117,16 @@ pub enum Admission {
 struct Window {
     opened_at: Instant,
     closes_at: Instant,
+    /// Over, and its follow-up waiting for a slot: it counts as a message waiting.
+    held: bool,
     first_announced: bool,
     /// Crashes not announced on their own.
     count: u32,
     latest: Option<Arc<DumpNotice>>,
 }
+
+/// How soon a held follow-up is looked at again, at the soonest.
+const HELD_RETRY: Duration = Duration::from_secs(1);
 
 /// Workloads with an open window, per channel; beyond this a node is not having a crash storm
 /// but a meltdown, and counting more workloads only costs memory.
@@ -180,9 +185,10 @@ impl Pacer {
     /// Whether one more message can be promised a slot in the current period: the slots used,
     /// and those the waiting messages will take, leave one free.
     fn has_room(&mut self, now: Instant) -> bool {
+        let waiting = self.outbox.len() + self.windows.values().filter(|w| w.held).count();
         match &mut self.limiter {
-            Some(limiter) => limiter.used(now) + self.outbox.len() < limiter.limit,
-            None => self.outbox.len() < MAX_OUTBOX,
+            Some(limiter) => limiter.used(now) + waiting < limiter.limit,
+            None => waiting < MAX_OUTBOX,
         }
     }
 
@@ -200,6 +206,7 @@ impl Pacer {
                     Window {
                         opened_at: now,
                         closes_at: now + self.aggregate,
+                        held: false,
                         first_announced: true,
                         count: 0,
                         latest: None,
@@ -218,6 +225,7 @@ impl Pacer {
             Window {
                 opened_at: now,
                 closes_at: now + self.fold,
+                held: false,
                 first_announced: false,
                 count: 1,
                 latest: Some(dump),
@@ -251,11 +259,17 @@ impl Pacer {
             if window.count == 0 || window.latest.is_none() {
                 continue;
             }
-            // No slot for its follow-up this period: it keeps counting rather than wait in the
-            // outbox, which would grow for as long as more workloads crash than the limit
-            // lets through (a node where everything crashes), and send hours late.
+            // No slot for its follow-up yet: it keeps counting rather than wait in the outbox,
+            // which would grow for as long as more workloads crash than the limit lets through
+            // (a node where everything crashes). Held, it counts as waiting, so that first
+            // crashes of other workloads do not take every slot before it; it is looked at
+            // again when the next slot frees up.
             if !all && !self.has_room(now) {
-                window.closes_at = now + self.fold;
+                window.held = true;
+                window.closes_at = match &mut self.limiter {
+                    Some(limiter) => limiter.next_free(now).max(now + HELD_RETRY),
+                    None => now + HELD_RETRY,
+                };
                 self.windows.insert(key, window);
                 continue;
             }
