@@ -298,11 +298,16 @@ impl CfsStore {
     }
 }
 
-fn temporary_name(path: &Path) -> PathBuf {
+/// How the names of the temporary files of writes of `path` begin.
+fn temporary_prefix(path: &Path) -> String {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    format!(".{name}.tmp-")
+}
+
+fn temporary_name(path: &Path) -> PathBuf {
     // Every watcher container is process 1: two of them on one node (a rolling update with
     // surge) writing the same key must not share a temporary file, nor two writes of one.
     static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -312,7 +317,8 @@ fn temporary_name(path: &Path) -> PathBuf {
         .unwrap_or_default()
         .as_nanos();
     path.with_file_name(format!(
-        ".{name}.tmp-{}-{started:x}-{write}",
+        "{}{}-{started:x}-{write}",
+        temporary_prefix(path),
         std::process::id()
     ))
 }
@@ -387,10 +393,10 @@ fn write_is_over(path: &Path) -> bool {
 /// Removes the temporary files of earlier writes of `path` whose [write is over](write_is_over). Best
 /// effort: what cannot be read or removed stays for the next write.
 fn remove_abandoned_temporaries(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+    let Some(dir) = path.parent() else {
         return;
     };
-    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let prefix = temporary_prefix(path);
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
