@@ -8,7 +8,9 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::{Api, Client};
 
-use super::manifests::{CFS_VOLUME, HOST_DUMPS_VOLUME, NAMESPACE, WATCHER, WEBHOOK, WEBHOOK_NAME};
+use super::manifests::{
+    CFS_VOLUME, HOST_DUMPS_VOLUME, NAMESPACE, WATCHER, WATCHER_CONTAINER, WEBHOOK, WEBHOOK_NAME,
+};
 use crate::cli::FailurePolicy;
 
 /// The choices of the running install; `None` where there is none or it cannot be read.
@@ -50,7 +52,8 @@ impl Installed {
             .and_then(|spec| spec.template.spec.as_ref());
         let volumes = pod.and_then(|pod| pod.volumes.as_deref()).unwrap_or(&[]);
         let volume = |name: &str| volumes.iter().find(|volume| volume.name == name);
-        let watcher = pod.and_then(|pod| pod.containers.iter().find(|c| c.name == "watcher"));
+        let watcher =
+            pod.and_then(|pod| pod.containers.iter().find(|c| c.name == WATCHER_CONTAINER));
         let command_line = watcher
             .into_iter()
             .flat_map(|container| container.command.iter().chain(&container.args).flatten());

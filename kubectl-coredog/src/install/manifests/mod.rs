@@ -37,6 +37,8 @@ pub const NAMESPACE: &str = "coredog-system";
 pub const RELEASE: &str = "coredog";
 pub const WEBHOOK: &str = "coredog-webhook";
 pub const WATCHER: &str = "coredog-watcher";
+/// The watcher DaemonSet's container.
+pub const WATCHER_CONTAINER: &str = "watcher";
 pub const CONFIG_SECRET: &str = "coredog-config";
 pub const CONFIG_KEY: &str = "config.yaml";
 pub const CREDENTIALS_SECRET: &str = "coredog-storage-credentials";

@@ -21,7 +21,7 @@ use super::parts::{
 use super::{
     ACCESS_KEY_ID, CFS_VOLUME, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, CfsShare,
     HOST_DUMPS_VOLUME, LOG_FORMAT, Labels, SECRET_ACCESS_KEY, STATE_HOST_DIR, Settings, WATCHER,
-    linux_nodes, selector_labels,
+    WATCHER_CONTAINER, linux_nodes, selector_labels,
 };
 
 /// The watcher names a dump's pod, records Events on it, and annotates its own pod.
@@ -107,7 +107,7 @@ pub(super) fn watcher_daemon_set(
     let mut annotations = BTreeMap::from([
         (
             "kubectl.kubernetes.io/default-container".to_owned(),
-            "watcher".to_owned(),
+            WATCHER_CONTAINER.to_owned(),
         ),
         (
             "checksum/config".to_owned(),
@@ -228,7 +228,7 @@ pub(super) fn watcher_daemon_set(
                         ..PodSecurityContext::default()
                     }),
                     containers: vec![Container {
-                        name: "watcher".into(),
+                        name: WATCHER_CONTAINER.into(),
                         image: Some(settings.image.clone()),
                         image_pull_policy: Some("IfNotPresent".into()),
                         args: Some(args),
