@@ -162,15 +162,15 @@ const MAX_EXTENTS: usize = 100_000;
 /// often mostly holes, since memory mapped but never touched is skipped by the kernel rather
 /// than written, and sizing its parts by its length made parts (and memory) grow for nothing.
 fn worst_stored_size(file: &std::fs::File, size: u64, compression: Compression) -> u64 {
+    if compression == Compression::None {
+        return size;
+    }
     let worst = |data: u64| {
         let holes = size - data;
         data.saturating_add(data / 128)
             .saturating_add(holes / 1024)
             .saturating_add(1024 * 1024)
     };
-    if compression == Compression::None {
-        return size;
-    }
     let mut data = 0u64;
     let mut at = 0u64;
     for _ in 0..MAX_EXTENTS {
@@ -345,7 +345,8 @@ impl Shipper {
                     Refusal::Io(io) => ShipError::Failed(format!("opening the file: {io}")),
                     refusal => refused(refusal.reason(), refusal),
                 })?;
-                // Found by a scan while the kernel still writes it (its close not reported yet).
+                // Still open for writing: found by a scan while the kernel writes it, before
+                // its close is reported.
                 if opened.being_written() == Some(true) {
                     return Err(ShipError::Changing);
                 }
