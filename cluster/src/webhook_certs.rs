@@ -15,7 +15,12 @@
 //!
 //! A renewal keeps the previous CA in `ca.crt` (and so in the `caBundle`) next to the new one:
 //! the other replicas serve the old certificate until their next check, and the API server must
-//! keep trusting them meanwhile.
+//! keep trusting them meanwhile. For the same reason a CA issued afresh (the Secret deleted or
+//! unusable) keeps the CAs the `caBundle` trusted until then, up to [`MAX_KEPT_CAS`].
+//!
+//! The `caBundle` patch carries the configuration's `resourceVersion`, so it applies only to the
+//! configuration it was computed from: a replica that read the Secret just before another
+//! renewed it cannot put the old CA back; its patch conflicts, and it reads both again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -47,6 +52,9 @@ const RETRY_AFTER_ERROR: Duration = Duration::from_secs(60);
 /// Create/update races between replicas settle in one or two rounds; more means something
 /// keeps rewriting the Secret.
 const MAX_ATTEMPTS: usize = 5;
+/// CAs that a CA issued afresh keeps trusting from the `caBundle` it replaces: enough for the
+/// replicas still serving an older pair, and a bound when the Secret is deleted again and again.
+pub const MAX_KEPT_CAS: usize = 2;
 
 pub const TLS_CERT_KEY: &str = "tls.crt";
 pub const TLS_PRIVATE_KEY_KEY: &str = "tls.key";
@@ -74,7 +82,7 @@ pub enum CertError {
     Issue(#[from] rcgen::Error),
     #[error("the certificate just issued does not load: {0}")]
     Load(#[from] TlsError),
-    #[error("Secret {0} kept changing under {MAX_ATTEMPTS} attempts to settle its certificate")]
+    #[error("{0} kept changing under {MAX_ATTEMPTS} attempts to settle the webhook certificate")]
     Contended(String),
 }
 
@@ -138,28 +146,57 @@ pub async fn ensure(
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &settings.namespace);
     let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
 
-    // The configuration before the Secret: a replica that renews writes the Secret, then the
-    // caBundle, so a caBundle read first is never newer than the Secret read after it. Read the
-    // other way round, a replica saw another's renewal in the bundle but not in the Secret, and
-    // put the old CA back. (A renewal between this replica's read of the Secret and its patch
-    // can still do that; the window is that short, and the next check mends it.)
-    let config = configs
-        .get_opt(&settings.webhook_configuration)
-        .await
-        .map_err(|source| CertError::Api {
-            action: "read",
-            object: settings.config_ref(),
-            source,
-        })?
-        .ok_or_else(|| {
-            CertError::WebhookConfigurationMissing(settings.webhook_configuration.clone())
-        })?;
-    let owner = owner_reference(&config, settings)?;
-    let secret = read_secret(&secrets, settings).await?;
+    for _ in 0..MAX_ATTEMPTS {
+        // The configuration before the Secret: a replica that renews writes the Secret, then
+        // the caBundle, so a caBundle read first is never newer than the Secret read after it.
+        // A renewal between the two reads and this replica's patch changes the configuration's
+        // resourceVersion, and the patch conflicts.
+        let config = configs
+            .get_opt(&settings.webhook_configuration)
+            .await
+            .map_err(|source| CertError::Api {
+                action: "read",
+                object: settings.config_ref(),
+                source,
+            })?
+            .ok_or_else(|| {
+                CertError::WebhookConfigurationMissing(settings.webhook_configuration.clone())
+            })?;
+        let owner = owner_reference(&config, settings)?;
+        let trusted = trusted_cas(&config, Timestamp::now());
+        let secret = read_secret(&secrets, settings).await?;
 
-    let (material, key) = settle(&secrets, settings, &server_name, &owner, secret).await?;
-    patch_ca_bundle(&configs, settings, &config, &material.ca_pem).await?;
-    Ok(key)
+        let (material, key) =
+            settle(&secrets, settings, &server_name, &owner, &trusted, secret).await?;
+        match patch_ca_bundle(&configs, settings, &config, &material.ca_pem).await? {
+            Written::Stored => return Ok(key),
+            Written::Lost => {
+                info!(config = %settings.config_ref(), "the configuration changed while its caBundle was patched; reading it again");
+            }
+        }
+    }
+    Err(CertError::Contended(settings.config_ref()))
+}
+
+/// The CAs the configuration's first caBundle holds that are still valid at `now`, newest
+/// first as they are written, at most [`MAX_KEPT_CAS`].
+fn trusted_cas(
+    config: &MutatingWebhookConfiguration,
+    now: Timestamp,
+) -> Vec<CertificateDer<'static>> {
+    let Some(bundle) = config
+        .webhooks
+        .iter()
+        .flatten()
+        .find_map(|webhook| webhook.client_config.ca_bundle.as_ref())
+    else {
+        return Vec::new();
+    };
+    CertificateDer::pem_slice_iter(&bundle.0)
+        .filter_map(Result::ok)
+        .filter(|ca| validity(ca).is_some_and(|(_, not_after)| now < not_after))
+        .take(MAX_KEPT_CAS)
+        .collect()
 }
 
 /// Runs forever: keeps the Secret, the caBundle and `resolver` current.
@@ -298,17 +335,17 @@ fn signs(
     }
 }
 
-/// Issues a new pair; `keep_trusting` is the previous CA, which stays in the bundle.
+/// Issues a new pair; the CAs in `keep_trusting` stay in the bundle after the new one.
 fn issue(
     settings: &CertSettings,
-    keep_trusting: Option<&CertificateDer<'_>>,
+    keep_trusting: &[CertificateDer<'_>],
 ) -> Result<(Material, CertifiedKey), CertError> {
     let issued = crate::certs::issue(
         &crate::certs::service_dns_names(&settings.service, &settings.namespace),
         settings.validity_days,
     )?;
     let mut ca_pem = issued.ca_pem.into_bytes();
-    if let Some(previous) = keep_trusting {
+    for previous in keep_trusting {
         ca_pem.extend_from_slice(pem_certificate(previous).as_bytes());
     }
     let material = Material {
@@ -472,13 +509,14 @@ async fn settle(
     settings: &CertSettings,
     server_name: &ServerName<'_>,
     owner: &OwnerReference,
+    trusted: &[CertificateDer<'static>],
     mut secret: Option<Secret>,
 ) -> Result<(Material, CertifiedKey), CertError> {
     for _ in 0..MAX_ATTEMPTS {
         let now = Timestamp::now();
         match &secret {
             None => {
-                let (material, key) = issue(settings, None)?;
+                let (material, key) = issue(settings, trusted)?;
                 let fresh = Secret {
                     metadata: ObjectMeta {
                         name: Some(settings.secret.clone()),
@@ -508,7 +546,7 @@ async fn settle(
                     return Ok((material, checked.key));
                 }
                 Ok((_, checked)) => {
-                    let (material, key) = issue(settings, Some(&checked.signer))?;
+                    let (material, key) = issue(settings, std::slice::from_ref(&checked.signer))?;
                     let renewed = updated(existing, owner, Some(&material));
                     if let Written::Stored = replace(secrets, settings, &renewed).await? {
                         info!(secret = %settings.secret_ref(), due = %checked.renew_at, "renewed the webhook CA and certificate");
@@ -517,7 +555,7 @@ async fn settle(
                     info!(secret = %settings.secret_ref(), "another replica renewed the certificate first; using it");
                 }
                 Err(why) => {
-                    let (material, key) = issue(settings, None)?;
+                    let (material, key) = issue(settings, trusted)?;
                     let replaced = updated(existing, owner, Some(&material));
                     if let Written::Stored = replace(secrets, settings, &replaced).await? {
                         warn!(secret = %settings.secret_ref(), reason = %why, "replaced an unusable webhook certificate");
@@ -557,11 +595,11 @@ async fn patch_ca_bundle(
     settings: &CertSettings,
     config: &MutatingWebhookConfiguration,
     ca_pem: &[u8],
-) -> Result<(), CertError> {
+) -> Result<Written, CertError> {
     let webhooks = config.webhooks.as_deref().unwrap_or_default();
     if webhooks.is_empty() {
         warn!(config = %settings.config_ref(), "has no webhooks to give the CA to");
-        return Ok(());
+        return Ok(Written::Stored);
     }
     let stale = webhooks
         .iter()
@@ -574,12 +612,14 @@ async fn patch_ca_bundle(
         })
         .count();
     if stale == 0 {
-        return Ok(());
+        return Ok(Written::Stored);
     }
     // A strategic merge patch matches list entries by webhook name, so only the caBundles
-    // change and nothing else in the configuration (which Helm owns) is rewritten.
+    // change and nothing else in the configuration (which Helm owns) is rewritten. The
+    // resourceVersion makes it apply only to the configuration read.
     let bundle = ByteString(ca_pem.to_vec());
     let patch = serde_json::json!({
+        "metadata": { "resourceVersion": config.metadata.resource_version },
         "webhooks": webhooks
             .iter()
             .map(|webhook| serde_json::json!({
@@ -592,20 +632,25 @@ async fn patch_ca_bundle(
         field_manager: Some(FIELD_MANAGER.to_owned()),
         ..PatchParams::default()
     };
-    configs
+    match configs
         .patch(
             &settings.webhook_configuration,
             &params,
             &Patch::Strategic(patch),
         )
         .await
-        .map_err(|source| CertError::Api {
+    {
+        Ok(_) => {
+            info!(config = %settings.config_ref(), webhooks = stale, "wrote the CA into the caBundle");
+            Ok(Written::Stored)
+        }
+        Err(kube::Error::Api(status)) if is(&status, "Conflict", 409) => Ok(Written::Lost),
+        Err(source) => Err(CertError::Api {
             action: "patch the caBundle of",
             object: settings.config_ref(),
             source,
-        })?;
-    info!(config = %settings.config_ref(), webhooks = stale, "wrote the CA into the caBundle");
-    Ok(())
+        }),
+    }
 }
 
 /// Matches an API error by its reason, or by its code when the reason is empty.
@@ -714,7 +759,7 @@ mod tests {
     }
 
     fn fresh() -> Material {
-        issue(&settings(), None).unwrap().0
+        issue(&settings(), &[]).unwrap().0
     }
 
     #[test]
@@ -784,7 +829,7 @@ mod tests {
         let old = fresh();
         let name = settings.server_name().unwrap();
         let checked = check(&old, &name, Timestamp::now()).unwrap();
-        let (renewed, _) = issue(&settings, Some(&checked.signer)).unwrap();
+        let (renewed, _) = issue(&settings, std::slice::from_ref(&checked.signer)).unwrap();
         let bundle: Vec<_> = CertificateDer::pem_slice_iter(&renewed.ca_pem)
             .map(Result::unwrap)
             .collect();

@@ -44,6 +44,9 @@ struct State {
     mwc: Option<Value>,
     /// Installed just before the next write to the Secret is handled: another replica won.
     rival: Option<Value>,
+    /// A Secret and a configuration installed just before the next caBundle patch is handled:
+    /// another replica renewed in between.
+    rival_renewal: Option<(Value, Value)>,
     log: Vec<Recorded>,
     version: u64,
 }
@@ -110,9 +113,19 @@ fn answer(state: &mut State, request: &Recorded) -> (u16, Value) {
             None => status(404, "NotFound"),
         },
         ("PATCH", MWC_PATH) => {
+            if let Some((secret, mwc)) = state.rival_renewal.take() {
+                state.secret = Some(secret);
+                state.mwc = Some(mwc);
+            }
+            let version = state.next_version();
             let Some(mwc) = state.mwc.as_mut() else {
                 return status(404, "NotFound");
             };
+            let precondition = &request.body["metadata"]["resourceVersion"];
+            if !precondition.is_null() && *precondition != mwc["metadata"]["resourceVersion"] {
+                return status(409, "Conflict");
+            }
+            mwc["metadata"]["resourceVersion"] = json!(version);
             for entry in request.body["webhooks"].as_array().unwrap() {
                 let webhooks = mwc["webhooks"].as_array_mut().unwrap();
                 let target = webhooks
@@ -298,6 +311,7 @@ fn assert_consistent(state: &Shared, key: &CertifiedKey) {
     assert_eq!(bundles(state), vec![ca.clone(), ca]);
 }
 
+/// `request` patches both caBundles to `ca`, and only them, in the configuration as first read.
 fn caps_patch(request: &Recorded, ca: &[u8]) {
     assert_eq!(
         request.content_type.as_deref(),
@@ -305,7 +319,7 @@ fn caps_patch(request: &Recorded, ca: &[u8]) {
     );
     assert_eq!(
         request.body,
-        json!({"webhooks": [
+        json!({"metadata": {"resourceVersion": "7"}, "webhooks": [
             {"name": "inject.coredog.io", "clientConfig": {"caBundle": b64(ca)}},
             {"name": "second.coredog.io", "clientConfig": {"caBundle": b64(ca)}},
         ]})
@@ -478,6 +492,64 @@ async fn a_lost_renewal_race_uses_the_winners_certificate() {
         ]
     );
     assert_eq!(key.cert, vec![der(winner.cert.as_bytes())]);
+    assert_consistent(&state, &key);
+}
+
+#[tokio::test]
+async fn a_renewal_elsewhere_during_the_patch_is_not_undone() {
+    // This replica reads a current Secret and a reset caBundle; before its patch lands,
+    // another replica renews and writes its own CA into the configuration.
+    let current = issued();
+    let winner = issued();
+    let state = state(Some(secret(&current, "42", true)), mwc(None));
+    let mut renewed_config = mwc(Some(winner.ca.as_bytes()));
+    renewed_config["metadata"]["resourceVersion"] = json!("8");
+    state.lock().unwrap().rival_renewal = Some((secret(&winner, "43", true), renewed_config));
+    let (client, _server) = api_server(state.clone());
+    let key = webhook_certs::ensure(&client, &settings()).await.unwrap();
+
+    let log = state.lock().unwrap().log.clone();
+    assert_eq!(
+        log.iter().map(Recorded::line).collect::<Vec<_>>(),
+        [
+            format!("GET {MWC_PATH}"),
+            format!("GET {SECRET_PATH}"),
+            format!("PATCH {MWC_PATH}"),
+            format!("GET {MWC_PATH}"),
+            format!("GET {SECRET_PATH}"),
+        ]
+    );
+    // The patch was for the configuration as read, and was refused.
+    caps_patch(&log[2], current.ca.as_bytes());
+    assert_eq!(bundles(&state), vec![winner.ca.clone().into_bytes(); 2]);
+    assert_eq!(key.cert, vec![der(winner.cert.as_bytes())]);
+    assert_consistent(&state, &key);
+}
+
+#[tokio::test]
+async fn a_deleted_secret_is_issued_again_keeping_the_cas_still_trusted() {
+    // Other replicas serve the pair of the deleted Secret until they next check: its CA stays
+    // trusted. An expired CA in the bundle is dropped.
+    let serving = issued();
+    let expired = issued_between(
+        Duration::from_secs(400 * 86_400),
+        Duration::from_secs(365 * 86_400),
+    );
+    let bundle = format!("{}{}", serving.ca, expired.ca);
+    let state = state(None, mwc(Some(bundle.as_bytes())));
+    let (client, _server) = api_server(state.clone());
+    let key = webhook_certs::ensure(&client, &settings()).await.unwrap();
+
+    let log = state.lock().unwrap().log.clone();
+    assert_eq!(log[2].line(), format!("POST {SECRETS_PATH}"));
+    let ca = stored(&state, "ca.crt");
+    let cas: Vec<_> = CertificateDer::pem_slice_iter(&ca)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(cas.len(), 2);
+    assert_ne!(cas[0], der(serving.ca.as_bytes()));
+    assert_eq!(cas[1], der(serving.ca.as_bytes()));
+    caps_patch(&log[3], &ca);
     assert_consistent(&state, &key);
 }
 
