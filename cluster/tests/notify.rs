@@ -393,6 +393,55 @@ async fn core_sight_takes_the_configured_path_and_the_inline_token() {
     notifier.shutdown(Duration::from_secs(1)).await;
 }
 
+#[tokio::test]
+async fn a_rotated_core_sight_token_file_is_used_without_a_restart() {
+    // Laid out as the kubelet lays out a Secret volume: the file is a symlink through `..data`,
+    // and an update swaps `..data` to a new directory.
+    let volume = tempfile::tempdir().unwrap();
+    let write_version = |name: &str, token: &str| {
+        std::fs::create_dir(volume.path().join(name)).unwrap();
+        std::fs::write(volume.path().join(name).join("token"), token).unwrap();
+        let staged = volume.path().join("..data_tmp");
+        std::os::unix::fs::symlink(name, &staged).unwrap();
+        std::fs::rename(&staged, volume.path().join("..data")).unwrap();
+    };
+    write_version("..v1", "first-token\n");
+    std::os::unix::fs::symlink("..data/token", volume.path().join("token")).unwrap();
+
+    let core_sight = Receiver::start(|_| StatusCode::ACCEPTED.into_response()).await;
+    let mut config = config(Vec::new());
+    config.core_sight = CoreSight {
+        enabled: true,
+        api_url: core_sight.url(""),
+        token_file: Some(volume.path().join("token").display().to_string()),
+        ..CoreSight::default()
+    };
+    let (notifier, _registry) = notifier(&config, fast());
+    let within = Duration::from_secs(5);
+    notifier.dump_stored(&record("shop", "web-0", 0), "u");
+    core_sight.wait_for(1, within).await;
+
+    write_version("..v2", "second-token\n");
+    notifier.dump_stored(&record("shop", "web-0", 1), "u");
+    core_sight.wait_for(2, within).await;
+
+    // A file that is empty for a moment (mid-update) does not blank the token.
+    std::fs::write(volume.path().join("..v2").join("token"), "").unwrap();
+    notifier.dump_stored(&record("shop", "web-0", 2), "u");
+    let hits = core_sight.wait_for(3, within).await;
+    assert_eq!(
+        hits.iter()
+            .map(|hit| hit.header("authorization"))
+            .collect::<Vec<_>>(),
+        [
+            "Bearer first-token",
+            "Bearer second-token",
+            "Bearer second-token"
+        ]
+    );
+    notifier.shutdown(Duration::from_secs(1)).await;
+}
+
 #[test]
 fn a_bad_core_sight_setup_is_a_startup_error_that_keeps_secrets() {
     let runtime = tokio::runtime::Runtime::new().unwrap();

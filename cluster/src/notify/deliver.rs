@@ -262,6 +262,47 @@ pub fn backoff(tuning: &Tuning, attempt: u32, jitter: bool) -> Duration {
     half + Duration::from_nanos(random % (half.as_nanos().max(1) as u64))
 }
 
+/// A bearer token: as configured, or a file read again before every request, so that a
+/// rotated Secret mounted there is used without a restart.
+pub enum Token {
+    Inline(String),
+    File {
+        path: std::path::PathBuf,
+        /// The last token the file held, used while it cannot be read or is empty (a Secret
+        /// volume being updated).
+        last: Mutex<String>,
+    },
+}
+
+impl Token {
+    async fn current(&self) -> String {
+        match self {
+            Self::Inline(token) => token.clone(),
+            Self::File { path, last } => {
+                let read = tokio::fs::read_to_string(path).await;
+                let mut last = last
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match read.as_deref().map(str::trim) {
+                    Ok(token) if !token.is_empty() => {
+                        if *last != token {
+                            info!(path = %path.display(), "read a new token");
+                            token.clone_into(&mut last);
+                        }
+                    }
+                    Ok(_) => {
+                        warn!(path = %path.display(), "the token file is empty; using the token read before")
+                    }
+                    Err(err) => {
+                        warn!(path = %path.display(), error = %err, "cannot read the token file; using the token read before")
+                    }
+                }
+                last.clone()
+            }
+        }
+    }
+}
+
 /// One receiver and how to reach it.
 pub struct Endpoint {
     pub target: Target,
@@ -269,7 +310,7 @@ pub struct Endpoint {
     /// What logs name the receiver by: its host, never the URL (WeCom and Slack keep the key in
     /// it).
     pub host: String,
-    token: Option<String>,
+    token: Option<Token>,
     http: reqwest::Client,
     tuning: Tuning,
     pub metrics: NotifyMetrics,
@@ -291,7 +332,7 @@ impl Endpoint {
     pub fn new(
         target: Target,
         url: reqwest::Url,
-        token: Option<String>,
+        token: Option<Token>,
         http: reqwest::Client,
         tuning: Tuning,
         metrics: NotifyMetrics,
@@ -321,7 +362,7 @@ impl Endpoint {
             .body(body)
             .timeout(self.tuning.request_timeout);
         if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.current().await);
         }
         let mut response = match request.send().await {
             Ok(response) => response,

@@ -68,7 +68,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use deliver::{Endpoint, Target, coresight_url, parse_http_url};
+use deliver::{Endpoint, Target, Token, coresight_url, parse_http_url};
 use message::{WorkloadKey, keyword_matches, upload_failing_text, with_labels};
 use metrics::{NotifyMetrics, failed, suppressed};
 use pacer::{DumpNotice, FailingNotice, Outgoing, Pacer};
@@ -375,29 +375,38 @@ impl Notifier {
     }
 }
 
-/// CoreSight's events URL and token; the token is read now, so a missing file is a startup
-/// error rather than a failure at the first crash.
-fn core_sight_endpoint(config: &CoreSight) -> Result<(reqwest::Url, String), NotifyError> {
+/// CoreSight's events URL and token. A token file is read now, so a missing one is a startup
+/// error rather than a failure at the first crash, and again before each request.
+fn core_sight_endpoint(config: &CoreSight) -> Result<(reqwest::Url, Token), NotifyError> {
     let url = coresight_url(&config.api_url)
         .map_err(|err| NotifyError::Config(format!("CoreSight.apiUrl is {err}")))?;
+    let no_token = || {
+        NotifyError::Config(
+            "CoreSight is enabled but has no token: set CoreSight.token or CoreSight.tokenFile (a non-empty file)".to_owned(),
+        )
+    };
     let token = match (
         config.token.trim(),
         config.token_file.as_deref().map(str::trim),
     ) {
-        (token, _) if !token.is_empty() => token.to_owned(),
-        (_, Some(path)) if !path.is_empty() => std::fs::read_to_string(path)
-            .map_err(|source| NotifyError::TokenFile {
-                path: path.to_owned(),
-                source,
-            })?
-            .trim()
-            .to_owned(),
-        _ => String::new(),
+        (token, _) if !token.is_empty() => Token::Inline(token.to_owned()),
+        (_, Some(path)) if !path.is_empty() => {
+            let token = std::fs::read_to_string(path)
+                .map_err(|source| NotifyError::TokenFile {
+                    path: path.to_owned(),
+                    source,
+                })?
+                .trim()
+                .to_owned();
+            if token.is_empty() {
+                return Err(no_token());
+            }
+            Token::File {
+                path: path.into(),
+                last: Mutex::new(token),
+            }
+        }
+        _ => return Err(no_token()),
     };
-    if token.is_empty() {
-        return Err(NotifyError::Config(
-            "CoreSight is enabled but has no token: set CoreSight.token or CoreSight.tokenFile (a non-empty file)".to_owned(),
-        ));
-    }
     Ok((url, token))
 }
