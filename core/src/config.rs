@@ -652,7 +652,7 @@ impl Config {
             if channel.rate_limit_per_minute == 0 {
                 return Err(invalid(
                     "NoticeChannel.rateLimitPerMinute",
-                    "must be at least 1",
+                    format!("of channel {} must be at least 1", index + 1),
                 ));
             }
         }
@@ -805,6 +805,10 @@ CoreSight:
             (
                 "StorageConfig:\n  S3Bucket: b\nNoticeChannel:\n  - chan: teams\n    webhookurl: https://x\n",
                 "teams",
+            ),
+            (
+                "StorageConfig:\n  S3Bucket: b\nNoticeChannel:\n  - chan: slack\n    webhookurl: https://x\n  - chan: slack\n    webhookurl: https://y\n    rateLimitPerMinute: 0\n",
+                "rateLimitPerMinute: of channel 2",
             ),
         ] {
             let message = Config::from_yaml(text).unwrap_err().to_string();

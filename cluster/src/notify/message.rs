@@ -8,22 +8,28 @@ use std::time::Duration;
 use coredog_core::record::DumpRecord;
 
 /// Whether a channel with `keyword` announces this crash. The keyword is a case-sensitive
-/// substring of any of the crash's names: people filter on a namespace, a team label or an
-/// executable, and the names they filter on are case-sensitive in Kubernetes too.
+/// substring of one of the crash's names or label values, or a whole label written
+/// `key=value`: people filter on a namespace, a team or an executable, and the names they
+/// filter on are case-sensitive in Kubernetes too. Label keys alone are not matched: nearly
+/// every pod has `app` or `app.kubernetes.io/name`, and a keyword `app` would catch them all.
 pub fn keyword_matches(keyword: &str, record: &DumpRecord) -> bool {
     if keyword.is_empty() {
         return true;
     }
-    [
+    let names = [
         &record.namespace,
         &record.pod,
         &record.container,
         &record.node,
         &record.exe,
-    ]
-    .into_iter()
-    .chain(record.labels.iter().flat_map(|(key, value)| [key, value]))
-    .any(|field| field.contains(keyword))
+    ];
+    names
+        .into_iter()
+        .chain(record.labels.values())
+        .any(|field| field.contains(keyword))
+        || keyword
+            .split_once('=')
+            .is_some_and(|(key, value)| record.labels.get(key).is_some_and(|label| label == value))
 }
 
 /// The crashes that are "the same crash again": one workload's container running one executable.
@@ -201,14 +207,31 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn keywords_match_names_and_labels_case_sensitively() {
+    fn keywords_match_names_and_label_values_case_sensitively() {
         let crash = record("shop", "web-7d9f8b6c5d-x2x4z");
         for keyword in [
-            "", "shop", "web-7d9f", "app", "node-1", "bin/serv", "team", "Pay",
+            "",
+            "shop",
+            "web-7d9f",
+            "app",
+            "node-1",
+            "bin/serv",
+            "Pay",
+            "team=Payments",
         ] {
             assert!(keyword_matches(keyword, &crash), "{keyword}");
         }
-        for keyword in ["pay", "SHOP", "billing", "SIGSEGV", "corefile"] {
+        // Not a label's key alone, nor part of one written key=value.
+        for keyword in [
+            "pay",
+            "SHOP",
+            "billing",
+            "SIGSEGV",
+            "corefile",
+            "team",
+            "team=Pay",
+            "eam=Payments",
+        ] {
             assert!(!keyword_matches(keyword, &crash), "{keyword}");
         }
     }
