@@ -116,7 +116,7 @@ impl UploadOptions {
     pub fn from_config(storage: &StorageConfig) -> Self {
         Self {
             parts_in_flight: storage.parts_in_flight.max(1) as usize,
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy::patient(),
             multipart_at_once: false,
         }
     }

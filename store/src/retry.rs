@@ -24,6 +24,17 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// For the parts of a multipart upload and its completion: the parts already stored are
+    /// worth waiting a minute or two for, through a store throttling a crash storm (503
+    /// SlowDown) or a network blip, rather than aborting the upload and starting again.
+    pub fn patient() -> Self {
+        Self {
+            attempts: 8,
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+        }
+    }
+
     /// The pause before try `attempt + 1` (`attempt` counts from 1): a random time up to
     /// `base × 2^(attempt-1)`, capped at `max`, so that many nodes failing together do not
     /// retry together.

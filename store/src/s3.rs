@@ -25,8 +25,19 @@ use crate::{
     ListPage, ObjectInfo, PartReceiver, Piece, RetryPolicy, StoreError, UploadOptions, abandoned,
 };
 
+/// How long a request without a large body may take in all.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A download that receives nothing for this long has stalled (it resumes where it stopped).
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// The slowest rate an upload is given time for, on top of [`REQUEST_TIMEOUT`]: a part of
+/// 512 MiB on a congested link must not be cut off and sent again from its start forever.
+const SLOWEST_UPLOAD_BYTES_PER_SECOND: u64 = 256 * 1024;
+
+/// The time a request sending `bytes` may take in all.
+fn upload_timeout(bytes: u64) -> Duration {
+    REQUEST_TIMEOUT + Duration::from_secs(bytes / SLOWEST_UPLOAD_BYTES_PER_SECOND)
+}
 const PAGE_SIZE: usize = 1000;
 /// URLs this store presigns for its own requests are signed just before they are used: they only
 /// have to outlast one request.
@@ -59,12 +70,35 @@ fn is_not_found(err: &S3Error) -> bool {
 }
 
 /// Whether waiting may help: server errors, throttling, timeouts and network failures do;
-/// other answers (missing object, refused credentials, bad request) are final.
+/// other answers (missing object, refused credentials, bad request) are final. S3 also names
+/// some transient failures only in its error's code: a CompleteMultipartUpload answered `200
+/// OK` with an `InternalError` body, a body that arrived too slowly (`400 RequestTimeout`), a
+/// session token that expired between signing and sending (`400 ExpiredToken`; credentials
+/// are refreshed before the next try).
 pub(crate) fn is_transient(err: &S3Error) -> bool {
+    const TRANSIENT_CODES: [&str; 5] = [
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "ExpiredToken",
+    ];
     match err {
-        S3Error::HttpFailWithBody(status, _) => *status >= 500 || *status == 408 || *status == 429,
+        S3Error::HttpFailWithBody(status, body) => {
+            *status >= 500
+                || *status == 408
+                || *status == 429
+                || error_code(body).is_some_and(|code| TRANSIENT_CODES.contains(&code))
+        }
         _ => true,
     }
+}
+
+/// The `<Code>` of an S3 error document.
+fn error_code(body: &str) -> Option<&str> {
+    let (_, rest) = body.split_once("<Code>")?;
+    let (code, _) = rest.split_once("</Code>")?;
+    Some(code.trim())
 }
 
 impl S3Store {
@@ -98,15 +132,18 @@ impl S3Store {
         }
         .map_err(|err| StoreError::Config(format!("no usable storage credentials: {err}")))?;
         let config_error = |err: S3Error| StoreError::Config(err.to_string());
+        // rust-s3 sends the single PUT of a dump that fits one part.
         let mut bucket = Bucket::new(name, region, credentials)
             .map_err(config_error)?
-            .with_request_timeout(REQUEST_TIMEOUT)
+            .with_request_timeout(upload_timeout(storage.part_size() as u64))
             .map_err(config_error)?;
         if endpoint.path_style {
             bucket = bucket.with_path_style();
         }
+        // No total timeout on the client: parts get one by their size, and a download of a
+        // whole part may take long on a slow link but never stalls past READ_TIMEOUT.
         let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|err| StoreError::Config(format!("HTTP client: {err}")))?;
@@ -168,7 +205,7 @@ impl S3Store {
                 return Err(err);
             }
         };
-        let completed = self
+        let completed = options
             .retry
             .run_while("complete multipart upload", is_transient, || {
                 self.bucket
@@ -298,7 +335,13 @@ impl S3Store {
             .bucket
             .presign_get("/", REQUEST_URL_EXPIRY_SECONDS, Some(query))
             .await?;
-        let response = self.http.get(url).send().await.map_err(without_url)?;
+        let response = self
+            .http
+            .get(url)
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await
+            .map_err(without_url)?;
         let status = response.status();
         let body = response.text().await.map_err(without_url)?;
         if !status.is_success() {
@@ -547,9 +590,11 @@ impl PartUploader {
             .bucket
             .presign_put(&self.key, REQUEST_URL_EXPIRY_SECONDS, None, Some(query))
             .await?;
+        let timeout = upload_timeout(body.len() as u64);
         let response = self
             .http
             .put(url)
+            .timeout(timeout)
             .body(body)
             .send()
             .await
@@ -592,6 +637,8 @@ fn parse_http_date(text: &str) -> Option<Timestamp> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// Its URLs are presigned: an error that showed one would put a working signature (and the
     /// access key's id) into logs and chat messages.
     #[tokio::test]
@@ -626,6 +673,46 @@ mod tests {
                 .await
                 .unwrap_err()
                 .to_string(),
+        );
+    }
+
+    #[test]
+    fn s3_error_codes_that_waiting_mends_are_transient() {
+        let failure = |status: u16, code: &str| {
+            S3Error::HttpFailWithBody(
+                status,
+                format!(
+                    "<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>m</Message></Error>"
+                ),
+            )
+        };
+        for (status, code) in [
+            (200, "InternalError"),
+            (200, "SlowDown"),
+            (400, "RequestTimeout"),
+            (400, "ExpiredToken"),
+            (503, "SlowDown"),
+            (500, "Anything"),
+            (429, ""),
+        ] {
+            assert!(is_transient(&failure(status, code)), "{status} {code}");
+        }
+        for (status, code) in [
+            (403, "AccessDenied"),
+            (400, "InvalidPart"),
+            (404, "NoSuchKey"),
+            (400, "EntityTooSmall"),
+        ] {
+            assert!(!is_transient(&failure(status, code)), "{status} {code}");
+        }
+        assert!(!is_transient(&S3Error::HttpFailWithBody(
+            400,
+            "no XML".into()
+        )));
+        assert_eq!(upload_timeout(0), REQUEST_TIMEOUT);
+        assert_eq!(
+            upload_timeout(512 * 1024 * 1024),
+            REQUEST_TIMEOUT + Duration::from_secs(2048)
         );
     }
 
