@@ -75,7 +75,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DumpRecord> {
             let storage = base.join("storage");
             std::fs::create_dir_all(&storage)?;
             format!(
-                "StorageConfig:\n  protocol: cfs\n  CFSMountPath: {}\n  StoreDir: corefiles\n  DeleteLocalCorefile: true\n",
+                "StorageConfig:\n  protocol: cfs\n  CFSMountPath: {}\n  CFSAllowLocalDisk: true\n  StoreDir: corefiles\n  DeleteLocalCorefile: true\n",
                 storage.display()
             )
         }

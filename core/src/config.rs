@@ -228,6 +228,15 @@ pub struct StorageConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub cfs_mount_path: Option<String>,
+    /// Store onto `CFSMountPath` even when it is on a local disk (a demo, a single node):
+    /// otherwise a share the node failed to mount is refused, rather than filled in its place
+    /// with dumps that vanish with the node.
+    #[serde(
+        rename = "CFSAllowLocalDisk",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub cfs_allow_local_disk: bool,
     #[serde(rename = "StoreDir", default)]
     pub store_dir: String,
     #[serde(rename = "DeleteLocalCorefile", alias = "deleteLocalCorefile", default)]
@@ -280,6 +289,7 @@ impl Default for StorageConfig {
             endpoint: None,
             force_path_style: None,
             cfs_mount_path: None,
+            cfs_allow_local_disk: false,
             store_dir: String::new(),
             delete_local_corefile: false,
             presigned_url_expire_seconds: DEFAULT_PRESIGN_SECONDS,

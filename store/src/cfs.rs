@@ -6,6 +6,13 @@
 //! fails or is dropped removes its temporary file. A writer holds a lock on its temporary file,
 //! which the kernel lets go when the writer dies: the next write of the same key (the watcher
 //! writes the same key again after a restart) removes the temporary files nobody holds.
+//!
+//! The share is mounted by the node (or a volume) where the watcher cannot see whether it is:
+//! a node whose mount failed at boot leaves an empty directory on its own disk at the mount
+//! path, and dumps stored there would be deleted from the dump directory and then lost with
+//! the node. So before writing or listing, the mount path's filesystem is checked: a local
+//! disk's (ext4, xfs, btrfs, overlay, tmpfs, ...) is refused, a transient error, unless
+//! `CFSAllowLocalDisk` says that is meant.
 
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Component, Path, PathBuf};
@@ -19,6 +26,49 @@ const PAGE_SIZE: usize = 1000;
 
 pub struct CfsStore {
     root: PathBuf,
+    allow_local_disk: bool,
+}
+
+/// Filesystems that only ever live on the machine's own disks or memory (`statfs` magic numbers).
+const LOCAL_FILESYSTEMS: [(u32, &str); 9] = [
+    (0xEF53, "ext4"),
+    (0x5846_5342, "xfs"),
+    (0x9123_683E, "btrfs"),
+    (0x794C_7630, "overlay"),
+    (0x0102_1994, "tmpfs"),
+    (0x8584_58F6, "ramfs"),
+    (0xF2F5_2010, "f2fs"),
+    (0x2FC1_2FC1, "zfs"),
+    (0x4d44, "vfat"),
+];
+
+/// The local filesystem `path` is on, if it is one of [`LOCAL_FILESYSTEMS`].
+fn local_filesystem(path: &Path) -> std::io::Result<Option<&'static str>> {
+    let stats = rustix::fs::statfs(path)?;
+    // The magic numbers are 32 bits, in a field whose width and sign vary by architecture.
+    let kind = stats.f_type as u32;
+    Ok(LOCAL_FILESYSTEMS
+        .iter()
+        .find(|(magic, _)| *magic == kind)
+        .map(|(_, name)| *name))
+}
+
+/// Refuses to store under `root` when it is not a shared filesystem (see the module's docs).
+fn check_shared(root: &Path, allow_local_disk: bool) -> Result<(), StoreError> {
+    if allow_local_disk {
+        return Ok(());
+    }
+    let found = local_filesystem(root).map_err(io_error("check the share at", root))?;
+    match found {
+        None => Ok(()),
+        Some(filesystem) => Err(StoreError::Io {
+            operation: "check the share at",
+            path: root.display().to_string(),
+            source: std::io::Error::other(format!(
+                "it is on a local disk ({filesystem}), not a shared filesystem: is the share mounted there? (set StorageConfig.CFSAllowLocalDisk: true if a local disk is meant)"
+            )),
+        }),
+    }
 }
 
 fn io_error<'a>(
@@ -54,11 +104,18 @@ impl CfsStore {
             .ok_or_else(|| {
                 StoreError::Config("StorageConfig.CFSMountPath is required for cfs".to_owned())
             })?;
-        Ok(Self::new(root))
+        Ok(Self {
+            root: root.into(),
+            allow_local_disk: storage.cfs_allow_local_disk,
+        })
     }
 
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+    /// A store at `root`, wherever it is: for tests and demos on a local directory.
+    pub fn on_local_disk(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            allow_local_disk: true,
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -86,8 +143,10 @@ impl CfsStore {
         // mid-write), even while the file is being created, or after a failure, it takes the
         // file with it.
         let (file, tmp, mut pending) = {
-            let path = path.clone();
+            let (path, root, allow_local_disk) =
+                (path.clone(), self.root.clone(), self.allow_local_disk);
             blocking(move || {
+                check_shared(&root, allow_local_disk)?;
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
                 }
@@ -177,10 +236,11 @@ impl CfsStore {
         prefix: &str,
         continuation: Option<&str>,
     ) -> Result<ListPage, StoreError> {
-        let root = self.root.clone();
+        let (root, allow_local_disk) = (self.root.clone(), self.allow_local_disk);
         let prefix = prefix.to_owned();
         let after = continuation.map(str::to_owned);
         blocking(move || {
+            check_shared(&root, allow_local_disk)?;
             // Only the directory the prefix names is walked, not the whole mount.
             let dir_part = prefix.rsplit_once('/').map_or("", |(dir, _)| dir);
             let start = if dir_part.is_empty() {
@@ -465,6 +525,43 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_mount_path_on_a_local_disk_is_refused_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(filesystem) = local_filesystem(dir.path()).unwrap() else {
+            eprintln!("the temporary directory is on a shared filesystem here; nothing to refuse");
+            return;
+        };
+        let config = |allow: bool| StorageConfig {
+            protocol: coredog_core::config::Protocol::Cfs,
+            cfs_mount_path: Some(dir.path().display().to_string()),
+            cfs_allow_local_disk: allow,
+            ..StorageConfig::default()
+        };
+        let refusing = CfsStore::from_config(&config(false)).unwrap();
+        let err = refusing
+            .put_bytes("corefiles/ns/pod/a.core", b"core")
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains(filesystem) && message.contains("CFSAllowLocalDisk"),
+            "{message}"
+        );
+        // Nothing was created on the local disk in the share's place.
+        assert!(names_in(dir.path()).is_empty());
+        assert!(refusing.list_page("corefiles/", None).await.is_err());
+
+        let allowing = CfsStore::from_config(&config(true)).unwrap();
+        allowing
+            .put_bytes("corefiles/ns/pod/a.core", b"core")
+            .await
+            .unwrap();
+        let listed = allowing.list_page("corefiles/", None).await.unwrap();
+        assert_eq!(listed.objects.len(), 1);
+    }
+
     /// The names in `dir`.
     fn names_in(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -478,7 +575,7 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_write_takes_its_temporary_file_with_it() {
         let dir = tempfile::tempdir().unwrap();
-        let store = CfsStore::new(dir.path());
+        let store = CfsStore::on_local_disk(dir.path());
         let (sender, receiver) = part_channel();
         sender.send(b"half a core".to_vec()).await.unwrap();
         // The rest never comes: the watcher stops, dropping the upload.
@@ -505,7 +602,7 @@ mod tests {
         let live = std::fs::File::create(pod.join(".a.core.tmp-7-def-0")).unwrap();
         live.try_lock().unwrap();
 
-        let store = CfsStore::new(dir.path());
+        let store = CfsStore::on_local_disk(dir.path());
         store
             .put_bytes("corefiles/ns/pod/a.core", b"core")
             .await
@@ -526,7 +623,7 @@ mod tests {
     #[tokio::test]
     async fn objects_are_written_atomically_listed_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let store = CfsStore::new(dir.path());
+        let store = CfsStore::on_local_disk(dir.path());
         let (sender, receiver) = part_channel();
         let writer = tokio::spawn(async move {
             for part in [b"hello ".to_vec(), b"world".to_vec()] {
@@ -596,7 +693,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_upload_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = CfsStore::new(dir.path());
+        let store = CfsStore::on_local_disk(dir.path());
         std::fs::write(
             dir.path().join("blocker"),
             b"a file where a directory should be",
@@ -621,7 +718,7 @@ mod tests {
     #[tokio::test]
     async fn listings_page() {
         let dir = tempfile::tempdir().unwrap();
-        let store = CfsStore::new(dir.path());
+        let store = CfsStore::on_local_disk(dir.path());
         for index in 0..(PAGE_SIZE + 5) {
             let path = dir.path().join(format!("p/{index:05}"));
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();

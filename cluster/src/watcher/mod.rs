@@ -646,7 +646,7 @@ mod tests {
         registry: &mut Registry,
     ) -> Watcher {
         let config = Config::from_yaml(&format!(
-            "StorageConfig:\n  protocol: cfs\n  CFSMountPath: {}\n  StoreDir: corefiles\n  DeleteLocalCorefile: true\n{more}",
+            "StorageConfig:\n  protocol: cfs\n  CFSMountPath: {}\n  CFSAllowLocalDisk: true\n  StoreDir: corefiles\n  DeleteLocalCorefile: true\n{more}",
             storage.display()
         ))
         .unwrap();
