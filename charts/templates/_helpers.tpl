@@ -47,7 +47,7 @@ so it is cut short enough for them.
 helm.sh/chart: {{ include "coredog.chart" . }}
 app.kubernetes.io/name: {{ include "coredog.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/version: {{ include "coredog.imageTag" . | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: coredog
 {{- end }}
@@ -76,8 +76,28 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: watcher
 {{- end }}
 
+{{/*
+The image. Values files of the Go CoreDog chart name its image (coderflyfyf/coredog), which
+takes none of this chart's arguments: that image and its tag are replaced by this chart's own.
+*/}}
+{{- define "coredog.goImage" -}}
+{{- eq .Values.image.repository "coderflyfyf/coredog" }}
+{{- end }}
+
+{{- define "coredog.imageTag" -}}
+{{- if eq (include "coredog.goImage" .) "true" }}
+{{- .Chart.AppVersion }}
+{{- else }}
+{{- .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+{{- end }}
+
 {{- define "coredog.image" -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- $repository := .Values.image.repository }}
+{{- if eq (include "coredog.goImage" .) "true" }}
+{{- $repository = "ghcr.io/coredog-io/coredog" }}
+{{- end }}
+{{- printf "%s:%s" $repository (include "coredog.imageTag" .) }}
 {{- end }}
 
 {{/*
@@ -93,11 +113,21 @@ credentials belong in a Secret, which is where this text goes.
 {{- $text }}
 {{- end }}
 
-{{/* The node directory that holds every namespace's dumps, without a trailing '/'. */}}
+{{/*
+The node directory that holds every namespace's dumps, without a trailing '/'. Values files of
+the Go CoreDog chart set it as corefileVolume.hostPath.path; hostDir wins when both are set
+and differ from the default.
+*/}}
 {{- define "coredog.hostDir" -}}
-{{- $dir := .Values.hostDir | trimSuffix "/" }}
-{{- if or (not (hasPrefix "/" .Values.hostDir)) (eq $dir "") }}
-{{- fail (printf "hostDir %q must be an absolute path other than /" .Values.hostDir) }}
+{{- $given := .Values.hostDir }}
+{{- $legacy := "" }}
+{{- with .Values.corefileVolume }}{{ with .hostPath }}{{ $legacy = .path | default "" }}{{ end }}{{ end }}
+{{- if and $legacy (eq (trimSuffix "/" $given) "/data/coredog-system/dumps") }}
+{{- $given = $legacy }}
+{{- end }}
+{{- $dir := $given | trimSuffix "/" }}
+{{- if or (not (hasPrefix "/" $given)) (eq $dir "") (regexMatch "(^|/)\\.{1,2}(/|$)|//" $dir) }}
+{{- fail (printf "hostDir %q must be an absolute path other than /, without //, . or .." $given) }}
 {{- end }}
 {{- $dir }}
 {{- end }}

@@ -428,6 +428,106 @@ fn the_legacy_values_file_is_rendered_into_the_config_secret_unchanged() {
 }
 
 #[test]
+fn a_values_file_of_the_go_chart_installs_unchanged() {
+    let file = values("go-chart");
+    let values: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let render = render(Some(&file), &[]);
+
+    // The Go image takes none of these arguments: CoreDog's runs instead.
+    for workload in [render.watcher_container(), render.webhook_container()] {
+        let image = workload["image"].as_str().unwrap();
+        assert!(image.starts_with("ghcr.io/coredog-io/coredog:"), "{image}");
+    }
+    // corefileVolume.hostPath.path is the dump directory, for the watcher and the webhook.
+    assert_eq!(
+        volume(render.watcher(), "corefile")["hostPath"]["path"],
+        "/data/crash-dumps"
+    );
+    assert_eq!(
+        flag(&args(render.webhook_container()), "--host-dir"),
+        Some("/data/crash-dumps")
+    );
+    // Its namespace selector narrows CoreDog's, which still leaves the system namespaces out.
+    let expressions = render.webhook_configuration()["namespaceSelector"]["matchExpressions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let keys: Vec<&str> = expressions
+        .iter()
+        .map(|expression| expression["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "kubernetes.io/metadata.name",
+            "coredog.io/webhook",
+            "coredog.io/enabled"
+        ]
+    );
+    assert_eq!(strings(&expressions[2]["values"]), ["true"]);
+    // The configuration is the watcher's, read as it is.
+    let text = values["config"]["coredog"].as_str().unwrap();
+    assert_eq!(render.secret_value("coredog-config", "config.yaml"), text);
+    let config = coredog_core::config::Config::from_yaml(text).unwrap();
+    assert!(config.storage.delete_local_corefile);
+    assert_eq!(config.notice_channels.len(), 1);
+}
+
+#[test]
+fn webhook_enabled_false_installs_the_watchers_only() {
+    let render = render(None, &["webhook.enabled=false"]);
+    let kinds: BTreeSet<&str> = render
+        .objects
+        .iter()
+        .map(|object| object["kind"].as_str().unwrap())
+        .collect();
+    assert!(render.all("MutatingWebhookConfiguration").is_empty());
+    assert!(render.find("Deployment", "coredog-webhook").is_none());
+    assert!(render.find("Service", "coredog-webhook").is_none());
+    assert!(render.find("ServiceAccount", "coredog-webhook").is_none());
+    assert!(kinds.contains("DaemonSet"), "{kinds:?}");
+    render.watcher_container();
+}
+
+#[test]
+fn host_directories_the_webhook_would_refuse_are_refused_at_install() {
+    for dir in [
+        "/data//dumps",
+        "/data/./dumps",
+        "/data/../dumps",
+        "dumps",
+        "/",
+    ] {
+        let set = format!("hostDir={dir}");
+        let err = template(RELEASE, None, &[&set]).expect_err(dir);
+        assert!(err.contains("hostDir"), "{dir}: {err}");
+    }
+    let render = render(None, &["hostDir=/var/lib/dumps/"]);
+    assert_eq!(
+        volume(render.watcher(), "corefile")["hostPath"]["path"],
+        "/var/lib/dumps"
+    );
+}
+
+#[test]
+fn excluded_namespaces_that_look_like_numbers_stay_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("values.yaml");
+    std::fs::write(
+        &file,
+        "webhook:\n  excludeNamespaces: [\"2024\", \"yes\", \"batch\"]\n",
+    )
+    .unwrap();
+    let render = render(Some(&file), &[]);
+    let names = &render.webhook_configuration()["namespaceSelector"]["matchExpressions"][0];
+    assert_eq!(
+        names["values"],
+        serde_json::json!(["kube-system", NAMESPACE, "2024", "yes", "batch"])
+    );
+}
+
+#[test]
 fn the_webhook_configuration_never_blocks_and_skips_system_namespaces() {
     let render = render(None, &[]);
     let webhook = render.webhook_configuration();
