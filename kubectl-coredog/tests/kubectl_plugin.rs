@@ -1,5 +1,5 @@
-//! The plugin as kubectl finds and runs it: the real `kubectl` on PATH, with the built binary's
-//! directory put first on PATH.
+//! The plugin as kubectl finds and runs it: a real `kubectl` (the one `.ci/tools` installs),
+//! with the built binary's directory put first on PATH.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -15,14 +15,12 @@ fn kubectl(args: &[&str]) -> Output {
     let mut paths = vec![dir.to_owned()];
     paths.extend(std::env::split_paths(&path));
     let path = std::env::join_paths(paths).expect("a valid PATH");
-    Command::new("kubectl")
+    Command::new(coredog_tests::tool("kubectl"))
         .args(args)
         .env("PATH", path)
         .env("KUBECONFIG", "/nonexistent/kubeconfig")
         .output()
-        .unwrap_or_else(|err| {
-            panic!("kubectl must be on PATH for this test (apt-get install kubectl): {err}")
-        })
+        .unwrap_or_else(|err| panic!("cannot run kubectl: {err}"))
 }
 
 fn stdout(output: &Output) -> String {
@@ -98,7 +96,7 @@ fn path_with(dir: &Path) -> std::ffi::OsString {
 #[test]
 fn kubectl_completes_the_plugin_through_its_completer() {
     let dir = plugin_dir_with_completer();
-    let output = Command::new("kubectl")
+    let output = Command::new(coredog_tests::tool("kubectl"))
         .args(["__complete", "coredog", "list", "-o", ""])
         .env("PATH", path_with(dir.path()))
         .env("KUBECONFIG", "/nonexistent/kubeconfig")

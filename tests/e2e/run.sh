@@ -121,10 +121,13 @@ sed "s|SEAWEEDFS_IMAGE|$seaweedfs_image|" "$manifests/seaweedfs.yaml" | kubectl 
 kubectl apply -f "$manifests/receiver.yaml"
 kubectl -n e2e-infra rollout status deploy/seaweedfs --timeout=300s
 kubectl -n e2e-infra rollout status deploy/receiver --timeout=300s
+# Commands' output is taken whole before grep -q looks at it: grep -q stops at the first match,
+# and the command still writing into the pipe would die of SIGPIPE and fail it under pipefail.
 create_bucket() {
-  echo "s3.bucket.create -name $bucket" |
-    kubectl -n e2e-infra exec -i deploy/seaweedfs -- weed shell -master=localhost:9333 2>&1 |
-    grep -q "created bucket\|already exist"
+  local answer
+  answer=$(echo "s3.bucket.create -name $bucket" |
+    kubectl -n e2e-infra exec -i deploy/seaweedfs -- weed shell -master=localhost:9333 2>&1)
+  grep -q "created bucket\|already exist" <<<"$answer"
 }
 eventually 120 create_bucket || fail "cannot create bucket $bucket"
 
@@ -200,11 +203,15 @@ check_collection() {
   sha256=$(jq -r .sha256 <<<"$record")
   file_name=$(basename "$(jq -r .hostPath <<<"$record")")
   [ "/buckets/$bucket/$key.json" = "$record_path" ] || fail "record key $key does not match $record_path"
-  filer_ls "$store_dir/default/$pod" | grep -qx "/buckets/$bucket/$key" ||
+  grep -qx "/buckets/$bucket/$key" <<<"$(filer_ls "$store_dir/default/$pod")" ||
     fail "the dump object $key is missing"
 
   # The receiver was told.
-  notified() { kubectl -n e2e-infra logs deploy/receiver | grep '^POST ' | grep -q "$pod"; }
+  notified() {
+    local logs
+    logs=$(kubectl -n e2e-infra logs deploy/receiver)
+    grep '^POST ' <<<"$logs" | grep -F "$pod" >/dev/null
+  }
   eventually 120 notified || fail "the receiver got no notification naming $pod"
 
   # The node's copy is gone once stored.
