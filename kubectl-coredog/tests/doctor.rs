@@ -6,7 +6,7 @@ mod support;
 use std::sync::Mutex;
 
 use jiff::Timestamp;
-use kubectl_coredog::doctor::exec::CoreLimitProbe;
+use kubectl_coredog::doctor::exec::{CoreLimitProbe, CoreLimitReading, CoreSizeLimit, LimitSource};
 use kubectl_coredog::doctor::run;
 use kubectl_coredog::workload::WorkloadRef;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
@@ -215,10 +215,17 @@ fn serve(cluster: Cluster) -> impl Fn(&Recorded) -> (u16, Value) + Send + 'stati
     }
 }
 
-/// `ulimit -c` answers by pod, and the calls made.
+/// Core size limits by pod, and the calls made.
 struct Probe {
-    answers: Vec<(&'static str, Result<String, String>)>,
+    answers: Vec<(&'static str, Result<CoreLimitReading, String>)>,
     calls: Mutex<Vec<String>>,
+}
+
+fn main_process(limit: CoreSizeLimit) -> Result<CoreLimitReading, String> {
+    Ok(CoreLimitReading {
+        limit,
+        source: LimitSource::MainProcess,
+    })
 }
 
 impl CoreLimitProbe for Probe {
@@ -227,11 +234,17 @@ impl CoreLimitProbe for Probe {
         namespace: &str,
         pod: &str,
         container: &str,
-    ) -> Result<String, String> {
+        main_process_is_pid_one: bool,
+    ) -> Result<CoreLimitReading, String> {
+        let shared = if main_process_is_pid_one {
+            ""
+        } else {
+            " (processes shared)"
+        };
         self.calls
             .lock()
             .unwrap()
-            .push(format!("{namespace}/{pod}/{container}"));
+            .push(format!("{namespace}/{pod}/{container}{shared}"));
         self.answers
             .iter()
             .find(|(name, _)| *name == pod)
@@ -273,15 +286,23 @@ async fn a_healthy_cluster_passes() {
             ),
         ],
         namespace: namespace(json!({"kubernetes.io/metadata.name": "shop"})),
-        app_pods: vec![
-            app_pod("web-1", "node-1", true),
-            app_pod("web-2", "node-2", true),
-        ],
+        app_pods: vec![app_pod("web-1", "node-1", true), {
+            // Its PID 1 is the pause process: the limit comes from a new shell.
+            let mut pod = app_pod("web-2", "node-2", true);
+            pod["spec"]["shareProcessNamespace"] = json!(true);
+            pod
+        }],
     }));
     let probe = Probe {
         answers: vec![
-            ("web-1", Ok("unlimited".into())),
-            ("web-2", Ok("unlimited".into())),
+            ("web-1", main_process(CoreSizeLimit::Unlimited)),
+            (
+                "web-2",
+                Ok(CoreLimitReading {
+                    limit: CoreSizeLimit::Unlimited,
+                    source: LimitSource::NewShell,
+                }),
+            ),
         ],
         calls: Mutex::new(Vec::new()),
     };
@@ -326,7 +347,7 @@ async fn a_healthy_cluster_passes() {
     );
     assert_eq!(
         *probe.calls.lock().unwrap(),
-        ["shop/web-1/app", "shop/web-2/app"]
+        ["shop/web-1/app", "shop/web-2/app (processes shared)"]
     );
     assert_eq!(
         captured.stdout(),
@@ -342,7 +363,8 @@ async fn a_healthy_cluster_passes() {
 ✔ no Pod Security label of namespace shop forbids hostPath volumes
 ✔ all 2 running pods of deployment.apps/web carry the dump directory
 ✔ kernel.core_pattern writes into /corefile on the nodes of its pods (node-1, node-2)
-✔ ulimit -c is unlimited in the 2 containers checked (as a new shell sees it)
+✔ core dumps are unlimited in the 2 containers checked
+    read from a new shell in web-2/app (the main process's limits could not be read), which may not be the workload's
 
 No problems found.
 "
@@ -391,7 +413,7 @@ async fn a_broken_cluster_fails_with_a_fix_for_each_problem() {
     }));
     let probe = Probe {
         answers: vec![
-            ("web-1", Ok("0".into())),
+            ("web-1", main_process(CoreSizeLimit::Off)),
             (
                 "web-2",
                 Err("exec: \"sh\": executable file not found in $PATH".into()),
@@ -441,7 +463,7 @@ async fn a_broken_cluster_fails_with_a_fix_for_each_problem() {
 ✘ kernel.core_pattern on node node-1 does not write into /corefile: dumps of deployment.apps/web never reach CoreDog
     kernel.core_pattern=|/usr/lib/systemd/systemd-coredump %P %u %g %s %t %c %h on node-1
     fix: on each of those nodes run `sysctl -w kernel.core_pattern=/corefile/core.%e.%p.%h.%t` (and persist it in /etc/sysctl.d/), or let the watchers set it: kubectl coredog install --node-setup
-✘ core dumps are off (ulimit -c 0) in web-1/app
+✘ core dumps are off (core size limit 0) in web-1/app
     web-2/app: exec: \"sh\": executable file not found in $PATH
     fix: raise the limit where the process starts, e.g. command: [\"sh\", \"-c\", \"ulimit -c unlimited && exec ./server\"]
 

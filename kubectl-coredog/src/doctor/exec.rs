@@ -1,4 +1,11 @@
-//! `ulimit -c` inside a container, through the API server's exec.
+//! The core size limit inside a container, through the API server's exec.
+//!
+//! A process started by exec gets the limits the container runtime gives new processes, not
+//! those of the workload's process: a server started as `sh -c "ulimit -c unlimited && exec
+//! ./server"` dumps core while `ulimit -c` in a new shell still says 0, and the other way round.
+//! So the limit is read from `/proc/1/limits`, the container's main process, and only when that
+//! cannot be read (no `cat` in the image, or PID 1 is the pod's pause process because the pod
+//! shares its process namespace) from a new shell, and said so.
 
 use std::future::Future;
 use std::time::Duration;
@@ -10,14 +17,74 @@ use tokio::io::AsyncReadExt as _;
 
 const EXEC_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Runs `ulimit -c` in a container; `Err` says why it could not (often: the image has no shell).
+/// The soft limit on the size of a core dump (`RLIMIT_CORE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoreSizeLimit {
+    Unlimited,
+    /// 0: no core is written at all.
+    Off,
+    /// A limit, in the unit it was read in (bytes, or a shell's blocks).
+    Limited(String),
+}
+
+/// Which process the limit is that of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitSource {
+    /// The container's PID 1: the workload's own process (or the shell that starts it).
+    MainProcess,
+    /// A shell started for the check, which has the runtime's limits, not the workload's.
+    NewShell,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreLimitReading {
+    pub limit: CoreSizeLimit,
+    pub source: LimitSource,
+}
+
+/// Reads the core size limit in a container; `Err` says why it could not (often: the image
+/// has neither `cat` nor a shell).
 pub trait CoreLimitProbe {
+    /// `main_process_is_pid_one` is false for pods that share their process namespace, whose
+    /// PID 1 is the pause process.
     fn core_limit(
         &self,
         namespace: &str,
         pod: &str,
         container: &str,
-    ) -> impl Future<Output = Result<String, String>>;
+        main_process_is_pid_one: bool,
+    ) -> impl Future<Output = Result<CoreLimitReading, String>>;
+}
+
+/// The soft core size limit in the text of a `/proc/<pid>/limits` file.
+pub fn parse_proc_limits(text: &str) -> Option<CoreSizeLimit> {
+    let line = text
+        .lines()
+        .find(|line| line.starts_with("Max core file size"))?;
+    let soft = line
+        .strip_prefix("Max core file size")?
+        .split_whitespace()
+        .next()?;
+    match soft {
+        "unlimited" => Some(CoreSizeLimit::Unlimited),
+        "0" => Some(CoreSizeLimit::Off),
+        bytes => bytes
+            .parse::<u64>()
+            .ok()
+            .map(|bytes| CoreSizeLimit::Limited(format!("{bytes} bytes"))),
+    }
+}
+
+/// The limit a shell's `ulimit -c` printed.
+pub fn parse_ulimit(text: &str) -> Result<CoreSizeLimit, String> {
+    match text.trim() {
+        "unlimited" => Ok(CoreSizeLimit::Unlimited),
+        "0" => Ok(CoreSizeLimit::Off),
+        other => match other.parse::<u64>() {
+            Ok(blocks) => Ok(CoreSizeLimit::Limited(format!("{blocks} blocks"))),
+            Err(_) => Err(format!("unexpected output {other:?}")),
+        },
+    }
 }
 
 /// The probe through the cluster (needs `create pods/exec`).
@@ -25,12 +92,14 @@ pub struct KubeExec {
     pub client: Client,
 }
 
-impl CoreLimitProbe for KubeExec {
-    async fn core_limit(
+impl KubeExec {
+    /// Runs `command` in the container; its standard output, or why it failed.
+    async fn run(
         &self,
         namespace: &str,
         pod: &str,
         container: &str,
+        command: &[&str],
     ) -> Result<String, String> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let run = async {
@@ -40,7 +109,7 @@ impl CoreLimitProbe for KubeExec {
                 .stdout(true)
                 .stderr(true);
             let mut process = pods
-                .exec(pod, ["sh", "-c", "ulimit -c"], &params)
+                .exec(pod, command.iter().copied(), &params)
                 .await
                 .map_err(|err| crate::error::kube_message(&err))?;
             let mut stdout = String::new();
@@ -63,15 +132,89 @@ impl CoreLimitProbe for KubeExec {
                     .filter(|message| !message.is_empty())
                     .unwrap_or_else(|| "the command failed".to_owned()));
             }
-            let value = stdout.trim().to_owned();
-            if value.is_empty() {
+            if stdout.trim().is_empty() {
                 Err("no output".to_owned())
             } else {
-                Ok(value)
+                Ok(stdout)
             }
         };
         tokio::time::timeout(EXEC_TIMEOUT, run)
             .await
             .unwrap_or_else(|_| Err("timed out".to_owned()))
+    }
+}
+
+impl CoreLimitProbe for KubeExec {
+    async fn core_limit(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        main_process_is_pid_one: bool,
+    ) -> Result<CoreLimitReading, String> {
+        if main_process_is_pid_one
+            && let Ok(text) = self
+                .run(namespace, pod, container, &["cat", "/proc/1/limits"])
+                .await
+            && let Some(limit) = parse_proc_limits(&text)
+        {
+            return Ok(CoreLimitReading {
+                limit,
+                source: LimitSource::MainProcess,
+            });
+        }
+        let text = self
+            .run(namespace, pod, container, &["sh", "-c", "ulimit -c"])
+            .await?;
+        Ok(CoreLimitReading {
+            limit: parse_ulimit(&text)?,
+            source: LimitSource::NewShell,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: &str =
+        "Limit                     Soft Limit           Hard Limit           Units     
+Max cpu time              unlimited            unlimited            seconds   
+Max file size             unlimited            unlimited            bytes     
+Max core file size        0                    unlimited            bytes     
+Max resident set          unlimited            unlimited            bytes     
+";
+
+    #[test]
+    fn reads_the_soft_core_limit_of_a_process() {
+        assert_eq!(parse_proc_limits(LIMITS), Some(CoreSizeLimit::Off));
+        let unlimited = LIMITS.replace(
+            "Max core file size        0  ",
+            "Max core file size        unlimited",
+        );
+        assert_eq!(
+            parse_proc_limits(&unlimited),
+            Some(CoreSizeLimit::Unlimited)
+        );
+        let limited = LIMITS.replace(
+            "Max core file size        0  ",
+            "Max core file size        1048576",
+        );
+        assert_eq!(
+            parse_proc_limits(&limited),
+            Some(CoreSizeLimit::Limited("1048576 bytes".to_owned()))
+        );
+        assert_eq!(parse_proc_limits("no limits here"), None);
+    }
+
+    #[test]
+    fn reads_what_a_shell_says() {
+        assert_eq!(parse_ulimit("unlimited\n"), Ok(CoreSizeLimit::Unlimited));
+        assert_eq!(parse_ulimit("0\n"), Ok(CoreSizeLimit::Off));
+        assert_eq!(
+            parse_ulimit("2048"),
+            Ok(CoreSizeLimit::Limited("2048 blocks".to_owned()))
+        );
+        assert!(parse_ulimit("sh: ulimit: not found").is_err());
     }
 }

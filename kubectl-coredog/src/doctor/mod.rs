@@ -138,12 +138,12 @@ pub struct ClusterSnapshot {
     pub watcher_pods: Lookup<Vec<Pod>>,
 }
 
-/// A container's `ulimit -c`, or why it could not be read.
+/// A container's core size limit, or why it could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreLimit {
     pub pod: String,
     pub container: String,
-    pub limit: Result<String, String>,
+    pub limit: Result<exec::CoreLimitReading, String>,
 }
 
 /// Everything the checks of one workload look at.
@@ -291,9 +291,14 @@ pub async fn gather_workload(
                 == Some("Running")
         });
         for pod in running.take(PROBED_PODS) {
+            let shares_processes = pod
+                .spec
+                .as_ref()
+                .and_then(|spec| spec.share_process_namespace)
+                .unwrap_or(false);
             for container in probed_containers(pod, &selection) {
                 let limit = probe
-                    .core_limit(namespace, &pod.name_any(), &container)
+                    .core_limit(namespace, &pod.name_any(), &container, !shares_processes)
                     .await;
                 snapshot.limits.push(CoreLimit {
                     pod: pod.name_any(),

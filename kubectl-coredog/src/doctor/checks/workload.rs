@@ -13,6 +13,7 @@ use kube::ResourceExt as _;
 
 use super::nodes::{node_reports, pattern_fix, pod_node};
 use super::{denied, names};
+use crate::doctor::exec::{CoreSizeLimit, LimitSource};
 use crate::doctor::{Check, ClusterSnapshot, Level, Lookup, WorkloadSnapshot};
 use crate::install::manifests::NAMESPACE;
 use crate::status::injection;
@@ -274,44 +275,61 @@ fn core_limits(snapshot: &WorkloadSnapshot) -> Option<Check> {
     let mut disabled = Vec::new();
     let mut small = Vec::new();
     let mut unknown = Vec::new();
+    let mut from_a_shell = Vec::new();
     let mut allowed = 0usize;
     for limit in &snapshot.limits {
         let at = format!("{}/{}", limit.pod, limit.container);
         match &limit.limit {
-            Ok(value) if value == "unlimited" => allowed += 1,
-            Ok(value) => match value.parse::<u64>() {
-                Ok(0) => disabled.push(at),
-                Ok(blocks) => small.push(format!("{at} ({blocks} blocks)")),
-                Err(_) => unknown.push(format!("{at}: unexpected output {value:?}")),
-            },
+            Ok(reading) => {
+                if reading.source == LimitSource::NewShell {
+                    from_a_shell.push(at.clone());
+                }
+                match &reading.limit {
+                    CoreSizeLimit::Unlimited => allowed += 1,
+                    CoreSizeLimit::Off => disabled.push(at),
+                    CoreSizeLimit::Limited(size) => small.push(format!("{at} ({size})")),
+                }
+            }
             Err(reason) => unknown.push(format!("{at}: {reason}")),
         }
     }
+    // Read from a new shell, a limit says what the runtime gives new processes, which the
+    // workload's process may have changed.
+    let shell_note = (!from_a_shell.is_empty()).then(|| {
+        format!(
+            "read from a new shell in {} (the main process's limits could not be read), which may not be the workload's",
+            names(&from_a_shell)
+        )
+    });
     let check = if !disabled.is_empty() {
         Check::fail(
-            format!("core dumps are off (ulimit -c 0) in {}", names(&disabled)),
+            format!(
+                "core dumps are off (core size limit 0) in {}",
+                names(&disabled)
+            ),
             "raise the limit where the process starts, e.g. command: [\"sh\", \"-c\", \"ulimit -c unlimited && exec ./server\"]",
         )
     } else if !small.is_empty() {
         Check::warn(format!(
-            "ulimit -c is limited in {}: larger dumps are cut short",
+            "the core size limit is low in {}: larger dumps are cut short",
             names(&small)
         ))
         .with_fix("ulimit -c unlimited where the process starts")
     } else if !unknown.is_empty() {
-        Check::warn("ulimit -c could not be read in some containers (an image without a shell?)")
-            .details(unknown.clone())
+        Check::warn(
+            "the core size limit could not be read in some containers (an image without cat or a shell?)",
+        )
+        .details(unknown.clone())
     } else {
         Check::ok(format!(
-            "ulimit -c is unlimited in the {allowed} container{} checked (as a new shell sees it)",
+            "core dumps are unlimited in the {allowed} container{} checked",
             if allowed == 1 { "" } else { "s" }
         ))
     };
-    Some(if check.level == Level::Fail && !unknown.is_empty() {
-        let mut details = check.details.clone();
+    let mut details = check.details.clone();
+    if check.level == Level::Fail {
         details.extend(unknown);
-        check.details(details)
-    } else {
-        check
-    })
+    }
+    details.extend(shell_note);
+    Some(check.details(details))
 }
