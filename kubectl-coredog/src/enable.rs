@@ -329,7 +329,7 @@ async fn apply_change(
         change.verb(),
         dry_run.suffix(),
         changes.join(", "),
-        workload.kind.rollout_note()
+        workload.rollout_note()
     ))
 }
 

@@ -6,11 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Context as _;
-use coredog_core::annotations::{INJECT, INJECTED, read_opt_in};
-use coredog_core::layout::VOLUME_NAME;
+use coredog_core::annotations::{
+    CONTAINER, ContainerSelection, INJECT, INJECTED, InjectionRequest, read_opt_in,
+};
+use coredog_core::layout::{POD_NAME_ENV, VOLUME_NAME};
 use coredog_core::object_key::{CoreKey, listing_prefix};
 use futures_util::stream::{self, StreamExt as _};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt as _};
 use serde::Serialize;
@@ -32,6 +34,72 @@ pub struct Injection {
     pub containers: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What would mend it, for a pod without the dump directory.
+    #[serde(skip)]
+    pub cause: Option<NotInjected>,
+}
+
+/// Why a pod has no dump directory, by what mends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotInjected {
+    /// The pod does not ask for it (made before its workload opted in), or asks wrongly.
+    NotOptedIn,
+    /// The webhook refuses this pod as it is (a container named that does not exist, a mount
+    /// already at the path): a new pod would be refused too.
+    Refused,
+    /// It asked, and the webhook did not see it (created before the webhook, or while the
+    /// webhook was unreachable): a new pod gets it.
+    Missed,
+}
+
+/// Why the webhook gives a pod that asks for it no dump directory at all, if it does: the
+/// rules of its patch (cluster/src/webhook/inject.rs), over the pod as stored.
+fn refusal(pod: &Pod, request: &InjectionRequest) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let containers: Vec<&Container> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .collect();
+    if let ContainerSelection::Named(names) = &request.containers {
+        let unknown: Vec<&str> = names
+            .iter()
+            .filter(|name| !containers.iter().any(|c| &&c.name == name))
+            .map(String::as_str)
+            .collect();
+        if unknown.len() == names.len() {
+            let present: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+            return Some(format!(
+                "{CONTAINER} names {}, no container of the pod (it has {}): the webhook skips it",
+                unknown.join(", "),
+                present.join(", ")
+            ));
+        }
+    }
+    let path = request.path.as_str();
+    let selected: Vec<&&Container> = containers
+        .iter()
+        .filter(|c| request.containers.selects(&c.name))
+        .collect();
+    let blocked: Vec<String> = selected
+        .iter()
+        .filter_map(|c| {
+            let mounted = c
+                .volume_mounts
+                .iter()
+                .flatten()
+                .any(|mount| mount.mount_path.trim_end_matches('/') == path);
+            let own_env = c.env.iter().flatten().any(|env| env.name == POD_NAME_ENV);
+            match (mounted, own_env) {
+                (true, _) => Some(format!("{} already mounts a volume at {path}", c.name)),
+                (false, true) => Some(format!("{} defines {POD_NAME_ENV} itself", c.name)),
+                (false, false) => None,
+            }
+        })
+        .collect();
+    (!selected.is_empty() && blocked.len() == selected.len())
+        .then(|| format!("{}: the webhook skips the pod", blocked.join("; ")))
 }
 
 /// Reads what the webhook did to a pod.
@@ -53,22 +121,30 @@ pub fn injection(pod: &Pod) -> Injection {
                 .map(str::to_owned)
                 .collect(),
             reason: None,
+            cause: None,
         };
     }
-    let reason = match read_opt_in(annotations) {
-        Err(err) => err.to_string(),
-        Ok(None) => "not opted in".to_owned(),
-        Ok(Some(_)) if has_volume || recorded.is_some() => {
-            format!("only partly injected (volume {VOLUME_NAME} or annotation {INJECTED} missing)")
-        }
-        Ok(Some(_)) => {
-            "created before the webhook, or while it was unreachable: restart the pod".to_owned()
-        }
+    let (reason, cause) = match read_opt_in(annotations) {
+        Err(err) => (err.to_string(), NotInjected::NotOptedIn),
+        Ok(None) => ("not opted in".to_owned(), NotInjected::NotOptedIn),
+        Ok(Some(_)) if has_volume || recorded.is_some() => (
+            format!("only partly injected (volume {VOLUME_NAME} or annotation {INJECTED} missing)"),
+            NotInjected::Missed,
+        ),
+        Ok(Some(request)) => match refusal(pod, &request) {
+            Some(why) => (why, NotInjected::Refused),
+            None => (
+                "created before the webhook, or while it was unreachable: restart the pod"
+                    .to_owned(),
+                NotInjected::Missed,
+            ),
+        },
     };
     Injection {
         injected: false,
         containers: Vec::new(),
         reason: Some(reason),
+        cause: Some(cause),
     }
 }
 
@@ -678,18 +754,59 @@ mod tests {
             Injection {
                 injected: true,
                 containers: vec!["app".into()],
-                reason: None
+                reason: None,
+                cause: None,
             }
         );
         let old = pod(
             serde_json::json!({"coredog.io/inject": "true", "coredog.io/path": "/corefile"}),
             false,
         );
-        assert!(injection(&old).reason.unwrap().contains("restart the pod"));
+        let missed = injection(&old);
+        assert!(missed.reason.unwrap().contains("restart the pod"));
+        assert_eq!(missed.cause, Some(NotInjected::Missed));
         let bad = pod(
             serde_json::json!({"coredog.io/inject": "true", "coredog.io/path": "/etc"}),
             false,
         );
-        assert!(injection(&bad).reason.unwrap().contains("/etc"));
+        let invalid = injection(&bad);
+        assert!(invalid.reason.unwrap().contains("/etc"));
+        assert_eq!(invalid.cause, Some(NotInjected::NotOptedIn));
+    }
+
+    #[test]
+    fn a_pod_the_webhook_refuses_is_told_apart_from_one_it_missed() {
+        let named = pod(
+            serde_json::json!({"coredog.io/inject": "true", "coredog.io/path": "/corefile", "coredog.io/container": "api"}),
+            false,
+        );
+        let refused = injection(&named);
+        assert_eq!(refused.cause, Some(NotInjected::Refused));
+        let reason = refused.reason.unwrap();
+        assert!(
+            reason.contains("api") && reason.contains("it has app"),
+            "{reason}"
+        );
+
+        let mut mounted = pod(
+            serde_json::json!({"coredog.io/inject": "true", "coredog.io/path": "/corefile"}),
+            false,
+        );
+        if let Some(spec) = mounted.spec.as_mut() {
+            spec.containers[0].volume_mounts =
+                Some(vec![k8s_openapi::api::core::v1::VolumeMount {
+                    name: "scratch".into(),
+                    mount_path: "/corefile/".into(),
+                    ..Default::default()
+                }]);
+        }
+        let refused = injection(&mounted);
+        assert_eq!(refused.cause, Some(NotInjected::Refused));
+        assert!(
+            refused
+                .reason
+                .unwrap()
+                .contains("already mounts a volume at /corefile")
+        );
     }
 }

@@ -214,6 +214,30 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<(String, String)> {
 }
 
 impl Workload {
+    /// What a change of its pod template does to its pods: [`WorkloadKind::rollout_note`],
+    /// unless its update strategy is `OnDelete`, which replaces no pod by itself.
+    pub fn rollout_note(&self) -> &'static str {
+        let on_delete = self.object.data["spec"]["updateStrategy"]["type"] == "OnDelete";
+        if on_delete
+            && matches!(
+                self.kind,
+                WorkloadKind::StatefulSet | WorkloadKind::DaemonSet
+            )
+        {
+            "its update strategy is OnDelete: pods get it when they are deleted and re-created"
+        } else {
+            self.kind.rollout_note()
+        }
+    }
+
+    /// Whether it replaces its pods when its pod template changes.
+    pub fn rolls_out(&self) -> bool {
+        matches!(
+            self.kind,
+            WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::DaemonSet
+        ) && self.object.data["spec"]["updateStrategy"]["type"] != "OnDelete"
+    }
+
     pub fn name(&self) -> String {
         self.object.name_any()
     }

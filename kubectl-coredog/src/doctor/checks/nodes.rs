@@ -161,9 +161,15 @@ pub(super) fn watchers(snapshot: &ClusterSnapshot) -> Check {
     let mut tainted = false;
     for node in &linux {
         let name = node.name_any();
-        match pods
+        // During a rolling update a node can have two watchers: the ready one counts.
+        let on_node: Vec<&Pod> = pods
             .iter()
-            .find(|pod| pod_node(pod).as_deref() == Some(&name))
+            .filter(|pod| pod_node(pod).as_deref() == Some(&name))
+            .collect();
+        match on_node
+            .iter()
+            .find(|pod| pod_ready(pod))
+            .or_else(|| on_node.first())
         {
             None => {
                 let unmatched = unmatched_selector(node, &node_selector);
@@ -243,16 +249,30 @@ pub(super) fn watchers(snapshot: &ClusterSnapshot) -> Check {
 }
 
 /// Each watcher's report of its node, by node name (`None`: it has not reported one).
+/// A node with two watchers (a rolling update) is reported by the one that is ready, or else
+/// by the one that has reported.
 pub(super) fn node_reports(pods: &[Pod]) -> BTreeMap<String, Option<NodeStatus>> {
-    pods.iter()
-        .filter_map(|pod| {
-            let node = pod_node(pod)?;
-            let status = pod
-                .annotations()
-                .get(NODE_STATUS_ANNOTATION)
-                .and_then(|json| serde_json::from_str::<NodeStatus>(json).ok());
-            Some((node, status))
-        })
+    let mut reports: BTreeMap<String, (bool, Option<NodeStatus>)> = BTreeMap::new();
+    for pod in pods {
+        let Some(node) = pod_node(pod) else { continue };
+        let status = pod
+            .annotations()
+            .get(NODE_STATUS_ANNOTATION)
+            .and_then(|json| serde_json::from_str::<NodeStatus>(json).ok());
+        let ready = pod_ready(pod);
+        let better = match reports.get(&node) {
+            None => true,
+            Some((known_ready, known_status)) => {
+                (ready, status.is_some()) > (*known_ready, known_status.is_some())
+            }
+        };
+        if better {
+            reports.insert(node, (ready, status));
+        }
+    }
+    reports
+        .into_iter()
+        .map(|(node, (_, status))| (node, status))
         .collect()
 }
 
@@ -376,6 +396,33 @@ pub(super) fn node_statuses(snapshot: &ClusterSnapshot) -> Vec<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_with_two_watchers_is_reported_by_the_ready_one() {
+        let watcher = |name: &str, ready: bool, pattern: &str| -> Pod {
+            let status = serde_json::json!({"node": "node-1", "corePattern": pattern, "corefileDir": "/corefile", "storage": "ok", "backlogFiles": 0, "backlogBytes": 0, "updatedAt": "2026-12-01T00:00:00Z"});
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "annotations": {NODE_STATUS_ANNOTATION: status.to_string()}},
+                "spec": {"nodeName": "node-1", "containers": []},
+                "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+            }))
+            .unwrap()
+        };
+        for pods in [
+            vec![
+                watcher("new", true, "core"),
+                watcher("old", false, "|apport"),
+            ],
+            vec![
+                watcher("old", false, "|apport"),
+                watcher("new", true, "core"),
+            ],
+        ] {
+            let reports = node_reports(&pods);
+            let report = reports["node-1"].as_ref().expect("a report");
+            assert_eq!(report.core_pattern.as_deref(), Some("core"));
+        }
+    }
 
     #[test]
     fn tolerations() {

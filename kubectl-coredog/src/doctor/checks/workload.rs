@@ -16,8 +16,8 @@ use super::{denied, names};
 use crate::doctor::exec::{CoreSizeLimit, LimitSource};
 use crate::doctor::{Check, ClusterSnapshot, Level, Lookup, WorkloadSnapshot};
 use crate::install::manifests::NAMESPACE;
-use crate::status::injection;
-use crate::workload::WorkloadKind;
+use crate::status::{NotInjected, injection};
+use crate::workload::{Workload, WorkloadKind};
 
 pub fn workload_checks(cluster: &ClusterSnapshot, snapshot: &WorkloadSnapshot) -> Vec<Check> {
     let reference = &snapshot.reference;
@@ -63,7 +63,10 @@ pub fn workload_checks(cluster: &ClusterSnapshot, snapshot: &WorkloadSnapshot) -
         }
     };
     checks.push(namespace_check(snapshot));
-    checks.push(injected_pods(snapshot, workload.kind));
+    // Pods of a workload that has not opted in have nothing to carry.
+    if request.is_some() {
+        checks.push(injected_pods(snapshot, workload));
+    }
     if let Some(request) = &request
         && let Some(check) = pattern_matches_path(cluster, snapshot, request.path.as_str())
     {
@@ -132,34 +135,38 @@ fn namespace_check(snapshot: &WorkloadSnapshot) -> Check {
     ))
 }
 
+/// A pod that runs or is about to, and is not on its way out (a pod being deleted after a
+/// restart keeps its phase until it is gone).
 fn live(pod: &Pod) -> bool {
-    matches!(
-        pod.status
-            .as_ref()
-            .and_then(|status| status.phase.as_deref()),
-        Some("Running" | "Pending")
-    )
+    pod.metadata.deletion_timestamp.is_none()
+        && matches!(
+            pod.status
+                .as_ref()
+                .and_then(|status| status.phase.as_deref()),
+            Some("Running" | "Pending")
+        )
 }
 
-fn injected_pods(snapshot: &WorkloadSnapshot, kind: WorkloadKind) -> Check {
+fn injected_pods(snapshot: &WorkloadSnapshot, workload: &Workload) -> Check {
     let reference = &snapshot.reference;
     let pods: Vec<&Pod> = snapshot.pods.iter().filter(|pod| live(pod)).collect();
     if pods.is_empty() {
         return Check::warn(format!("{reference} has no running pods to check"));
     }
-    let missing: Vec<String> = pods
-        .iter()
-        .filter_map(|pod| {
-            let injection = injection(pod);
-            (!injection.injected).then(|| {
-                format!(
-                    "{}: {}",
-                    pod.name_any(),
-                    injection.reason.unwrap_or_default()
-                )
-            })
-        })
-        .collect();
+    let mut missing = Vec::new();
+    let mut refused = false;
+    for pod in &pods {
+        let injection = injection(pod);
+        if injection.injected {
+            continue;
+        }
+        refused |= injection.cause == Some(NotInjected::Refused);
+        missing.push(format!(
+            "{}: {}",
+            pod.name_any(),
+            injection.reason.unwrap_or_default()
+        ));
+    }
     if missing.is_empty() {
         return Check::ok(format!(
             "all {} running pod{} of {reference} carry the dump directory",
@@ -167,17 +174,27 @@ fn injected_pods(snapshot: &WorkloadSnapshot, kind: WorkloadKind) -> Check {
             if pods.len() == 1 { "" } else { "s" }
         ));
     }
-    let fix = match kind {
-        WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::DaemonSet => format!(
-            "kubectl -n {} rollout restart {}/{} (the webhook injects the new pods)",
-            snapshot.namespace,
+    let namespace = &snapshot.namespace;
+    let kind = workload.kind;
+    let fix = if refused {
+        // A new pod would be refused the same way: the annotations must change first.
+        format!(
+            "correct coredog.io/container or coredog.io/path (kubectl coredog enable {reference} -n {namespace} --path PATH --container NAMES), then re-create the pods"
+        )
+    } else if workload.rolls_out() {
+        format!(
+            "kubectl -n {namespace} rollout restart {}/{} (the webhook injects the new pods)",
             kind.resource_name(),
             reference.name
-        ),
-        _ => format!(
-            "delete those pods so that their controller re-creates them: kubectl -n {} delete pod NAME",
-            snapshot.namespace
-        ),
+        )
+    } else if kind == WorkloadKind::CronJob {
+        "its next runs get the dump directory".to_owned()
+    } else if kind == WorkloadKind::Job {
+        "the pods it creates from now on get the dump directory (a deleted pod may count against its backoffLimit)".to_owned()
+    } else {
+        format!(
+            "delete those pods so that their controller re-creates them: kubectl -n {namespace} delete pod NAME"
+        )
     };
     Check::fail(
         format!(
@@ -332,4 +349,102 @@ fn core_limits(snapshot: &WorkloadSnapshot) -> Option<Check> {
     }
     details.extend(shell_note);
     Some(check.details(details))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::WorkloadRef;
+
+    fn workload(kind: WorkloadKind, strategy: &str) -> Workload {
+        Workload {
+            kind,
+            object: serde_json::from_value(serde_json::json!({
+                "apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "db", "namespace": "shop"},
+                "spec": {"updateStrategy": {"type": strategy}}
+            }))
+            .unwrap(),
+        }
+    }
+
+    fn pod(name: &str, annotations: serde_json::Value, terminating: bool) -> Pod {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "shop", "annotations": annotations},
+            "spec": {"containers": [{"name": "app"}]},
+            "status": {"phase": "Running"}
+        }))
+        .unwrap();
+        if terminating {
+            pod.metadata.deletion_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+            );
+        }
+        pod
+    }
+
+    fn snapshot(pods: Vec<Pod>) -> WorkloadSnapshot {
+        WorkloadSnapshot {
+            reference: WorkloadRef {
+                kind: WorkloadKind::StatefulSet,
+                name: "db".into(),
+            },
+            namespace: "shop".into(),
+            workload: Lookup::Missing,
+            pods,
+            namespace_object: Lookup::Missing,
+            limits: Vec::new(),
+        }
+    }
+
+    fn opted_in(extra: &[(&str, &str)]) -> serde_json::Value {
+        let mut annotations =
+            serde_json::json!({"coredog.io/inject": "true", "coredog.io/path": "/corefile"});
+        for (key, value) in extra {
+            annotations[*key] = serde_json::json!(value);
+        }
+        annotations
+    }
+
+    #[test]
+    fn pods_on_their_way_out_are_not_counted() {
+        let snapshot = snapshot(vec![pod("db-0", opted_in(&[]), true)]);
+        let check = injected_pods(
+            &snapshot,
+            &workload(WorkloadKind::StatefulSet, "RollingUpdate"),
+        );
+        assert_eq!(check.level, Level::Warn, "{check:?}");
+    }
+
+    #[test]
+    fn the_fix_for_pods_without_the_directory_depends_on_why() {
+        let rolling = workload(WorkloadKind::StatefulSet, "RollingUpdate");
+        let missed = snapshot(vec![pod("db-0", opted_in(&[]), false)]);
+        let check = injected_pods(&missed, &rolling);
+        assert!(
+            check.fix.as_deref().unwrap().contains("rollout restart"),
+            "{check:?}"
+        );
+
+        // OnDelete: a restart replaces nothing.
+        let check = injected_pods(&missed, &workload(WorkloadKind::StatefulSet, "OnDelete"));
+        assert!(
+            check.fix.as_deref().unwrap().contains("delete those pods"),
+            "{check:?}"
+        );
+
+        // The webhook refuses these pods as they are: re-creating them changes nothing.
+        let refused = snapshot(vec![pod(
+            "db-0",
+            opted_in(&[("coredog.io/container", "api")]),
+            false,
+        )]);
+        let check = injected_pods(&refused, &rolling);
+        assert_eq!(check.level, Level::Fail);
+        let fix = check.fix.as_deref().unwrap();
+        assert!(
+            fix.contains("coredog.io/container") && !fix.contains("rollout restart"),
+            "{fix}"
+        );
+    }
 }
