@@ -64,7 +64,11 @@ fn webhook_configuration(ca_bundle: &str) -> Value {
                 "caBundle": base64(ca_bundle)
             },
             "sideEffects": "None",
-            "failurePolicy": "Ignore"
+            "failurePolicy": "Ignore",
+            "namespaceSelector": {"matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "coredog-system"]},
+                {"key": "coredog.io/webhook", "operator": "NotIn", "values": ["disabled"]}
+            ]}
         }]
     })
 }

@@ -9,13 +9,14 @@ use coredog_core::annotations::{
 use coredog_core::mount_path::MountPath;
 use coredog_core::node_status::pattern_writes_into;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt as _;
 
 use super::nodes::{node_reports, pattern_fix, pod_node};
 use super::{denied, names};
 use crate::doctor::exec::{CoreSizeLimit, LimitSource};
 use crate::doctor::{Check, ClusterSnapshot, Level, Lookup, WorkloadSnapshot};
-use crate::install::manifests::NAMESPACE;
+use crate::install::manifests::{NAMESPACE, WEBHOOK_NAME};
 use crate::status::{NotInjected, injection};
 use crate::workload::{Workload, WorkloadKind};
 
@@ -62,7 +63,7 @@ pub fn workload_checks(cluster: &ClusterSnapshot, snapshot: &WorkloadSnapshot) -
             None
         }
     };
-    checks.push(namespace_check(snapshot));
+    checks.push(namespace_check(cluster, snapshot));
     // Pods of a workload that has not opted in have nothing to carry.
     if request.is_some() {
         checks.push(injected_pods(snapshot, workload));
@@ -78,7 +79,54 @@ pub fn workload_checks(cluster: &ClusterSnapshot, snapshot: &WorkloadSnapshot) -
     checks
 }
 
-fn namespace_check(snapshot: &WorkloadSnapshot) -> Check {
+/// The namespaceSelector of CoreDog's webhook entry, as installed.
+fn webhook_namespace_selector(cluster: &ClusterSnapshot) -> Option<&LabelSelector> {
+    let configuration = cluster.webhook_configuration.found()?;
+    let webhooks = configuration.webhooks.as_deref()?;
+    webhooks
+        .iter()
+        .find(|webhook| webhook.name == WEBHOOK_NAME)
+        .or(webhooks.first())?
+        .namespace_selector
+        .as_ref()
+}
+
+/// The first term of `selector` that `labels` do not satisfy, as `kubectl` would write it.
+fn unmet_term(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> Option<String> {
+    for (key, value) in selector.match_labels.iter().flatten() {
+        if labels.get(key) != Some(value) {
+            return Some(format!("{key}={value}"));
+        }
+    }
+    for expression in selector.match_expressions.iter().flatten() {
+        let value = labels.get(&expression.key);
+        let listed = |value: &String| expression.values.iter().flatten().any(|v| v == value);
+        let met = match expression.operator.as_str() {
+            "In" => value.is_some_and(listed),
+            "NotIn" => !value.is_some_and(listed),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => true,
+        };
+        if !met {
+            let values = expression
+                .values
+                .iter()
+                .flatten()
+                .cloned()
+                .collect::<Vec<_>>();
+            return Some(format!(
+                "{} {} ({})",
+                expression.key,
+                expression.operator,
+                values.join(", ")
+            ));
+        }
+    }
+    None
+}
+
+fn namespace_check(cluster: &ClusterSnapshot, snapshot: &WorkloadSnapshot) -> Check {
     let namespace = &snapshot.namespace;
     if namespace == "kube-system" || namespace == NAMESPACE {
         return Check::fail(
@@ -100,6 +148,24 @@ fn namespace_check(snapshot: &WorkloadSnapshot) -> Check {
                 "namespace {namespace} is labelled {WEBHOOK_NAMESPACE_LABEL}={WEBHOOK_DISABLED}: the webhook skips its pods"
             ),
             format!("kubectl label namespace {namespace} {WEBHOOK_NAMESPACE_LABEL}-"),
+        );
+    }
+    // The selector as installed: the chart's excludeNamespaces, a selector of its own.
+    if let Some(term) =
+        webhook_namespace_selector(cluster).and_then(|selector| unmet_term(selector, labels))
+    {
+        let fix = if term.starts_with("kubernetes.io/metadata.name ") {
+            "the webhook configuration leaves this namespace out: take it out of the chart's webhook.excludeNamespaces, or run the workload in another namespace".to_owned()
+        } else {
+            format!(
+                "label namespace {namespace} to match the webhook's namespaceSelector ({term}), or change the selector (the chart's webhook.namespaceSelector)"
+            )
+        };
+        return Check::fail(
+            format!(
+                "the webhook's namespaceSelector leaves namespace {namespace} out ({term}): its pods are never injected"
+            ),
+            fix,
         );
     }
     let forbids = |mode: &str| {
@@ -446,5 +512,114 @@ mod tests {
             fix.contains("coredog.io/container") && !fix.contains("rollout restart"),
             "{fix}"
         );
+    }
+}
+
+#[cfg(test)]
+mod selector_tests {
+    use super::*;
+    use crate::workload::WorkloadRef;
+
+    #[test]
+    fn a_namespace_the_installed_selector_leaves_out_is_a_failure() {
+        let configuration: k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration =
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "coredog-webhook"},
+                "webhooks": [{
+                    "name": WEBHOOK_NAME,
+                    "admissionReviewVersions": ["v1"],
+                    "clientConfig": {},
+                    "sideEffects": "None",
+                    "namespaceSelector": {"matchExpressions": [
+                        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "coredog-system", "batch"]}
+                    ]}
+                }]
+            }))
+            .unwrap();
+        let cluster = ClusterSnapshot {
+            now: jiff::Timestamp::UNIX_EPOCH,
+            webhook_configuration: Lookup::Found(configuration),
+            tls_secret: Lookup::Missing,
+            endpoint_slices: Lookup::Missing,
+            daemon_set: Lookup::Missing,
+            nodes: Lookup::Missing,
+            watcher_pods: Lookup::Missing,
+        };
+        let snapshot = |namespace: &str| {
+            WorkloadSnapshot {
+            reference: WorkloadRef {
+                kind: WorkloadKind::Deployment,
+                name: "web".into(),
+            },
+            namespace: namespace.to_owned(),
+            workload: Lookup::Missing,
+            pods: Vec::new(),
+            namespace_object: Lookup::Found(
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": namespace, "labels": {"kubernetes.io/metadata.name": namespace}}
+                }))
+                .unwrap(),
+            ),
+            limits: Vec::new(),
+        }
+        };
+        let check = namespace_check(&cluster, &snapshot("batch"));
+        assert_eq!(check.level, Level::Fail, "{check:?}");
+        assert!(
+            check.title.contains("leaves namespace batch out"),
+            "{check:?}"
+        );
+        assert!(check.fix.unwrap().contains("webhook.excludeNamespaces"));
+        assert_eq!(
+            namespace_check(&cluster, &snapshot("shop")).level,
+            Level::Ok
+        );
+    }
+
+    #[test]
+    fn label_selectors_are_read_as_the_api_server_reads_them() {
+        let selector: LabelSelector = serde_json::from_value(serde_json::json!({
+            "matchLabels": {"team": "shop"},
+            "matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "batch"]},
+                {"key": "coredog.io/enabled", "operator": "In", "values": ["true"]},
+                {"key": "legacy", "operator": "DoesNotExist"},
+                {"key": "env", "operator": "Exists"}
+            ]
+        }))
+        .unwrap();
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                .collect()
+        };
+        let good = [
+            ("team", "shop"),
+            ("kubernetes.io/metadata.name", "web"),
+            ("coredog.io/enabled", "true"),
+            ("env", "prod"),
+        ];
+        assert_eq!(unmet_term(&selector, &labels(&good)), None);
+        let mut batch = good;
+        batch[1] = ("kubernetes.io/metadata.name", "batch");
+        assert_eq!(
+            unmet_term(&selector, &labels(&batch)).as_deref(),
+            Some("kubernetes.io/metadata.name NotIn (kube-system, batch)")
+        );
+        assert_eq!(
+            unmet_term(&selector, &labels(&good[1..])).as_deref(),
+            Some("team=shop")
+        );
+        let mut no_opt_in = good.to_vec();
+        no_opt_in.remove(2);
+        assert_eq!(
+            unmet_term(&selector, &labels(&no_opt_in)).as_deref(),
+            Some("coredog.io/enabled In (true)")
+        );
+        let mut legacy = good.to_vec();
+        legacy.push(("legacy", "yes"));
+        assert!(unmet_term(&selector, &labels(&legacy)).is_some());
+        assert!(unmet_term(&selector, &labels(&good[..3])).is_some());
     }
 }
