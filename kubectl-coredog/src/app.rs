@@ -106,7 +106,7 @@ pub async fn run(cli: Cli, console: &mut Console<'_>) -> anyhow::Result<ExitCode
         Command::Enable(args) => {
             // Everything that can be checked without the cluster is checked first.
             let targets = Targets::from_args(&args.selection)?;
-            let change = Change::enable(&args.path, &args.container)?;
+            let change = Change::enable(args.path.as_deref(), args.container.as_deref())?;
             let cluster = connect(&global).await?;
             let scope = cluster.scope(&global);
             enable::run(

@@ -234,12 +234,14 @@ pub struct WorkloadSelection {
 pub struct EnableArgs {
     #[command(flatten)]
     pub selection: WorkloadSelection,
-    /// Where the containers see their dump directory; the node's core_pattern must write there.
-    #[arg(long, value_name = "PATH", default_value = "/corefile")]
-    pub path: String,
-    /// Only these containers (comma-separated; default: every container).
+    /// Where the containers see their dump directory; the node's core_pattern must write there
+    /// [default: the workload's current path, else /corefile].
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// Only these containers, comma-separated; "" for every container [default: the workload's
+    /// current choice, else every container].
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
-    pub container: Vec<String>,
+    pub container: Option<Vec<String>>,
     #[command(flatten)]
     pub dry_run: DryRunArg,
 }
@@ -506,6 +508,7 @@ mod tests {
         let Command::Enable(args) = cli.command else {
             panic!("enable")
         };
-        assert_eq!(args.container, ["a", "b"]);
+        assert_eq!(args.container, Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(args.path, None);
     }
 }

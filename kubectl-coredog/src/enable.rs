@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
-use coredog_core::annotations::{CONTAINER, INJECT, PATH};
+use coredog_core::annotations::{CONTAINER, ContainerSelection, INJECT, PATH};
 use coredog_core::mount_path::MountPath;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::{Api, Client};
@@ -77,35 +77,70 @@ impl Targets {
     }
 }
 
+/// The mount path of a workload that opts in without `--path`.
+pub const DEFAULT_PATH: &str = "/corefile";
+
 /// What to do to the annotations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
+    /// What is `None` was not given: a workload already opted in keeps its own, another gets
+    /// the default ([`Change::for_template`]).
     Enable {
-        path: MountPath,
+        path: Option<MountPath>,
         /// Empty: every container.
-        containers: Vec<String>,
+        containers: Option<Vec<String>>,
     },
     Disable,
 }
 
 impl Change {
-    pub fn enable(path: &str, containers: &[String]) -> anyhow::Result<Self> {
-        let path = MountPath::parse(path).map_err(|err| {
-            user(
-                format!("--path: {err}"),
-                "use a dedicated directory such as /corefile, /data/dumps or /app/coredumps",
-            )
-        })?;
-        let mut names: Vec<String> = Vec::new();
-        for name in containers.iter().map(|name| name.trim()) {
-            if !name.is_empty() && !names.iter().any(|known| known == name) {
-                names.push(name.to_owned());
+    /// `--path` and `--container` as given (`None`: left out).
+    pub fn enable(path: Option<&str>, containers: Option<&[String]>) -> anyhow::Result<Self> {
+        let path = path
+            .map(|path| {
+                MountPath::parse(path).map_err(|err| {
+                    user(
+                        format!("--path: {err}"),
+                        "use a dedicated directory such as /corefile, /data/dumps or /app/coredumps",
+                    )
+                })
+            })
+            .transpose()?;
+        let containers = containers.map(|containers| {
+            let mut names: Vec<String> = Vec::new();
+            for name in containers.iter().map(|name| name.trim()) {
+                if !name.is_empty() && !names.iter().any(|known| known == name) {
+                    names.push(name.to_owned());
+                }
+            }
+            names
+        });
+        Ok(Self::Enable { path, containers })
+    }
+
+    /// The change for a workload whose pod template has the annotations `current`: what was
+    /// not given stays as the workload has it, so that `enable --container worker` on a
+    /// workload enabled at `/data/dumps` keeps its path.
+    pub fn for_template(&self, current: &BTreeMap<String, String>) -> Self {
+        match self {
+            Self::Disable => Self::Disable,
+            Self::Enable { path, containers } => {
+                let path = path.clone().or_else(|| {
+                    current
+                        .get(PATH)
+                        .and_then(|path| MountPath::parse(path).ok())
+                });
+                let containers = containers.clone().or_else(|| {
+                    current
+                        .get(CONTAINER)
+                        .map(|raw| match ContainerSelection::parse(raw) {
+                            ContainerSelection::All => Vec::new(),
+                            ContainerSelection::Named(names) => names,
+                        })
+                });
+                Self::Enable { path, containers }
             }
         }
-        Ok(Self::Enable {
-            path,
-            containers: names,
-        })
     }
 
     /// Every CoreDog annotation, with the value it should have (`None`: absent).
@@ -113,14 +148,40 @@ impl Change {
         match self {
             Self::Enable { path, containers } => BTreeMap::from([
                 (INJECT, Some("true".to_owned())),
-                (PATH, Some(path.to_string())),
+                (
+                    PATH,
+                    Some(
+                        path.as_ref()
+                            .map_or(DEFAULT_PATH.to_owned(), |p| p.to_string()),
+                    ),
+                ),
                 (
                     CONTAINER,
-                    (!containers.is_empty()).then(|| containers.join(",")),
+                    containers
+                        .as_ref()
+                        .filter(|names| !names.is_empty())
+                        .map(|names| names.join(",")),
                 ),
             ]),
             Self::Disable => BTreeMap::from([(INJECT, None), (PATH, None), (CONTAINER, None)]),
         }
+    }
+
+    /// The flags that were given, as they are typed: for a command printed as a hint.
+    fn flags(&self) -> String {
+        let Self::Enable { path, containers } = self else {
+            return String::new();
+        };
+        let mut flags = String::new();
+        if let Some(path) = path {
+            flags.push_str(&format!(" --path {path}"));
+        }
+        match containers.as_deref() {
+            Some([]) => flags.push_str(" --container \"\""),
+            Some(names) => flags.push_str(&format!(" --container {}", names.join(","))),
+            None => {}
+        }
+        flags
     }
 
     /// The merge patch that sets [`Change::desired`] on a workload's pod template.
@@ -286,17 +347,23 @@ async fn apply_change(
                 "{reference} is managed by {kind} {name}: a change to its pod template would be undone, or start a rollout nobody asked for"
             ),
             format!(
-                "kubectl coredog {} {}/{name} -n {}",
+                "kubectl coredog {} {}/{name} -n {}{}",
                 change.command(),
                 kind.to_ascii_lowercase(),
-                workload.namespace()
+                workload.namespace(),
+                change.flags()
             ),
         ));
     }
-    if let Change::Enable { containers, .. } = change {
+    let current = workload.template_annotations();
+    let change = &change.for_template(&current);
+    if let Change::Enable {
+        containers: Some(containers),
+        ..
+    } = change
+    {
         check_containers(workload, containers, console)?;
     }
-    let current = workload.template_annotations();
     let changes = describe_changes(&current, &change.desired());
     if changes.is_empty() {
         let state = match change {
@@ -402,8 +469,11 @@ mod tests {
 
     #[test]
     fn patches_target_the_pod_template() {
-        let change =
-            Change::enable("/corefile", &["app".into(), " worker".into(), "app".into()]).unwrap();
+        let change = Change::enable(
+            Some("/corefile"),
+            Some(&["app".into(), " worker".into(), "app".into()]),
+        )
+        .unwrap();
         assert_eq!(
             change.patch(WorkloadKind::Deployment),
             json!({"spec": {"template": {"metadata": {"annotations": {
@@ -420,7 +490,7 @@ mod tests {
                 "coredog.io/container": null
             }}}}}}})
         );
-        let all = Change::enable("/data/dumps", &[]).unwrap();
+        let all = Change::enable(Some("/data/dumps"), Some(&[])).unwrap();
         assert_eq!(
             all.patch(WorkloadKind::Job)["spec"]["template"]["metadata"]["annotations"]["coredog.io/container"],
             Value::Null
@@ -429,7 +499,7 @@ mod tests {
 
     #[test]
     fn paths_are_validated_before_anything_is_patched() {
-        let err = Change::enable("/etc/cores", &[]).unwrap_err();
+        let err = Change::enable(Some("/etc/cores"), None).unwrap_err();
         let explained = crate::error::explain(&err);
         assert!(
             explained
@@ -447,13 +517,30 @@ mod tests {
             (PATH.to_owned(), "/data".to_owned()),
             (CONTAINER.to_owned(), "app".to_owned()),
         ]);
-        let change = Change::enable("/corefile", &[]).unwrap();
+        let change = Change::enable(Some("/corefile"), Some(&[])).unwrap();
         assert_eq!(
-            describe_changes(&current, &change.desired()),
+            describe_changes(&current, &change.for_template(&current).desired()),
             [
                 "coredog.io/container removed",
                 "coredog.io/path=/corefile (was /data)"
             ]
+        );
+        // What is not given stays as the workload has it.
+        let containers_only = Change::enable(None, Some(&["worker".into()])).unwrap();
+        assert_eq!(
+            describe_changes(&current, &containers_only.for_template(&current).desired()),
+            ["coredog.io/container=worker (was app)"]
+        );
+        let nothing = Change::enable(None, None).unwrap();
+        assert!(describe_changes(&current, &nothing.for_template(&current).desired()).is_empty());
+        // A workload not opted in yet gets the default path and every container.
+        assert_eq!(
+            nothing.for_template(&BTreeMap::new()).desired(),
+            BTreeMap::from([
+                (INJECT, Some("true".to_owned())),
+                (PATH, Some(DEFAULT_PATH.to_owned())),
+                (CONTAINER, None),
+            ])
         );
         assert!(describe_changes(&BTreeMap::new(), &Change::Disable.desired()).is_empty());
     }

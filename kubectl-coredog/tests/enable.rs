@@ -39,7 +39,7 @@ async fn enable_merge_patches_the_pod_template() {
         _ => ok(deployment("web", json!({}))),
     });
     let mut captured = Captured::default();
-    let change = Change::enable("/corefile", &["app".to_owned()]).unwrap();
+    let change = Change::enable(Some("/corefile"), Some(&["app".to_owned()])).unwrap();
     run(
         &client,
         &shop(),
@@ -83,6 +83,61 @@ async fn enable_merge_patches_the_pod_template() {
         "deployment.apps/web enabled: coredog.io/container=app, coredog.io/inject=true, coredog.io/path=/corefile; a rollout of its pods follows\n"
     );
     assert_eq!(captured.stderr(), "");
+}
+
+#[tokio::test]
+async fn enable_again_changes_only_what_is_given() {
+    let enabled = json!({"coredog.io/inject": "true", "coredog.io/path": "/data/dumps", "coredog.io/container": "app"});
+    let (client, server) = api_server(move |_| ok(deployment("web", enabled.clone())));
+    let mut captured = Captured::default();
+    // --container alone: the path the workload has stays.
+    let change = Change::enable(None, Some(&["sidecar".to_owned()])).unwrap();
+    run(
+        &client,
+        &shop(),
+        &refs(&["deploy/web"]),
+        &change,
+        DryRun::None,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    // Neither: nothing to change.
+    let change = Change::enable(None, None).unwrap();
+    run(
+        &client,
+        &shop(),
+        &refs(&["deploy/web"]),
+        &change,
+        DryRun::None,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    drop(client);
+    let log = server.await.unwrap();
+    let lines: Vec<String> = log.iter().map(|r| r.line()).collect();
+    assert_eq!(
+        lines,
+        [
+            "GET /apis/apps/v1/namespaces/shop/deployments/web",
+            "PATCH /apis/apps/v1/namespaces/shop/deployments/web",
+            "GET /apis/apps/v1/namespaces/shop/deployments/web",
+        ]
+    );
+    assert_eq!(
+        log[1].body,
+        json!({"spec": {"template": {"metadata": {"annotations": {
+            "coredog.io/inject": "true",
+            "coredog.io/path": "/data/dumps",
+            "coredog.io/container": "sidecar"
+        }}}}})
+    );
+    assert_eq!(
+        captured.stdout(),
+        "deployment.apps/web enabled: coredog.io/container=sidecar (was app); a rollout of its pods follows\n\
+         deployment.apps/web unchanged (already enabled)\n"
+    );
 }
 
 #[tokio::test]
@@ -159,7 +214,7 @@ async fn a_selector_patches_only_what_changes() {
         selector: "app=db".into(),
     };
     let mut captured = Captured::default();
-    let change = Change::enable("/corefile", &[]).unwrap();
+    let change = Change::enable(Some("/corefile"), Some(&[])).unwrap();
     run(
         &client,
         &shop(),
@@ -196,7 +251,7 @@ async fn a_selector_patches_only_what_changes() {
 async fn a_client_dry_run_shows_the_patch_and_sends_none() {
     let (client, server) = api_server(|_| ok(deployment("web", json!({}))));
     let mut captured = Captured::default();
-    let change = Change::enable("/data/dumps", &[]).unwrap();
+    let change = Change::enable(Some("/data/dumps"), Some(&[])).unwrap();
     run(
         &client,
         &shop(),
@@ -226,7 +281,7 @@ async fn missing_workloads_and_unknown_containers_fail_clearly() {
         }
     });
     let mut captured = Captured::default();
-    let change = Change::enable("/corefile", &["worker".to_owned()]).unwrap();
+    let change = Change::enable(Some("/corefile"), Some(&["worker".to_owned()])).unwrap();
     let err = run(
         &client,
         &shop(),
@@ -264,7 +319,7 @@ async fn a_started_job_cannot_change_and_says_what_to_do() {
         ),
     });
     let mut captured = Captured::default();
-    let change = Change::enable("/corefile", &[]).unwrap();
+    let change = Change::enable(Some("/corefile"), Some(&[])).unwrap();
     let result = run(
         &client,
         &shop(),
@@ -304,7 +359,7 @@ async fn a_selector_with_all_namespaces_patches_each_in_its_namespace() {
         selector: "tier=front".into(),
     };
     let mut captured = Captured::default();
-    let change = Change::enable("/corefile", &[]).unwrap();
+    let change = Change::enable(Some("/corefile"), Some(&[])).unwrap();
     run(
         &client,
         &Scope::All,
@@ -371,7 +426,7 @@ async fn a_workload_another_one_controls_is_left_alone() {
     });
     let (client, server) = api_server(move |_| ok(replica_set.clone()));
     let mut captured = Captured::default();
-    let change = Change::enable("/corefile", &[]).unwrap();
+    let change = Change::enable(Some("/corefile"), Some(&[])).unwrap();
     let err = run(
         &client,
         &shop(),
@@ -391,7 +446,7 @@ async fn a_workload_another_one_controls_is_left_alone() {
     );
     assert_eq!(
         captured.stderr(),
-        "error: replicaset.apps/web-7d9f is managed by Deployment web: a change to its pod template would be undone, or start a rollout nobody asked for\nhint: kubectl coredog enable deployment/web -n shop\n"
+        "error: replicaset.apps/web-7d9f is managed by Deployment web: a change to its pod template would be undone, or start a rollout nobody asked for\nhint: kubectl coredog enable deployment/web -n shop --path /corefile --container \"\"\n"
     );
 }
 
@@ -404,7 +459,7 @@ async fn a_workload_an_operator_controls_is_patched_with_a_warning() {
     }]);
     let (client, server) = api_server(move |_| ok(managed.clone()));
     let mut captured = Captured::default();
-    let change = Change::enable("/corefile", &[]).unwrap();
+    let change = Change::enable(Some("/corefile"), Some(&[])).unwrap();
     run(
         &client,
         &shop(),
