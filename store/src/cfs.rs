@@ -195,9 +195,16 @@ impl CfsStore {
             .await
         }
         .await;
-        if written.is_ok() {
-            // Renamed into place: nothing left to remove.
-            pending.0 = None;
+        let leftover = pending.0.take();
+        if written.is_err()
+            && let Some(tmp) = leftover
+        {
+            // Removed before the failure is reported, so that a retry finds the directory clean.
+            blocking(move || {
+                let _ = std::fs::remove_file(tmp);
+                Ok(())
+            })
+            .await?;
         }
         written.map(|()| size)
     }
@@ -249,19 +256,21 @@ impl CfsStore {
                 root.join(dir_part)
             };
             let mut objects = Vec::new();
-            walk(&root, &start, &mut |key, meta| {
-                if key.starts_with(&prefix)
-                    && !is_temporary(key)
-                    && after.as_deref().is_none_or(|after| key > after)
-                {
+            let bounds = Bounds {
+                prefix: &prefix,
+                after: after.as_deref(),
+            };
+            walk_in_key_order(&root, &start, &bounds, &mut |key, meta| {
+                if key.starts_with(&prefix) && !is_temporary(key) {
                     objects.push(ObjectInfo {
                         key: key.to_owned(),
                         size: meta.len(),
                         last_modified: modified(meta),
                     });
                 }
+                // One more than a page tells whether another follows.
+                objects.len() <= PAGE_SIZE
             })?;
-            objects.sort_by(|a, b| a.key.cmp(&b.key));
             let next = (objects.len() > PAGE_SIZE).then(|| objects[PAGE_SIZE - 1].key.clone());
             objects.truncate(PAGE_SIZE);
             Ok(ListPage { objects, next })
@@ -415,8 +424,18 @@ struct PendingTemporary(Option<PathBuf>);
 
 impl Drop for PendingTemporary {
     fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            let _ = std::fs::remove_file(path);
+        let Some(path) = self.0.take() else { return };
+        // An unlink on a share that stops answering blocks for as long as the mount's timeout:
+        // never on a thread that runs async tasks.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || {
+                    let _ = std::fs::remove_file(path);
+                });
+            }
+            Err(_) => {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }
@@ -481,33 +500,80 @@ fn modified(meta: &std::fs::Metadata) -> Option<Timestamp> {
         .and_then(|time| Timestamp::try_from(time).ok())
 }
 
-fn walk(
+/// Which keys a listing wants: those starting with `prefix`, after `after`.
+struct Bounds<'a> {
+    prefix: &'a str,
+    after: Option<&'a str>,
+}
+
+impl Bounds<'_> {
+    /// Whether a directory whose keys all start with `dir_key` (ending in `/`) can hold one.
+    fn may_hold(&self, dir_key: &str) -> bool {
+        let meets_prefix = dir_key.starts_with(self.prefix) || self.prefix.starts_with(dir_key);
+        // Every key below is before `after` when the directory sorts before it and `after` is
+        // not below it.
+        let all_before = self
+            .after
+            .is_some_and(|after| dir_key < after && !after.starts_with(dir_key));
+        meets_prefix && !all_before
+    }
+
+    fn wants(&self, key: &str) -> bool {
+        self.after.is_none_or(|after| key > after)
+    }
+}
+
+/// Visits the files below `dir` that `bounds` may want, in the order of their keys (as S3
+/// lists them: a directory's entries sorted as `name/` and files as `name`), and stops when
+/// `visit` returns false. Directories that hold nothing wanted are not entered, so a page
+/// costs about a page of `stat`s however large the share. Returns whether to go on.
+fn walk_in_key_order(
     root: &Path,
     dir: &Path,
-    visit: &mut dyn FnMut(&str, &std::fs::Metadata),
-) -> Result<(), StoreError> {
+    bounds: &Bounds<'_>,
+    visit: &mut dyn FnMut(&str, &std::fs::Metadata) -> bool,
+) -> Result<bool, StoreError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(true),
         Err(err) => return Err(io_error("list", dir)(err)),
     };
+    let mut found: Vec<(String, PathBuf, std::fs::Metadata)> = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io_error("list", dir))?;
         let path = entry.path();
-        // Never follow links: a listing shows what is on the mount, nothing it points at.
-        let meta = std::fs::symlink_metadata(&path).map_err(io_error("stat", &path))?;
-        if meta.is_dir() {
-            walk(root, &path, visit)?;
-        } else if let Some(key) = path
-            .strip_prefix(root)
-            .ok()
-            .and_then(Path::to_str)
-            .filter(|_| meta.is_file())
-        {
-            visit(key, &meta);
+        let Some(key) = path.strip_prefix(root).ok().and_then(Path::to_str) else {
+            continue;
+        };
+        // Never follow links: a listing shows what is on the mount, nothing it points at. An
+        // entry gone since the directory was read (a write renamed into place, a temporary
+        // file removed) is simply not listed.
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(io_error("stat", &path)(err)),
+        };
+        let key = if meta.is_dir() {
+            format!("{key}/")
+        } else if meta.is_file() {
+            key.to_owned()
+        } else {
+            continue;
+        };
+        found.push((key, path, meta));
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    for (key, path, meta) in found {
+        let go_on = if meta.is_dir() {
+            !bounds.may_hold(&key) || walk_in_key_order(root, &path, bounds, visit)?
+        } else {
+            !bounds.wants(&key) || visit(&key, &meta)
+        };
+        if !go_on {
+            return Ok(false);
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -585,7 +651,13 @@ mod tests {
                 .await
                 .is_err()
         );
-        assert!(names_in(&dir.path().join("corefiles/ns/pod")).is_empty());
+        // Removed off the async threads, a moment later.
+        let pod = dir.path().join("corefiles/ns/pod");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !names_in(&pod).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "{:?}", names_in(&pod));
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         drop(sender);
     }
 
@@ -713,6 +785,43 @@ mod tests {
         abandoned.await.unwrap();
         let page = store.list_page("", None).await.unwrap();
         assert_eq!(page.objects.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn listings_come_in_key_order_a_page_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CfsStore::on_local_disk(dir.path());
+        // Names whose characters sort before '/' put a directory's files among its siblings'.
+        let mut keys = Vec::new();
+        for pod in ["web", "web-1", "web.2", "api"] {
+            for index in 0..700 {
+                keys.push(format!("corefiles/shop/{pod}/{index:04}.core"));
+            }
+        }
+        keys.push("corefiles/shop/web.core".to_owned());
+        keys.push("corefiles/other/x.core".to_owned());
+        for key in &keys {
+            let path = dir.path().join(key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"").unwrap();
+        }
+        for prefix in ["corefiles/", "corefiles/shop/we", "corefiles/shop/web/"] {
+            let mut expected: Vec<&String> =
+                keys.iter().filter(|key| key.starts_with(prefix)).collect();
+            expected.sort();
+            let mut listed = Vec::new();
+            let mut next: Option<String> = None;
+            loop {
+                let page = store.list_page(prefix, next.as_deref()).await.unwrap();
+                assert!(page.objects.len() <= PAGE_SIZE);
+                listed.extend(page.objects.into_iter().map(|object| object.key));
+                next = page.next;
+                if next.is_none() {
+                    break;
+                }
+            }
+            assert_eq!(listed.iter().collect::<Vec<_>>(), expected, "{prefix}");
+        }
     }
 
     #[tokio::test]
