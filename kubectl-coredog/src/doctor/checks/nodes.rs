@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use coredog_core::node_status::{NODE_STATUS_ANNOTATION, NodeStatus};
 use coredog_core::template::human_bytes;
-use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
+use k8s_openapi::api::core::v1::{
+    Node, NodeSelector, NodeSelectorRequirement, Pod, Taint, Toleration,
+};
 use kube::ResourceExt as _;
 
 use super::{denied, names};
@@ -52,7 +54,68 @@ fn unmatched_selector(node: &Node, node_selector: &BTreeMap<String, String>) -> 
         .collect()
 }
 
-/// Why the DaemonSet has no pod on `node`, which its nodeSelector picks.
+/// Whether `node` satisfies one requirement of a node selector term, as the scheduler reads it.
+fn meets(node: &Node, requirement: &NodeSelectorRequirement, field: bool) -> bool {
+    let value = if field {
+        (requirement.key == "metadata.name").then(|| node.name_any())
+    } else {
+        node.labels().get(&requirement.key).cloned()
+    };
+    let values = requirement.values.as_deref().unwrap_or_default();
+    let number = |text: &str| text.parse::<i64>().ok();
+    match requirement.operator.as_str() {
+        "In" => value.is_some_and(|value| values.contains(&value)),
+        "NotIn" => !value.is_some_and(|value| values.contains(&value)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" | "Lt" => {
+            let (Some(have), Some(bound)) = (
+                value.as_deref().and_then(number),
+                values.first().and_then(|bound| number(bound)),
+            ) else {
+                return false;
+            };
+            if requirement.operator == "Gt" {
+                have > bound
+            } else {
+                have < bound
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Whether the required node affinity of the watcher's pods lets them onto `node`: one of its
+/// terms must hold, each requirement of it. No affinity lets them anywhere.
+fn affinity_admits(node: &Node, affinity: Option<&NodeSelector>) -> bool {
+    let Some(selector) = affinity else {
+        return true;
+    };
+    selector.node_selector_terms.iter().any(|term| {
+        term.match_expressions
+            .iter()
+            .flatten()
+            .all(|requirement| meets(node, requirement, false))
+            && term
+                .match_fields
+                .iter()
+                .flatten()
+                .all(|requirement| meets(node, requirement, true))
+    })
+}
+
+/// Taints every DaemonSet pod tolerates, whatever its spec says: the DaemonSet controller adds
+/// these tolerations itself.
+const DAEMON_SET_TOLERATED: [&str; 6] = [
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+    "node.kubernetes.io/disk-pressure",
+    "node.kubernetes.io/memory-pressure",
+    "node.kubernetes.io/pid-pressure",
+    "node.kubernetes.io/unschedulable",
+];
+
+/// Why the DaemonSet has no pod on `node`, which its nodeSelector and node affinity pick.
 fn no_watcher_reason(node: &Node, tolerations: &[Toleration]) -> String {
     let untolerated: Vec<String> = node
         .spec
@@ -61,6 +124,7 @@ fn no_watcher_reason(node: &Node, tolerations: &[Toleration]) -> String {
         .into_iter()
         .flatten()
         .filter(|taint| taint.effect == "NoSchedule" || taint.effect == "NoExecute")
+        .filter(|taint| !DAEMON_SET_TOLERATED.contains(&taint.key.as_str()))
         .filter(|taint| {
             !tolerations
                 .iter()
@@ -152,6 +216,14 @@ pub(super) fn watchers(snapshot: &ClusterSnapshot) -> Check {
     let node_selector = pod_spec
         .and_then(|spec| spec.node_selector.clone())
         .unwrap_or_default();
+    let required_affinity = pod_spec
+        .and_then(|spec| spec.affinity.as_ref())
+        .and_then(|affinity| affinity.node_affinity.as_ref())
+        .and_then(|affinity| {
+            affinity
+                .required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
 
     let linux: Vec<&Node> = nodes.iter().filter(|node| !runs_another_os(node)).collect();
     let other_os = nodes.len() - linux.len();
@@ -177,6 +249,12 @@ pub(super) fn watchers(snapshot: &ClusterSnapshot) -> Check {
                     left_out.push(format!(
                         "node {name}: no watcher: it does not match the watcher's nodeSelector {}",
                         unmatched.join(",")
+                    ));
+                    continue;
+                }
+                if !affinity_admits(node, required_affinity) {
+                    left_out.push(format!(
+                        "node {name}: no watcher: the watcher's required node affinity leaves it out"
                     ));
                     continue;
                 }
@@ -210,7 +288,7 @@ pub(super) fn watchers(snapshot: &ClusterSnapshot) -> Check {
     if selected == 0 && !linux.is_empty() {
         return Check::fail(
             format!(
-                "the watcher's nodeSelector picks none of the {} node{}: no dump is shipped{skipped}",
+                "the watcher's nodeSelector and node affinity pick none of the {} node{}: no dump is shipped{skipped}",
                 linux.len(),
                 if linux.len() == 1 { "" } else { "s" }
             ),
@@ -222,7 +300,7 @@ pub(super) fn watchers(snapshot: &ClusterSnapshot) -> Check {
     }
     if problems.is_empty() {
         return Check::warn(format!(
-            "the watcher is ready on the {selected} node{} its nodeSelector picks; {} node{} left out ship{} no dumps{skipped}",
+            "the watcher is ready on the {selected} node{} its nodeSelector and node affinity pick; {} node{} left out ship{} no dumps{skipped}",
             if selected == 1 { "" } else { "s" },
             left_out.len(),
             if left_out.len() == 1 { "" } else { "s" },
@@ -528,7 +606,7 @@ mod tests {
         assert_eq!(check.level, crate::doctor::Level::Fail, "{check:?}");
         assert_eq!(
             check.title,
-            "the watcher's nodeSelector picks none of the 1 node: no dump is shipped"
+            "the watcher's nodeSelector and node affinity pick none of the 1 node: no dump is shipped"
         );
     }
 
@@ -566,11 +644,71 @@ mod tests {
         assert_eq!(check.level, crate::doctor::Level::Warn, "{check:?}");
         assert_eq!(
             check.title,
-            "the watcher is ready on the 1 node its nodeSelector picks; 1 node left out ships no dumps"
+            "the watcher is ready on the 1 node its nodeSelector and node affinity pick; 1 node left out ships no dumps"
         );
         assert_eq!(
             check.details,
             ["node batch-1: no watcher: it does not match the watcher's nodeSelector pool=apps"]
+        );
+    }
+
+    #[test]
+    fn nodes_the_required_node_affinity_leaves_out_are_a_warning() {
+        let mut snapshot = snapshot(
+            &[],
+            vec![
+                node("apps-1", &[("pool", "apps"), ("cpus", "16")]),
+                node("batch-1", &[("pool", "batch"), ("cpus", "16")]),
+                node("small-1", &[("pool", "apps"), ("cpus", "2")]),
+            ],
+            vec![watcher_on("apps-1")],
+        );
+        if let Lookup::Found(daemon_set) = &mut snapshot.daemon_set
+            && let Some(spec) = daemon_set
+                .spec
+                .as_mut()
+                .and_then(|spec| spec.template.spec.as_mut())
+        {
+            spec.affinity = Some(
+                serde_json::from_value(serde_json::json!({"nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                        {"matchExpressions": [
+                            {"key": "pool", "operator": "In", "values": ["apps"]},
+                            {"key": "cpus", "operator": "Gt", "values": ["4"]}
+                        ]}
+                    ]}
+                }}))
+                .unwrap(),
+            );
+        }
+        let check = watchers(&snapshot);
+        assert_eq!(check.level, crate::doctor::Level::Warn, "{check:?}");
+        assert_eq!(
+            check.details,
+            [
+                "node batch-1: no watcher: the watcher's required node affinity leaves it out",
+                "node small-1: no watcher: the watcher's required node affinity leaves it out",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_node_down_is_not_blamed_on_the_taints_every_daemon_set_tolerates() {
+        let mut down = node("apps-1", &[]);
+        down.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
+            taints: Some(vec![Taint {
+                key: "node.kubernetes.io/unreachable".into(),
+                effect: "NoExecute".into(),
+                ..Taint::default()
+            }]),
+            ..Default::default()
+        });
+        down.status = None;
+        // Tolerating nothing of its own, the watcher still tolerates what the controller adds.
+        let tolerations: Vec<Toleration> = Vec::new();
+        assert_eq!(
+            no_watcher_reason(&down, &tolerations),
+            "the node is NotReady"
         );
     }
 }
