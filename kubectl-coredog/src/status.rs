@@ -3,7 +3,7 @@
 //! many dumps each has in storage. A workload's dumps include those of its pods that are gone,
 //! known by the names controllers give their pods ([`made_by`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use anyhow::Context as _;
 use coredog_core::annotations::{
@@ -394,9 +394,22 @@ pub async fn collect<S: DumpStorage>(
             Some((key, format!("{}/{}", owner.kind, owner.name)))
         })
         .collect();
+    // The pods that opted in, and those of a workload that did which predate its opt-in (they
+    // carry no annotation, and are just as much without a dump directory).
+    let opted_in_workloads: HashSet<(String, String)> = workloads
+        .iter()
+        .filter(|workload| opted_in(&workload.template_annotations()))
+        .map(|workload| (workload.namespace(), workload.reference().to_string()))
+        .collect();
+    let of_opted_in_workload = |pod: &Pod| {
+        let key = (pod.namespace().unwrap_or_default(), pod.name_any());
+        owner_of_pod
+            .get(&key)
+            .is_some_and(|owner| opted_in_workloads.contains(&(key.0.clone(), owner.clone())))
+    };
     let pods: Vec<Pod> = all_pods
         .into_iter()
-        .filter(|pod| opted_in(pod.annotations()))
+        .filter(|pod| opted_in(pod.annotations()) || of_opted_in_workload(pod))
         .collect();
 
     // One listing per namespace with anything opted in, rather than one per pod: a workload's
@@ -456,7 +469,15 @@ pub async fn collect<S: DumpStorage>(
                 .as_ref()
                 .and_then(|status| status.phase.clone())
                 .unwrap_or_else(|| "Unknown".to_owned()),
-            injection: injection(pod),
+            injection: {
+                let mut injection = injection(pod);
+                if !opted_in(pod.annotations()) {
+                    injection.reason = Some(
+                        "created before its workload opted in: restart the workload".to_owned(),
+                    );
+                }
+                injection
+            },
         })
         .collect();
     pod_rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -657,7 +678,7 @@ pub async fn run<S: DumpStorage>(
             .count();
         if missing > 0 {
             console.note(&format!(
-                "{missing} opted-in pod(s) have no dump directory: `-o wide` says why; restarting them (kubectl rollout restart) lets the webhook inject them"
+                "{missing} pod(s) that opted in, or whose workload did, have no dump directory: `-o wide` says why; restarting them (kubectl rollout restart) lets the webhook inject them"
             ));
         }
     }

@@ -69,6 +69,10 @@ fn cluster(request: &Recorded) -> (u16, Value) {
             vec![
                 pod("web-7d9f-aaaaa", "ReplicaSet", "web-7d9f", true, "Running"),
                 pod("web-7d9f-bbbbb", "ReplicaSet", "web-7d9f", false, "Running"),
+                // Created before web opted in: no annotation at all, and no dump directory.
+                json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": "web-7d9f-ccccc", "namespace": "shop", "ownerReferences": owner("ReplicaSet", "web-7d9f")},
+                   "spec": {"containers": [{"name": "app", "image": "x"}]}, "status": {"phase": "Running"}}),
                 pod("nightly-290-xyz", "Job", "nightly-290", true, "Succeeded"),
                 json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "other", "namespace": "shop"},
                    "spec": {"containers": [{"name": "app", "image": "x"}]}, "status": {"phase": "Running"}}),
@@ -146,17 +150,18 @@ async fn status_shows_workloads_pods_injection_and_dumps() {
         "\
 NAMESPACE   WORKLOAD                PATH        CONTAINERS   INJECTED   DUMPS
 shop        cronjob.batch/nightly   /corefile   app          0/0        1
-shop        deployment.apps/web     /corefile   all          1/2        3
+shop        deployment.apps/web     /corefile   all          1/3        3
 
 NAMESPACE   POD               WORKLOAD                STATUS      INJECTED   DUMPS
 shop        nightly-290-xyz   cronjob.batch/nightly   Succeeded   yes        1
 shop        web-7d9f-aaaaa    deployment.apps/web     Running     yes        2
 shop        web-7d9f-bbbbb    deployment.apps/web     Running     no         0
+shop        web-7d9f-ccccc    deployment.apps/web     Running     no         0
 "
     );
     assert_eq!(
         captured.stderr(),
-        "1 opted-in pod(s) have no dump directory: `-o wide` says why; restarting them (kubectl rollout restart) lets the webhook inject them\n"
+        "2 pod(s) that opted in, or whose workload did, have no dump directory: `-o wide` says why; restarting them (kubectl rollout restart) lets the webhook inject them\n"
     );
     let requests = storage.take_requests();
     assert_eq!(requests.len(), 1, "one listing per namespace: {requests:?}");
@@ -183,12 +188,16 @@ async fn unreachable_storage_is_a_column_not_a_failure() {
     let stdout = captured.stdout();
     assert!(
         stdout.contains(
-            "shop        deployment.apps/web     /corefile   all          1/2        unreachable\n"
+            "shop        deployment.apps/web     /corefile   all          1/3        unreachable\n"
         ),
         "{stdout}"
     );
     assert!(
         stdout.contains("web-7d9f-bbbbb    deployment.apps/web     Running     no: created before the webhook, or while it was unreachable: restart the pod   unreachable   node-1   -\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("web-7d9f-ccccc    deployment.apps/web     Running     no: created before its workload opted in: restart the workload                 unreachable   -        -\n"),
         "{stdout}"
     );
     assert!(captured.stderr().starts_with(

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use coredog_core::annotations::{
-    ContainerSelection, WEBHOOK_DISABLED, WEBHOOK_NAMESPACE_LABEL, read_opt_in,
+    ContainerSelection, INJECT, WEBHOOK_DISABLED, WEBHOOK_NAMESPACE_LABEL, read_opt_in,
 };
 use coredog_core::mount_path::MountPath;
 use coredog_core::node_status::pattern_writes_into;
@@ -227,11 +227,13 @@ fn injected_pods(snapshot: &WorkloadSnapshot, workload: &Workload) -> Check {
             continue;
         }
         refused |= injection.cause == Some(NotInjected::Refused);
-        missing.push(format!(
-            "{}: {}",
-            pod.name_any(),
+        // The workload opted in: a pod without the annotation at all was made before it did.
+        let reason = if pod.annotations().contains_key(INJECT) {
             injection.reason.unwrap_or_default()
-        ));
+        } else {
+            "created before the workload opted in".to_owned()
+        };
+        missing.push(format!("{}: {reason}", pod.name_any()));
     }
     if missing.is_empty() {
         return Check::ok(format!(
