@@ -153,6 +153,24 @@ fn part_size_for(worst: u64, configured: usize) -> usize {
     usize::try_from(needed).map_or(configured, |needed| needed.max(configured))
 }
 
+/// Parts uploaded at once with parts of `part_size`: the configured number, or for the larger
+/// parts of a huge core as many as keep its buffers, `part_size x (in flight + 2)`, within the
+/// configured parts' (one at least), so that a core of hundreds of GiB does not take the
+/// watcher past its memory limit.
+fn parts_in_flight_for(
+    part_size: usize,
+    configured_size: usize,
+    configured_in_flight: usize,
+) -> usize {
+    if part_size <= configured_size {
+        return configured_in_flight;
+    }
+    let budget = configured_size.saturating_mul(configured_in_flight + 2);
+    (budget / part_size)
+        .saturating_sub(2)
+        .clamp(1, configured_in_flight)
+}
+
 /// Extents of a file looked at before the rest is taken for data.
 const MAX_EXTENTS: usize = 100_000;
 
@@ -510,9 +528,13 @@ impl Shipper {
         let (sender, receiver) = part_channel();
         let size = opened.identity.size;
         let (level, configured) = (storage.compression_level, storage.part_size());
-        let reader = tokio::task::spawn_blocking(move || {
+        let (part_size, opened) = tokio::task::spawn_blocking(move || {
             let worst = worst_stored_size(&opened.file, size, compression);
-            let part_size = part_size_for(worst, configured);
+            (part_size_for(worst, configured), opened)
+        })
+        .await
+        .map_err(|err| ShipError::Failed(format!("sizing task failed: {err}")))?;
+        let reader = tokio::task::spawn_blocking(move || {
             let outcome = read_into_parts(&opened, compression, level, part_size, sender);
             (outcome, opened)
         });
@@ -520,10 +542,16 @@ impl Shipper {
             Compression::Zstd => "application/zstd",
             Compression::None => "application/octet-stream",
         };
+        let configured_options = UploadOptions::from_config(storage);
         let options = UploadOptions {
             // Parts larger than configured are for cores far larger than one part.
             multipart_at_once: size > configured as u64,
-            ..UploadOptions::from_config(storage)
+            parts_in_flight: parts_in_flight_for(
+                part_size,
+                configured,
+                configured_options.parts_in_flight,
+            ),
+            ..configured_options
         };
         let (read, uploaded) = tokio::join!(
             reader,
@@ -667,6 +695,18 @@ mod tests {
             assert!(part == 5 * MIB || worst.div_ceil((part - MIB) as u64) > MAX_PARTS);
         }
         assert_eq!(part_size_for(100 * GIB, 64 * MIB), 64 * MIB);
+    }
+
+    #[test]
+    fn larger_parts_upload_fewer_at_once() {
+        const MIB: usize = 1024 * 1024;
+        // 5 MiB x (3 + 2) = 25 MiB configured.
+        assert_eq!(parts_in_flight_for(5 * MIB, 5 * MIB, 3), 3);
+        assert_eq!(parts_in_flight_for(6 * MIB, 5 * MIB, 3), 2);
+        assert_eq!(parts_in_flight_for(16 * MIB, 5 * MIB, 3), 1);
+        assert_eq!(parts_in_flight_for(525 * MIB, 5 * MIB, 3), 1);
+        // Never more than configured, whatever the budget.
+        assert_eq!(parts_in_flight_for(10 * MIB, 8 * MIB, 1), 1);
     }
 
     #[test]
