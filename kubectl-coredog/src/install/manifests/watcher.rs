@@ -24,13 +24,13 @@ use super::{
     WATCHER_CONTAINER, linux_nodes, selector_labels,
 };
 
-/// The watcher names a dump's pod, records Events on it, and annotates its own pod.
+/// The watcher names a dump's pod from a watch of its node's pods, records Events on it
+/// (events.k8s.io, as kube-runtime's recorder writes them), and annotates its own pod.
 pub(super) fn watcher_cluster_role(labels: &Labels) -> ClusterRole {
     ClusterRole {
         metadata: meta(WATCHER, false, labels.watcher()),
         rules: Some(vec![
-            rule(&[""], &["pods"], &[], &["get", "list", "watch"]),
-            rule(&[""], &["events"], &[], &["create", "patch"]),
+            rule(&[""], &["pods"], &[], &["list", "watch"]),
             rule(&["events.k8s.io"], &["events"], &[], &["create", "patch"]),
         ]),
         aggregation_rule: None,
