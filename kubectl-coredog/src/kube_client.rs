@@ -154,6 +154,27 @@ pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Cluster> {
     })
 }
 
+/// Objects listed in one request at most: a cluster's every pod in one answer can be hundreds
+/// of megabytes, which the API server builds in memory and `kubectl` itself pages through.
+const LIST_PAGE: u32 = 500;
+
+/// Every object `params` selects, listed a page at a time as `kubectl get` does.
+pub async fn list_all<K>(api: &kube::Api<K>, params: &kube::api::ListParams) -> kube::Result<Vec<K>>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut params = params.clone().limit(LIST_PAGE);
+    let mut items = Vec::new();
+    loop {
+        let page = api.list(&params).await?;
+        items.extend(page.items);
+        match page.metadata.continue_.filter(|token| !token.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(items),
+        }
+    }
+}
+
 /// The namespaces a listing looks at, without needing a cluster (for commands that may run on
 /// a config file alone): `-A`, `-n`, else the kubeconfig context's namespace; with no
 /// kubeconfig at all there is no current namespace, and every namespace is listed.

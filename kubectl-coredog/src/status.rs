@@ -18,7 +18,7 @@ use kube::{Api, Client, ResourceExt as _};
 use serde::Serialize;
 
 use crate::cli::OutputFormat;
-use crate::kube_client::Scope;
+use crate::kube_client::{Scope, list_all};
 use crate::output::{Console, table, to_json, to_yaml};
 use crate::storage::DumpStorage;
 use crate::storage::list::RECORD_CONCURRENCY;
@@ -369,11 +369,9 @@ pub async fn collect<S: DumpStorage>(
         Scope::Namespace(namespace) => Api::namespaced(client.clone(), namespace),
         Scope::All => Api::all(client.clone()),
     };
-    let all_pods = pods_api
-        .list(&ListParams::default())
+    let all_pods = list_all(&pods_api, &ListParams::default())
         .await
-        .context("cannot list pods")?
-        .items;
+        .context("cannot list pods")?;
     let mut workloads = Vec::new();
     let mut owners = Owners::default();
     for kind in WorkloadKind::ALL {

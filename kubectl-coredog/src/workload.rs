@@ -326,9 +326,8 @@ pub async fn list(
     if let Some(selector) = label_selector {
         params = params.labels(selector);
     }
-    let list = api.list(&params).await?;
-    Ok(list
-        .items
+    let items = crate::kube_client::list_all(&api, &params).await?;
+    Ok(items
         .into_iter()
         .map(|object| Workload { kind, object })
         .collect())

@@ -223,3 +223,48 @@ async fn unreachable_storage_is_a_column_not_a_failure() {
     assert_eq!(status["pods"][2]["dumps"], Value::Null);
     assert_eq!(status["workloads"][1]["injectedPods"], 1);
 }
+
+#[tokio::test]
+async fn pods_are_listed_a_page_at_a_time() {
+    let (client, server) = api_server(|request| {
+        if !request.path.ends_with("/pods") {
+            return cluster(request);
+        }
+        let (name, next) = match request.query.get("continue").map(String::as_str) {
+            None => ("web-7d9f-aaaaa", Some("page-2")),
+            Some("page-2") => ("web-7d9f-bbbbb", None),
+            Some(other) => panic!("unexpected continue token {other}"),
+        };
+        let (code, mut answer) = list(
+            "Pod",
+            vec![pod(name, "ReplicaSet", "web-7d9f", true, "Running")],
+        );
+        if let Some(next) = next {
+            answer["metadata"]["continue"] = json!(next);
+        }
+        (code, answer)
+    });
+    let mut captured = Captured::default();
+    run::<MemoryStorage>(
+        &client,
+        &Scope::Namespace("shop".into()),
+        StatusStorage::Unavailable("down".into()),
+        OutputFormat::Table,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    drop(client);
+    let log = server.await.unwrap();
+    let pod_requests: Vec<&Recorded> = log.iter().filter(|r| r.path.ends_with("/pods")).collect();
+    assert_eq!(pod_requests.len(), 2);
+    assert_eq!(
+        pod_requests[0].query.get("limit").map(String::as_str),
+        Some("500")
+    );
+    let stdout = captured.stdout();
+    assert!(
+        stdout.contains("web-7d9f-aaaaa") && stdout.contains("web-7d9f-bbbbb"),
+        "{stdout}"
+    );
+}

@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::error::{is_forbidden, is_not_found, kube_message};
 use crate::install::manifests::{NAMESPACE, RELEASE, TLS_SECRET, WATCHER, WEBHOOK};
+use crate::kube_client::list_all;
 use crate::output::Console;
 use crate::workload::{self, Workload, WorkloadKind, WorkloadRef, selector_query};
 use exec::CoreLimitProbe;
@@ -182,20 +183,16 @@ pub async fn gather_cluster(client: &Client, now: Timestamp) -> anyhow::Result<C
         })
         .await?,
         daemon_set: lookup("the watcher DaemonSet", daemon_sets.get(WATCHER)).await?,
-        nodes: lookup("the nodes", async {
-            nodes
-                .list(&ListParams::default())
-                .await
-                .map(|list| list.items)
-        })
-        .await?,
-        watcher_pods: lookup("the watcher pods", async {
-            pods.list(&ListParams::default().labels(&format!(
-                "app.kubernetes.io/component=watcher,app.kubernetes.io/instance={RELEASE}"
-            )))
-            .await
-            .map(|list| list.items)
-        })
+        nodes: lookup("the nodes", list_all(&nodes, &ListParams::default())).await?,
+        watcher_pods: lookup(
+            "the watcher pods",
+            list_all(
+                &pods,
+                &ListParams::default().labels(&format!(
+                    "app.kubernetes.io/component=watcher,app.kubernetes.io/instance={RELEASE}"
+                )),
+            ),
+        )
         .await?,
     })
 }
@@ -206,11 +203,9 @@ async fn workload_pods(client: &Client, workload: &Workload) -> anyhow::Result<V
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let selector = if workload.kind == WorkloadKind::CronJob {
         let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
-        let names: Vec<String> = jobs
-            .list(&ListParams::default())
+        let names: Vec<String> = list_all(&jobs, &ListParams::default())
             .await
             .with_context(|| format!("cannot list the Jobs of {}", workload.reference()))?
-            .items
             .into_iter()
             .filter(|job| {
                 job.owner_references()
@@ -229,11 +224,9 @@ async fn workload_pods(client: &Client, workload: &Workload) -> anyhow::Result<V
             None => return Ok(Vec::new()),
         }
     };
-    Ok(pods
-        .list(&ListParams::default().labels(&selector))
+    list_all(&pods, &ListParams::default().labels(&selector))
         .await
-        .with_context(|| format!("cannot list the pods of {}", workload.reference()))?
-        .items)
+        .with_context(|| format!("cannot list the pods of {}", workload.reference()))
 }
 
 /// The containers of a running pod that the workload's annotation selects.
