@@ -45,6 +45,9 @@ const REQUEST_URL_EXPIRY_SECONDS: u32 = 3600;
 
 pub struct S3Store {
     bucket: Box<Bucket>,
+    /// The same bucket, for the single PUT of a dump that fits one part: given time for the
+    /// part's size, which the bucket's other requests (a HEAD, a listing) must not wait.
+    put_bucket: Box<Bucket>,
     http: reqwest::Client,
     endpoint: String,
     retry: RetryPolicy,
@@ -132,23 +135,26 @@ impl S3Store {
         }
         .map_err(|err| StoreError::Config(format!("no usable storage credentials: {err}")))?;
         let config_error = |err: S3Error| StoreError::Config(err.to_string());
-        // rust-s3 sends the single PUT of a dump that fits one part.
         let mut bucket = Bucket::new(name, region, credentials)
             .map_err(config_error)?
-            .with_request_timeout(upload_timeout(storage.part_size() as u64))
+            .with_request_timeout(REQUEST_TIMEOUT)
             .map_err(config_error)?;
         if endpoint.path_style {
             bucket = bucket.with_path_style();
         }
-        // No total timeout on the client: parts get one by their size, and a download of a
-        // whole part may take long on a slow link but never stalls past READ_TIMEOUT.
+        let put_bucket = bucket
+            .with_request_timeout(upload_timeout(storage.part_size() as u64))
+            .map_err(config_error)?;
+        // No timeout on the client as a whole: each request sets its own. (reqwest's read
+        // timeout would also run from sending a body until the answer's headers, which S3
+        // sends only once it has the whole part.)
         let http = reqwest::Client::builder()
-            .read_timeout(READ_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|err| StoreError::Config(format!("HTTP client: {err}")))?;
         Ok(Self {
             bucket,
+            put_bucket,
             http,
             endpoint: endpoint.url,
             retry: RetryPolicy::default(),
@@ -372,7 +378,7 @@ impl S3Store {
     ) -> Result<(), StoreError> {
         self.retry
             .run_while("put object", is_transient, || {
-                self.bucket
+                self.put_bucket
                     .put_object_with_content_type(key, bytes, content_type)
             })
             .await
@@ -509,22 +515,34 @@ impl S3Store {
             .bucket
             .presign_get(key, REQUEST_URL_EXPIRY_SECONDS, None)
             .await?;
-        let mut response = self
+        let sent = self
             .http
             .get(url)
             .header(
                 reqwest::header::RANGE,
                 format!("bytes={}-{end_inclusive}", *at),
             )
-            .send()
+            .send();
+        let mut response = tokio::time::timeout(REQUEST_TIMEOUT, sent)
             .await
+            .map_err(|_| S3Error::HttpFail)?
             .map_err(without_url)?;
         let status = response.status();
         if status != reqwest::StatusCode::PARTIAL_CONTENT {
-            let body = response.text().await.unwrap_or_default();
+            let body = tokio::time::timeout(READ_TIMEOUT, response.text())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
             return Err(S3Error::HttpFailWithBody(status.as_u16(), body));
         }
-        while let Some(bytes) = response.chunk().await.map_err(without_url)? {
+        // A whole part may take long on a slow link; a stall of READ_TIMEOUT is a failure,
+        // resumed from where it stopped.
+        while let Some(bytes) = tokio::time::timeout(READ_TIMEOUT, response.chunk())
+            .await
+            .map_err(|_| S3Error::HttpFail)?
+            .map_err(without_url)?
+        {
             let len = bytes.len() as u64;
             if *at + len > end_inclusive + 1 {
                 return Err(S3Error::HttpFailWithBody(
