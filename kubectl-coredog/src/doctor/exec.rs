@@ -4,8 +4,9 @@
 //! those of the workload's process: a server started as `sh -c "ulimit -c unlimited && exec
 //! ./server"` dumps core while `ulimit -c` in a new shell still says 0, and the other way round.
 //! So the limit is read from `/proc/1/limits`, the container's main process, and only when that
-//! cannot be read (no `cat` in the image, or PID 1 is the pod's pause process because the pod
-//! shares its process namespace) from a new shell, and said so.
+//! cannot be read (no `cat` in the image, or PID 1 is not the container's: the pause process
+//! of a pod sharing its process namespace, the node's init with `hostPID`) from a new shell,
+//! and said so.
 
 use std::future::Future;
 use std::time::Duration;

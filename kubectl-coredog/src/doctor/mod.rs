@@ -284,11 +284,11 @@ pub async fn gather_workload(
                 == Some("Running")
         });
         for pod in running.take(PROBED_PODS) {
-            let shares_processes = pod
-                .spec
-                .as_ref()
-                .and_then(|spec| spec.share_process_namespace)
-                .unwrap_or(false);
+            // PID 1 is the pause process of a pod sharing its process namespace, and the
+            // node's init in one using the host's.
+            let shares_processes = pod.spec.as_ref().is_some_and(|spec| {
+                spec.share_process_namespace == Some(true) || spec.host_pid == Some(true)
+            });
             for container in probed_containers(pod, &selection) {
                 let limit = probe
                     .core_limit(namespace, &pod.name_any(), &container, !shares_processes)

@@ -92,27 +92,28 @@ fn affinity_admits(node: &Node, affinity: Option<&NodeSelector>) -> bool {
         return true;
     };
     selector.node_selector_terms.iter().any(|term| {
-        term.match_expressions
-            .iter()
-            .flatten()
-            .all(|requirement| meets(node, requirement, false))
-            && term
-                .match_fields
+        let expressions = term.match_expressions.as_deref().unwrap_or_default();
+        let fields = term.match_fields.as_deref().unwrap_or_default();
+        // An empty term selects no node.
+        !(expressions.is_empty() && fields.is_empty())
+            && expressions
                 .iter()
-                .flatten()
+                .all(|requirement| meets(node, requirement, false))
+            && fields
+                .iter()
                 .all(|requirement| meets(node, requirement, true))
     })
 }
 
-/// Taints every DaemonSet pod tolerates, whatever its spec says: the DaemonSet controller adds
-/// these tolerations itself.
-const DAEMON_SET_TOLERATED: [&str; 6] = [
-    "node.kubernetes.io/not-ready",
-    "node.kubernetes.io/unreachable",
-    "node.kubernetes.io/disk-pressure",
-    "node.kubernetes.io/memory-pressure",
-    "node.kubernetes.io/pid-pressure",
-    "node.kubernetes.io/unschedulable",
+/// Taints every DaemonSet pod tolerates, with their effect, whatever its spec says: the
+/// DaemonSet controller adds these tolerations itself.
+const DAEMON_SET_TOLERATED: [(&str, &str); 6] = [
+    ("node.kubernetes.io/not-ready", "NoExecute"),
+    ("node.kubernetes.io/unreachable", "NoExecute"),
+    ("node.kubernetes.io/disk-pressure", "NoSchedule"),
+    ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+    ("node.kubernetes.io/pid-pressure", "NoSchedule"),
+    ("node.kubernetes.io/unschedulable", "NoSchedule"),
 ];
 
 /// Why the DaemonSet has no pod on `node`, which its nodeSelector and node affinity pick.
@@ -124,7 +125,9 @@ fn no_watcher_reason(node: &Node, tolerations: &[Toleration]) -> String {
         .into_iter()
         .flatten()
         .filter(|taint| taint.effect == "NoSchedule" || taint.effect == "NoExecute")
-        .filter(|taint| !DAEMON_SET_TOLERATED.contains(&taint.key.as_str()))
+        .filter(|taint| {
+            !DAEMON_SET_TOLERATED.contains(&(taint.key.as_str(), taint.effect.as_str()))
+        })
         .filter(|taint| {
             !tolerations
                 .iter()
@@ -690,6 +693,26 @@ mod tests {
                 "node small-1: no watcher: the watcher's required node affinity leaves it out",
             ]
         );
+    }
+
+    #[test]
+    fn an_empty_node_selector_term_selects_no_node() {
+        let node = node("apps-1", &[("pool", "apps")]);
+        let selector = |terms: serde_json::Value| -> NodeSelector {
+            serde_json::from_value(serde_json::json!({ "nodeSelectorTerms": terms })).unwrap()
+        };
+        assert!(!affinity_admits(
+            &node,
+            Some(&selector(serde_json::json!([{}])))
+        ));
+        assert!(affinity_admits(
+            &node,
+            Some(&selector(serde_json::json!([
+                {},
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["apps-1"]}]}
+            ])))
+        ));
+        assert!(affinity_admits(&node, None));
     }
 
     #[test]
