@@ -525,8 +525,9 @@ impl Bounds<'_> {
 
 /// Visits the files below `dir` that `bounds` may want, in the order of their keys (as S3
 /// lists them: a directory's entries sorted as `name/` and files as `name`), and stops when
-/// `visit` returns false. Directories that hold nothing wanted are not entered, so a page
-/// costs about a page of `stat`s however large the share. Returns whether to go on.
+/// `visit` returns false. Directories that hold nothing wanted are not entered and only the
+/// files listed are stat'ed, so a page costs about a page of `stat`s plus the directory
+/// listings on its way, however large the share. Returns whether to go on.
 fn walk_in_key_order(
     root: &Path,
     dir: &Path,
@@ -538,36 +539,41 @@ fn walk_in_key_order(
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(true),
         Err(err) => return Err(io_error("list", dir)(err)),
     };
-    let mut found: Vec<(String, PathBuf, std::fs::Metadata)> = Vec::new();
+    let mut found: Vec<(String, PathBuf, bool)> = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io_error("list", dir))?;
         let path = entry.path();
         let Some(key) = path.strip_prefix(root).ok().and_then(Path::to_str) else {
             continue;
         };
-        // Never follow links: a listing shows what is on the mount, nothing it points at. An
-        // entry gone since the directory was read (a write renamed into place, a temporary
-        // file removed) is simply not listed.
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(meta) => meta,
+        // The type as the directory listing gives it (no stat, where the filesystem says), and
+        // never a link's target: a listing shows what is on the mount, nothing it points at.
+        // An entry gone since the directory was read is simply not listed.
+        let kind = match entry.file_type() {
+            Ok(kind) => kind,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
             Err(err) => return Err(io_error("stat", &path)(err)),
         };
-        let key = if meta.is_dir() {
-            format!("{key}/")
-        } else if meta.is_file() {
-            key.to_owned()
-        } else {
-            continue;
-        };
-        found.push((key, path, meta));
+        if kind.is_dir() {
+            found.push((format!("{key}/"), path, true));
+        } else if kind.is_file() {
+            found.push((key.to_owned(), path, false));
+        }
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
-    for (key, path, meta) in found {
-        let go_on = if meta.is_dir() {
+    for (key, path, is_dir) in found {
+        let go_on = if is_dir {
             !bounds.may_hold(&key) || walk_in_key_order(root, &path, bounds, visit)?
+        } else if !bounds.wants(&key) {
+            true
         } else {
-            !bounds.wants(&key) || visit(&key, &meta)
+            // Only the files a page lists are stat'ed, for their size and time.
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_file() => visit(&key, &meta),
+                Ok(_) => true,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => true,
+                Err(err) => return Err(io_error("stat", &path)(err)),
+            }
         };
         if !go_on {
             return Ok(false);
