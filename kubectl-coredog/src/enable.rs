@@ -356,13 +356,28 @@ async fn apply_change(
         ));
     }
     let current = workload.template_annotations();
+    let given_containers = matches!(
+        change,
+        Change::Enable {
+            containers: Some(_),
+            ..
+        }
+    );
     let change = &change.for_template(&current);
     if let Change::Enable {
         containers: Some(containers),
         ..
     } = change
     {
-        check_containers(workload, containers, console)?;
+        if given_containers {
+            check_containers(workload, containers, console)?;
+        } else if let Err(err) = check_containers(workload, containers, console) {
+            // Kept from the workload, not typed now: said, and left to the user to mend.
+            console.warn(&format!(
+                "{} (its coredog.io/container as it is; --container changes it)",
+                crate::error::explain(&err).message
+            ));
+        }
     }
     let changes = describe_changes(&current, &change.desired());
     if changes.is_empty() {
@@ -451,7 +466,7 @@ fn check_containers(
                 list(&missing),
                 list(&known_refs)
             ),
-            "name containers of the pod template, or leave --container out to select all",
+            "name containers of the pod template, or give --container \"\" to select all",
         ));
     }
     console.warn(&format!(

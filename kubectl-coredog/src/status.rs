@@ -3,7 +3,7 @@
 //! many dumps each has in storage. A workload's dumps include those of its pods that are gone,
 //! known by the names controllers give their pods ([`made_by`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Context as _;
 use coredog_core::annotations::{
@@ -100,6 +100,32 @@ fn refusal(pod: &Pod, request: &InjectionRequest) -> Option<String> {
         .collect();
     (!selected.is_empty() && blocked.len() == selected.len())
         .then(|| format!("{}: the webhook skips the pod", blocked.join("; ")))
+}
+
+/// A pod that runs or is about to.
+fn live(pod: &Pod) -> bool {
+    matches!(
+        pod.status
+            .as_ref()
+            .and_then(|status| status.phase.as_deref()),
+        Some("Running" | "Pending")
+    )
+}
+
+/// How a workload's pods are re-created with the pod template it has now.
+fn recreate_hint(workload: &Workload) -> String {
+    if workload.rolls_out() {
+        format!(
+            "kubectl rollout restart {}/{}",
+            workload.kind.resource_name(),
+            workload.name()
+        )
+    } else {
+        match workload.kind {
+            WorkloadKind::Job | WorkloadKind::CronJob => "its next pods get it".to_owned(),
+            _ => "delete the pod to have it re-created".to_owned(),
+        }
+    }
 }
 
 /// Reads what the webhook did to a pod.
@@ -394,20 +420,27 @@ pub async fn collect<S: DumpStorage>(
         .collect();
     // The pods that opted in, and those of a workload that did which predate its opt-in (they
     // carry no annotation, and are just as much without a dump directory).
-    let opted_in_workloads: HashSet<(String, String)> = workloads
+    // Finished pods are history: only live ones are listed for their workload's sake.
+    let opted_in_workloads: HashMap<(String, String), &Workload> = workloads
         .iter()
         .filter(|workload| opted_in(&workload.template_annotations()))
-        .map(|workload| (workload.namespace(), workload.reference().to_string()))
+        .map(|workload| {
+            (
+                (workload.namespace(), workload.reference().to_string()),
+                workload,
+            )
+        })
         .collect();
-    let of_opted_in_workload = |pod: &Pod| {
+    let opted_in_workload_of = |pod: &Pod| {
         let key = (pod.namespace().unwrap_or_default(), pod.name_any());
-        owner_of_pod
-            .get(&key)
-            .is_some_and(|owner| opted_in_workloads.contains(&(key.0.clone(), owner.clone())))
+        let owner = owner_of_pod.get(&key)?;
+        opted_in_workloads.get(&(key.0, owner.clone())).copied()
     };
     let pods: Vec<Pod> = all_pods
         .into_iter()
-        .filter(|pod| opted_in(pod.annotations()) || of_opted_in_workload(pod))
+        .filter(|pod| {
+            opted_in(pod.annotations()) || (live(pod) && opted_in_workload_of(pod).is_some())
+        })
         .collect();
 
     // One listing per namespace with anything opted in, rather than one per pod: a workload's
@@ -469,10 +502,13 @@ pub async fn collect<S: DumpStorage>(
                 .unwrap_or_else(|| "Unknown".to_owned()),
             injection: {
                 let mut injection = injection(pod);
-                if !opted_in(pod.annotations()) {
-                    injection.reason = Some(
-                        "created before its workload opted in: restart the workload".to_owned(),
-                    );
+                if !opted_in(pod.annotations())
+                    && let Some(workload) = opted_in_workload_of(pod)
+                {
+                    injection.reason = Some(format!(
+                        "created before its workload opted in: {}",
+                        recreate_hint(workload)
+                    ));
                 }
                 injection
             },
@@ -672,11 +708,13 @@ pub async fn run<S: DumpStorage>(
         let missing = status
             .pods
             .iter()
-            .filter(|pod| !pod.injection.injected)
+            .filter(|pod| {
+                !pod.injection.injected && (pod.phase == "Running" || pod.phase == "Pending")
+            })
             .count();
         if missing > 0 {
             console.note(&format!(
-                "{missing} pod(s) that opted in, or whose workload did, have no dump directory: `-o wide` says why; restarting them (kubectl rollout restart) lets the webhook inject them"
+                "{missing} running pod(s) that opted in, or whose workload did, have no dump directory: `-o wide` says why and how to re-create them, which lets the webhook inject them"
             ));
         }
     }

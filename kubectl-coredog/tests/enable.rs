@@ -299,7 +299,7 @@ async fn missing_workloads_and_unknown_containers_fail_clearly() {
     assert_eq!(explained.message, "2 of 2 workloads could not be enabled");
     assert_eq!(
         captured.stderr(),
-        "error: deployment.apps/missing not found in namespace shop\nerror: deployment.apps/web: --container worker matches none of its containers (app, sidecar)\nhint: name containers of the pod template, or leave --container out to select all\n"
+        "error: deployment.apps/missing not found in namespace shop\nerror: deployment.apps/web: --container worker matches none of its containers (app, sidecar)\nhint: name containers of the pod template, or give --container \"\" to select all\n"
     );
 }
 
