@@ -138,6 +138,34 @@ fn is_misleading(c: char) -> bool {
         )
 }
 
+/// Whether the container path `mount_path` names the directory `path` (which is normalised):
+/// the container runtime resolves `//corefile/.`, `/x/../corefile` or `corefile` (relative to
+/// `/`) to the directory the API server sees as another string.
+pub fn same_directory(mount_path: &str, path: &str) -> bool {
+    // Mounts are mostly spelt plainly, and two plain spellings name one directory only when
+    // they are equal: no parts to compare for each mount of each pod.
+    let plain = mount_path.starts_with('/')
+        && !mount_path.ends_with('/')
+        && !mount_path.contains("//")
+        && !mount_path.contains("/.");
+    if plain {
+        return mount_path == path;
+    }
+    let mut resolved: Vec<&str> = Vec::new();
+    for part in mount_path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                resolved.pop();
+            }
+            name => resolved.push(name),
+        }
+    }
+    resolved
+        .into_iter()
+        .eq(path.split('/').filter(|part| !part.is_empty()))
+}
+
 /// Whether the absolute `path` is `dir` or lies below it (`/corefiles` is not under `/corefile`).
 pub fn is_at_or_under(path: &str, dir: &str) -> bool {
     match path.strip_prefix(dir) {
@@ -149,6 +177,24 @@ pub fn is_at_or_under(path: &str, dir: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_spelt_another_way_is_the_same() {
+        for spelt in [
+            "/corefile",
+            "//corefile",
+            "/corefile/.",
+            "/./corefile//",
+            "/x/../corefile",
+            "corefile",
+            "/../corefile",
+        ] {
+            assert!(same_directory(spelt, "/corefile"), "{spelt}");
+        }
+        for other in ["/corefiles", "/corefile/x", "/corefile/x/..y", "/"] {
+            assert!(!same_directory(other, "/corefile"), "{other}");
+        }
+    }
 
     #[test]
     fn recommended_paths_pass() {

@@ -9,7 +9,8 @@ use anyhow::Context as _;
 use coredog_core::annotations::{
     CONTAINER, ContainerSelection, INJECT, INJECTED, InjectionRequest, read_opt_in,
 };
-use coredog_core::layout::{POD_NAME_ENV, VOLUME_NAME};
+use coredog_core::layout::{POD_NAME_ENV, POD_NAME_FIELD, VOLUME_NAME};
+use coredog_core::mount_path::same_directory;
 use coredog_core::object_key::{CoreKey, listing_prefix};
 use futures_util::stream::{self, StreamExt as _};
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -56,6 +57,16 @@ pub enum NotInjected {
 /// rules of its patch (cluster/src/webhook/inject.rs), over the pod as stored.
 fn refusal(pod: &Pod, request: &InjectionRequest) -> Option<String> {
     let spec = pod.spec.as_ref()?;
+    let own_volume = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|volume| volume.name == VOLUME_NAME);
+    if own_volume.is_some_and(|volume| volume.host_path.is_none()) {
+        return Some(format!(
+            "the pod has a volume named {VOLUME_NAME} that is not a hostPath: the webhook skips it"
+        ));
+    }
     let containers: Vec<&Container> = spec
         .init_containers
         .iter()
@@ -85,12 +96,19 @@ fn refusal(pod: &Pod, request: &InjectionRequest) -> Option<String> {
     let blocked: Vec<String> = selected
         .iter()
         .filter_map(|c| {
-            let mounted = c
-                .volume_mounts
-                .iter()
-                .flatten()
-                .any(|mount| mount.mount_path.trim_end_matches('/') == path);
-            let own_env = c.env.iter().flatten().any(|env| env.name == POD_NAME_ENV);
+            let mounted =
+                c.volume_mounts.iter().flatten().any(|mount| {
+                    mount.name != VOLUME_NAME && same_directory(&mount.mount_path, path)
+                });
+            // The variable is the webhook's own when it holds the pod's name.
+            let own_env = c.env.iter().flatten().any(|env| {
+                env.name == POD_NAME_ENV
+                    && env
+                        .value_from
+                        .as_ref()
+                        .and_then(|source| source.field_ref.as_ref())
+                        .is_none_or(|field| field.field_path != POD_NAME_FIELD)
+            });
             match (mounted, own_env) {
                 (true, _) => Some(format!("{} already mounts a volume at {path}", c.name)),
                 (false, true) => Some(format!("{} defines {POD_NAME_ENV} itself", c.name)),
@@ -153,12 +171,14 @@ pub fn injection(pod: &Pod) -> Injection {
     let (reason, cause) = match read_opt_in(annotations) {
         Err(err) => (err.to_string(), NotInjected::NotOptedIn),
         Ok(None) => ("not opted in".to_owned(), NotInjected::NotOptedIn),
-        Ok(Some(_)) if has_volume || recorded.is_some() => (
-            format!("only partly injected (volume {VOLUME_NAME} or annotation {INJECTED} missing)"),
-            NotInjected::Missed,
-        ),
         Ok(Some(request)) => match refusal(pod, &request) {
             Some(why) => (why, NotInjected::Refused),
+            None if has_volume || recorded.is_some() => (
+                format!(
+                    "only partly injected (volume {VOLUME_NAME} or annotation {INJECTED} missing)"
+                ),
+                NotInjected::Missed,
+            ),
             None => (
                 "created before the webhook, or while it was unreachable: restart the pod"
                     .to_owned(),
@@ -864,6 +884,44 @@ mod tests {
                 .reason
                 .unwrap()
                 .contains("already mounts a volume at /corefile")
+        );
+
+        // Spelt another way, the same directory.
+        if let Some(spec) = mounted.spec.as_mut() {
+            spec.containers[0].volume_mounts.as_mut().unwrap()[0].mount_path = "//corefile".into();
+        }
+        assert_eq!(injection(&mounted).cause, Some(NotInjected::Refused));
+
+        // The pod-name variable the webhook would add itself is no conflict; another value is.
+        let with_env = |env: serde_json::Value| -> Pod {
+            let mut pod = pod(
+                serde_json::json!({"coredog.io/inject": "true", "coredog.io/path": "/corefile"}),
+                false,
+            );
+            if let Some(spec) = pod.spec.as_mut() {
+                spec.containers[0].env = Some(vec![serde_json::from_value(env).unwrap()]);
+            }
+            pod
+        };
+        let own = with_env(serde_json::json!({"name": "COREDOG_POD_NAME",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}));
+        assert_eq!(injection(&own).cause, Some(NotInjected::Missed));
+        let other = with_env(serde_json::json!({"name": "COREDOG_POD_NAME", "value": "x"}));
+        assert_eq!(injection(&other).cause, Some(NotInjected::Refused));
+
+        // A volume of the webhook's name that is not a hostPath makes it leave the pod alone.
+        let mut volume_taken: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-1", "namespace": "shop",
+                "annotations": {"coredog.io/inject": "true", "coredog.io/path": "/corefile"}},
+            "spec": {"containers": [{"name": "app"}], "volumes": [{"name": VOLUME_NAME, "emptyDir": {}}]}
+        }))
+        .unwrap();
+        let refused = injection(&volume_taken);
+        assert_eq!(refused.cause, Some(NotInjected::Refused));
+        volume_taken.metadata.annotations = None;
+        assert_eq!(
+            injection(&volume_taken).cause,
+            Some(NotInjected::NotOptedIn)
         );
     }
 }

@@ -16,6 +16,7 @@ use coredog_core::annotations::{ContainerSelection, INJECTED, InjectionRequest};
 use coredog_core::layout::{
     POD_NAME_ENV, POD_NAME_FIELD, VOLUME_NAME, namespace_host_dir, sub_path_expr,
 };
+use coredog_core::mount_path::same_directory;
 
 use super::pod_view::{ContainerView, PodView, VolumeView};
 use super::review::write_json_str;
@@ -188,34 +189,6 @@ enum ContainerState {
     },
     MountConflict(String),
     EnvConflict,
-}
-
-/// Whether the container path `mount_path` names the directory `path` (which is normalised):
-/// the container runtime resolves `//corefile/.`, `/x/../corefile` or `corefile` (relative to
-/// `/`) to the directory the API server sees as another string.
-fn same_directory(mount_path: &str, path: &str) -> bool {
-    // Mounts are mostly spelt plainly, and two plain spellings name one directory only when
-    // they are equal: no parts to compare for each mount of each pod.
-    let plain = mount_path.starts_with('/')
-        && !mount_path.ends_with('/')
-        && !mount_path.contains("//")
-        && !mount_path.contains("/.");
-    if plain {
-        return mount_path == path;
-    }
-    let mut resolved: Vec<&str> = Vec::new();
-    for part in mount_path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                resolved.pop();
-            }
-            name => resolved.push(name),
-        }
-    }
-    resolved
-        .into_iter()
-        .eq(path.split('/').filter(|part| !part.is_empty()))
 }
 
 fn container_state(container: &ContainerView<'_>, path: &str) -> ContainerState {
@@ -566,12 +539,6 @@ mod tests {
             assert_eq!(plan.skips, [SkipReason::MountConflict], "{spelt}");
             assert!(plan.injected.is_empty(), "{spelt}");
         }
-        assert!(same_directory("/x/../corefile", "/corefile"));
-        assert!(same_directory("corefile", "/corefile"));
-        assert!(same_directory("/../corefile", "/corefile"));
-        assert!(!same_directory("/corefiles", "/corefile"));
-        assert!(!same_directory("/corefile/x", "/corefile"));
-        assert!(!same_directory("/corefile/x/..y", "/corefile"));
     }
 
     #[test]
