@@ -95,20 +95,31 @@ fn refusal(pod: &Pod, request: &InjectionRequest) -> Option<String> {
         .collect();
     let blocked: Vec<String> = selected
         .iter()
+        // A container that has the mount already was injected, whatever else it has.
+        .filter(|c| {
+            !c.volume_mounts
+                .iter()
+                .flatten()
+                .any(|mount| mount.name == VOLUME_NAME)
+        })
         .filter_map(|c| {
             let mounted =
                 c.volume_mounts.iter().flatten().any(|mount| {
                     mount.name != VOLUME_NAME && same_directory(&mount.mount_path, path)
                 });
-            // The variable is the webhook's own when it holds the pod's name.
-            let own_env = c.env.iter().flatten().any(|env| {
-                env.name == POD_NAME_ENV
-                    && env
-                        .value_from
+            // The variable is the webhook's own when it holds the pod's name; as for the API
+            // server, the first of that name is the one that counts.
+            let own_env = c
+                .env
+                .iter()
+                .flatten()
+                .find(|env| env.name == POD_NAME_ENV)
+                .is_some_and(|env| {
+                    env.value_from
                         .as_ref()
                         .and_then(|source| source.field_ref.as_ref())
                         .is_none_or(|field| field.field_path != POD_NAME_FIELD)
-            });
+                });
             match (mounted, own_env) {
                 (true, _) => Some(format!("{} already mounts a volume at {path}", c.name)),
                 (false, true) => Some(format!("{} defines {POD_NAME_ENV} itself", c.name)),
@@ -120,21 +131,24 @@ fn refusal(pod: &Pod, request: &InjectionRequest) -> Option<String> {
         .then(|| format!("{}: the webhook skips the pod", blocked.join("; ")))
 }
 
-/// A pod that runs or is about to.
+/// A pod that runs or is about to, and is not on its way out (a pod being deleted after a
+/// restart keeps its phase until it is gone).
 fn live(pod: &Pod) -> bool {
-    matches!(
-        pod.status
-            .as_ref()
-            .and_then(|status| status.phase.as_deref()),
-        Some("Running" | "Pending")
-    )
+    pod.metadata.deletion_timestamp.is_none()
+        && matches!(
+            pod.status
+                .as_ref()
+                .and_then(|status| status.phase.as_deref()),
+            Some("Running" | "Pending")
+        )
 }
 
 /// How a workload's pods are re-created with the pod template it has now.
 fn recreate_hint(workload: &Workload) -> String {
     if workload.rolls_out() {
         format!(
-            "kubectl rollout restart {}/{}",
+            "kubectl -n {} rollout restart {}/{}",
+            workload.namespace(),
             workload.kind.resource_name(),
             workload.name()
         )
@@ -458,6 +472,8 @@ pub async fn collect<S: DumpStorage>(
     };
     let pods: Vec<Pod> = all_pods
         .into_iter()
+        // Pods on their way out (a rollout under way) are left out: their successors count.
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
         .filter(|pod| {
             opted_in(pod.annotations()) || (live(pod) && opted_in_workload_of(pod).is_some())
         })
@@ -734,7 +750,7 @@ pub async fn run<S: DumpStorage>(
             .count();
         if missing > 0 {
             console.note(&format!(
-                "{missing} running pod(s) that opted in, or whose workload did, have no dump directory: `-o wide` says why and how to re-create them, which lets the webhook inject them"
+                "{missing} running pod(s) that opted in, or whose workload did, have no dump directory: `-o wide` says why, and what mends it"
             ));
         }
     }

@@ -161,7 +161,7 @@ shop        web-7d9f-ccccc    deployment.apps/web     Running     no         0
     );
     assert_eq!(
         captured.stderr(),
-        "2 running pod(s) that opted in, or whose workload did, have no dump directory: `-o wide` says why and how to re-create them, which lets the webhook inject them\n"
+        "2 running pod(s) that opted in, or whose workload did, have no dump directory: `-o wide` says why, and what mends it\n"
     );
     let requests = storage.take_requests();
     assert_eq!(requests.len(), 1, "one listing per namespace: {requests:?}");
@@ -193,11 +193,11 @@ async fn unreachable_storage_is_a_column_not_a_failure() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("web-7d9f-bbbbb    deployment.apps/web     Running     no: created before the webhook, or while it was unreachable: restart the pod            unreachable   node-1   -\n"),
+        stdout.contains("web-7d9f-bbbbb    deployment.apps/web     Running     no: created before the webhook, or while it was unreachable: restart the pod                    unreachable   node-1   -\n"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("web-7d9f-ccccc    deployment.apps/web     Running     no: created before its workload opted in: kubectl rollout restart deployment.apps/web   unreachable   -        -\n"),
+        stdout.contains("web-7d9f-ccccc    deployment.apps/web     Running     no: created before its workload opted in: kubectl -n shop rollout restart deployment.apps/web   unreachable   -        -\n"),
         "{stdout}"
     );
     assert!(captured.stderr().starts_with(

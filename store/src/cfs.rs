@@ -261,13 +261,11 @@ impl CfsStore {
                 after: after.as_deref(),
             };
             walk_in_key_order(&root, &start, &bounds, &mut |key, meta| {
-                if key.starts_with(&prefix) && !is_temporary(key) {
-                    objects.push(ObjectInfo {
-                        key: key.to_owned(),
-                        size: meta.len(),
-                        last_modified: modified(meta),
-                    });
-                }
+                objects.push(ObjectInfo {
+                    key: key.to_owned(),
+                    size: meta.len(),
+                    last_modified: modified(meta),
+                });
                 // One more than a page tells whether another follows.
                 objects.len() <= PAGE_SIZE
             })?;
@@ -518,8 +516,18 @@ impl Bounds<'_> {
         meets_prefix && !all_before
     }
 
+    /// Whether a listing shows the file `key`: under the prefix, after the continuation, and
+    /// not a write in progress.
     fn wants(&self, key: &str) -> bool {
-        self.after.is_none_or(|after| key > after)
+        key.starts_with(self.prefix)
+            && self.after.is_none_or(|after| key > after)
+            && !is_temporary(key)
+    }
+
+    /// Whether `key` (a file's, or a directory's ending in `/`) and every key after it sort
+    /// past the prefix's keys, which are contiguous: the walk can stop there.
+    fn past(&self, key: &str) -> bool {
+        key > self.prefix && !key.starts_with(self.prefix) && !self.prefix.starts_with(key)
     }
 }
 
@@ -562,6 +570,9 @@ fn walk_in_key_order(
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
     for (key, path, is_dir) in found {
+        if bounds.past(&key) {
+            return Ok(false);
+        }
         let go_on = if is_dir {
             !bounds.may_hold(&key) || walk_in_key_order(root, &path, bounds, visit)?
         } else if !bounds.wants(&key) {

@@ -45,9 +45,6 @@ const REQUEST_URL_EXPIRY_SECONDS: u32 = 3600;
 
 pub struct S3Store {
     bucket: Box<Bucket>,
-    /// The same bucket, for the single PUT of a dump that fits one part: given time for the
-    /// part's size, which the bucket's other requests (a HEAD, a listing) must not wait.
-    put_bucket: Box<Bucket>,
     http: reqwest::Client,
     endpoint: String,
     retry: RetryPolicy,
@@ -142,9 +139,6 @@ impl S3Store {
         if endpoint.path_style {
             bucket = bucket.with_path_style();
         }
-        let put_bucket = bucket
-            .with_request_timeout(upload_timeout(storage.part_size() as u64))
-            .map_err(config_error)?;
         // No timeout on the client as a whole: each request sets its own. (reqwest's read
         // timeout would also run from sending a body until the answer's headers, which S3
         // sends only once it has the whole part.)
@@ -154,7 +148,6 @@ impl S3Store {
             .map_err(|err| StoreError::Config(format!("HTTP client: {err}")))?;
         Ok(Self {
             bucket,
-            put_bucket,
             http,
             endpoint: endpoint.url,
             retry: RetryPolicy::default(),
@@ -377,9 +370,13 @@ impl S3Store {
         content_type: &str,
     ) -> Result<(), StoreError> {
         self.retry
-            .run_while("put object", is_transient, || {
-                self.put_bucket
+            .run_while("put object", is_transient, || async {
+                // Given time for its size, which the bucket's other requests (a HEAD, a
+                // listing) must not wait; the HTTP client is shared.
+                self.bucket
+                    .with_request_timeout(upload_timeout(bytes.len() as u64))?
                     .put_object_with_content_type(key, bytes, content_type)
+                    .await
             })
             .await
             .map(drop)
@@ -486,7 +483,13 @@ impl S3Store {
         let mut at = start;
         let mut attempt = 1;
         loop {
+            let before = at;
             let read = self.read_range_once(key, &mut at, end_inclusive, to).await;
+            // A try that moved forward before it broke off starts the count again: a long
+            // range on a poor link may stall many times and still arrive whole.
+            if at > before {
+                attempt = 1;
+            }
             match read {
                 Ok(()) => return Ok(()),
                 Err(err) if is_not_found(&err) => return Err(StoreError::NotFound(key.to_owned())),

@@ -118,6 +118,11 @@ const DAEMON_SET_TOLERATED: [(&str, &str); 6] = [
 
 /// Why the DaemonSet has no pod on `node`, which its nodeSelector and node affinity pick.
 fn no_watcher_reason(node: &Node, tolerations: &[Toleration]) -> String {
+    // A node that is down carries not-ready or unreachable taints with both effects: the
+    // node, not the watcher's tolerations, is what to look at.
+    if !node_ready(node) {
+        return "the node is NotReady".to_owned();
+    }
     let untolerated: Vec<String> = node
         .spec
         .as_ref()
@@ -143,9 +148,6 @@ fn no_watcher_reason(node: &Node, tolerations: &[Toleration]) -> String {
             "taint {} is not tolerated by the watcher",
             untolerated.join(", ")
         );
-    }
-    if !node_ready(node) {
-        return "the node is NotReady".to_owned();
     }
     "no watcher pod yet (the DaemonSet controller has not created one)".to_owned()
 }
@@ -719,11 +721,18 @@ mod tests {
     fn a_node_down_is_not_blamed_on_the_taints_every_daemon_set_tolerates() {
         let mut down = node("apps-1", &[]);
         down.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
-            taints: Some(vec![Taint {
-                key: "node.kubernetes.io/unreachable".into(),
-                effect: "NoExecute".into(),
-                ..Taint::default()
-            }]),
+            taints: Some(vec![
+                Taint {
+                    key: "node.kubernetes.io/unreachable".into(),
+                    effect: "NoExecute".into(),
+                    ..Taint::default()
+                },
+                Taint {
+                    key: "node.kubernetes.io/unreachable".into(),
+                    effect: "NoSchedule".into(),
+                    ..Taint::default()
+                },
+            ]),
             ..Default::default()
         });
         down.status = None;
