@@ -133,7 +133,7 @@ fn refusal(pod: &Pod, request: &InjectionRequest) -> Option<String> {
 
 /// A pod that runs or is about to, and is not on its way out (a pod being deleted after a
 /// restart keeps its phase until it is gone).
-fn live(pod: &Pod) -> bool {
+pub fn live(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none()
         && matches!(
             pod.status

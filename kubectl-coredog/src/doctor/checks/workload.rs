@@ -17,7 +17,7 @@ use super::{denied, names};
 use crate::doctor::exec::{CoreSizeLimit, LimitSource};
 use crate::doctor::{Check, ClusterSnapshot, Level, Lookup, WorkloadSnapshot};
 use crate::install::manifests::{NAMESPACE, WEBHOOK_NAME};
-use crate::status::{NotInjected, injection};
+use crate::status::{NotInjected, injection, live};
 use crate::workload::{Workload, WorkloadKind};
 
 pub fn workload_checks(cluster: &ClusterSnapshot, snapshot: &WorkloadSnapshot) -> Vec<Check> {
@@ -199,18 +199,6 @@ fn namespace_check(cluster: &ClusterSnapshot, snapshot: &WorkloadSnapshot) -> Ch
     Check::ok(format!(
         "no Pod Security label of namespace {namespace} forbids hostPath volumes"
     ))
-}
-
-/// A pod that runs or is about to, and is not on its way out (a pod being deleted after a
-/// restart keeps its phase until it is gone).
-fn live(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && matches!(
-            pod.status
-                .as_ref()
-                .and_then(|status| status.phase.as_deref()),
-            Some("Running" | "Pending")
-        )
 }
 
 fn injected_pods(snapshot: &WorkloadSnapshot, workload: &Workload) -> Check {
