@@ -8,7 +8,6 @@ pub mod exec;
 
 use std::future::Future;
 
-use anyhow::Context as _;
 use jiff::Timestamp;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::DaemonSet;
@@ -154,6 +153,8 @@ pub struct WorkloadSnapshot {
     pub namespace: String,
     pub workload: Lookup<Workload>,
     pub pods: Vec<Pod>,
+    /// Why its pods (or a CronJob's jobs) could not be listed.
+    pub pods_denied: Option<String>,
     pub namespace_object: Lookup<Namespace>,
     pub limits: Vec<CoreLimit>,
 }
@@ -198,14 +199,13 @@ pub async fn gather_cluster(client: &Client, now: Timestamp) -> anyhow::Result<C
 }
 
 /// The pods of a workload: by its selector, or for a CronJob through the Jobs it created.
-async fn workload_pods(client: &Client, workload: &Workload) -> anyhow::Result<Vec<Pod>> {
+async fn workload_pods(client: &Client, workload: &Workload) -> kube::Result<Vec<Pod>> {
     let namespace = workload.namespace();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let selector = if workload.kind == WorkloadKind::CronJob {
         let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
         let names: Vec<String> = list_all(&jobs, &ListParams::default())
-            .await
-            .with_context(|| format!("cannot list the Jobs of {}", workload.reference()))?
+            .await?
             .into_iter()
             .filter(|job| {
                 job.owner_references()
@@ -224,9 +224,7 @@ async fn workload_pods(client: &Client, workload: &Workload) -> anyhow::Result<V
             None => return Ok(Vec::new()),
         }
     };
-    list_all(&pods, &ListParams::default().labels(&selector))
-        .await
-        .with_context(|| format!("cannot list the pods of {}", workload.reference()))
+    list_all(&pods, &ListParams::default().labels(&selector)).await
 }
 
 /// The containers of a running pod that the workload's annotation selects.
@@ -261,6 +259,7 @@ pub async fn gather_workload(
         namespace: namespace.to_owned(),
         workload: Lookup::Missing,
         pods: Vec::new(),
+        pods_denied: None,
         namespace_object,
         limits: Vec::new(),
     };
@@ -271,7 +270,14 @@ pub async fn gather_workload(
             return Ok(snapshot);
         }
     };
-    snapshot.pods = workload_pods(client, &workload).await?;
+    match workload_pods(client, &workload).await {
+        Ok(pods) => snapshot.pods = pods,
+        Err(err) if is_forbidden(&err) => snapshot.pods_denied = Some(kube_message(&err)),
+        Err(err) => {
+            return Err(anyhow::Error::new(err)
+                .context(format!("cannot list the pods of {}", workload.reference())));
+        }
+    }
     let selection = coredog_core::annotations::read_opt_in(&workload.template_annotations())
         .ok()
         .flatten()

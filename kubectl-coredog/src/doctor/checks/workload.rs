@@ -203,6 +203,9 @@ fn namespace_check(cluster: &ClusterSnapshot, snapshot: &WorkloadSnapshot) -> Ch
 
 fn injected_pods(snapshot: &WorkloadSnapshot, workload: &Workload) -> Check {
     let reference = &snapshot.reference;
+    if let Some(message) = &snapshot.pods_denied {
+        return denied(&format!("the pods of {reference}"), message);
+    }
     let pods: Vec<&Pod> = snapshot.pods.iter().filter(|pod| live(pod)).collect();
     if pods.is_empty() {
         return Check::warn(format!("{reference} has no running pods to check"));
@@ -448,6 +451,7 @@ mod tests {
             namespace: "shop".into(),
             workload: Lookup::Missing,
             pods,
+            pods_denied: None,
             namespace_object: Lookup::Missing,
             limits: Vec::new(),
         }
@@ -460,6 +464,18 @@ mod tests {
             annotations[*key] = serde_json::json!(value);
         }
         annotations
+    }
+
+    #[test]
+    fn pods_it_may_not_list_are_a_warning() {
+        let mut denied = snapshot(Vec::new());
+        denied.pods_denied = Some("pods is forbidden".into());
+        let check = injected_pods(
+            &denied,
+            &workload(WorkloadKind::StatefulSet, "RollingUpdate"),
+        );
+        assert_eq!(check.level, Level::Warn, "{check:?}");
+        assert!(check.title.contains("cannot read the pods of"), "{check:?}");
     }
 
     #[test]
@@ -544,6 +560,7 @@ mod selector_tests {
             namespace: namespace.to_owned(),
             workload: Lookup::Missing,
             pods: Vec::new(),
+            pods_denied: None,
             namespace_object: Lookup::Found(
                 serde_json::from_value(serde_json::json!({
                     "metadata": {"name": namespace, "labels": {"kubernetes.io/metadata.name": namespace}}
