@@ -107,13 +107,13 @@ fn refusal(pod: &Pod, request: &InjectionRequest) -> Option<String> {
                 c.volume_mounts.iter().flatten().any(|mount| {
                     mount.name != VOLUME_NAME && same_directory(&mount.mount_path, path)
                 });
-            // The variable is the webhook's own when it holds the pod's name; as for the API
-            // server, the first of that name is the one that counts.
+            // The variable is the webhook's own when it holds the pod's name; as for the
+            // kubelet, the last definition of that name is the one that counts.
             let own_env = c
                 .env
                 .iter()
                 .flatten()
-                .find(|env| env.name == POD_NAME_ENV)
+                .rfind(|env| env.name == POD_NAME_ENV)
                 .is_some_and(|env| {
                     env.value_from
                         .as_ref()

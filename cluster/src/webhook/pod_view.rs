@@ -210,8 +210,9 @@ impl<'a> ContainerView<'a> {
             } else if field.is("env") {
                 pod_name_env = None;
                 has_env_list = reader.optional_list("a container's env", |reader| {
+                    // The kubelet sets a variable defined twice to its last definition.
                     let variable = read_env_variable(reader)?;
-                    if pod_name_env.is_none() {
+                    if variable.is_some() {
                         pod_name_env = variable;
                     }
                     Ok(())
@@ -373,12 +374,14 @@ mod tests {
 
     #[test]
     fn env_variables_are_read_for_the_pod_name_only() {
+        // b defines the variable twice: the kubelet uses the last definition, the pod's name.
         let pod = PodView::parse(
             r#"{"spec": {"containers": [
                 {"name": "a", "env": [{"name": "X", "value": "1"}, {"name": "COREDOG_POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}}]},
                 {"name": "b", "env": [{"name": "COREDOG_POD_NAME", "value": "fixed"}, {"name": "COREDOG_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]},
                 {"name": "c", "env": []},
-                {"name": "d", "env": null}
+                {"name": "d", "env": null},
+                {"name": "e", "env": [{"name": "COREDOG_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}, {"name": "COREDOG_POD_NAME", "value": "fixed"}]}
             ]}}"#,
         )
         .unwrap();
@@ -392,9 +395,10 @@ mod tests {
             seen,
             [
                 (true, Some(true)),
-                (true, Some(false)),
+                (true, Some(true)),
                 (true, None),
-                (false, None)
+                (false, None),
+                (true, Some(false))
             ]
         );
     }

@@ -274,8 +274,12 @@ pub async fn gather_workload(
         Ok(pods) => snapshot.pods = pods,
         Err(err) if is_forbidden(&err) => snapshot.pods_denied = Some(kube_message(&err)),
         Err(err) => {
-            return Err(anyhow::Error::new(err)
-                .context(format!("cannot list the pods of {}", workload.reference())));
+            return Err(anyhow::Error::new(err).context(match workload.kind {
+                WorkloadKind::CronJob => {
+                    format!("cannot list the jobs and pods of {}", workload.reference())
+                }
+                _ => format!("cannot list the pods of {}", workload.reference()),
+            }));
         }
     }
     let selection = coredog_core::annotations::read_opt_in(&workload.template_annotations())
@@ -283,11 +287,14 @@ pub async fn gather_workload(
         .flatten()
         .map(|request| request.containers);
     if let Some(selection) = selection {
+        // Not pods on their way out: a rollout's old pods would take the probes' places.
         let running = snapshot.pods.iter().filter(|pod| {
-            pod.status
-                .as_ref()
-                .and_then(|status| status.phase.as_deref())
-                == Some("Running")
+            crate::status::live(pod)
+                && pod
+                    .status
+                    .as_ref()
+                    .and_then(|status| status.phase.as_deref())
+                    == Some("Running")
         });
         for pod in running.take(PROBED_PODS) {
             // PID 1 is the pause process of a pod sharing its process namespace, and the

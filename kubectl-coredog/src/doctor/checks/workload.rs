@@ -68,7 +68,9 @@ pub fn workload_checks(cluster: &ClusterSnapshot, snapshot: &WorkloadSnapshot) -
     if request.is_some() {
         checks.push(injected_pods(snapshot, workload));
     }
+    // Without its pods, the nodes they run on are unknown.
     if let Some(request) = &request
+        && snapshot.pods_denied.is_none()
         && let Some(check) = pattern_matches_path(cluster, snapshot, request.path.as_str())
     {
         checks.push(check);
@@ -204,7 +206,12 @@ fn namespace_check(cluster: &ClusterSnapshot, snapshot: &WorkloadSnapshot) -> Ch
 fn injected_pods(snapshot: &WorkloadSnapshot, workload: &Workload) -> Check {
     let reference = &snapshot.reference;
     if let Some(message) = &snapshot.pods_denied {
-        return denied(&format!("the pods of {reference}"), message);
+        return denied(
+            &format!(
+                "the pods of {reference} (their dump directory, their nodes' core_pattern and their core limits)"
+            ),
+            message,
+        );
     }
     let pods: Vec<&Pod> = snapshot.pods.iter().filter(|pod| live(pod)).collect();
     if pods.is_empty() {
