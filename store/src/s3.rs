@@ -34,14 +34,15 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// 512 MiB on a congested link must not be cut off and sent again from its start forever.
 const SLOWEST_UPLOAD_BYTES_PER_SECOND: u64 = 256 * 1024;
 
-/// The time a request sending `bytes` may take in all.
-fn upload_timeout(bytes: u64) -> Duration {
-    REQUEST_TIMEOUT + Duration::from_secs(bytes / SLOWEST_UPLOAD_BYTES_PER_SECOND)
-}
 const PAGE_SIZE: usize = 1000;
 /// URLs this store presigns for its own requests are signed just before they are used: they only
 /// have to outlast one request.
 const REQUEST_URL_EXPIRY_SECONDS: u32 = 3600;
+
+/// The time a request sending `bytes` may take in all.
+fn upload_timeout(bytes: u64) -> Duration {
+    REQUEST_TIMEOUT + Duration::from_secs(bytes / SLOWEST_UPLOAD_BYTES_PER_SECOND)
+}
 
 pub struct S3Store {
     bucket: Box<Bucket>,
