@@ -1,6 +1,7 @@
-//! `status`: the workloads and pods that opted in, whether their pods really carry the dump
-//! directory (pods created before the webhook, or while it was unreachable, do not), and how
-//! many dumps each has in storage. A workload's dumps include those of its pods that are gone,
+//! `status`: the workloads and pods that opted in (and the live pods of an opted-in workload
+//! made before it opted in), whether their pods really carry the dump directory (pods created
+//! before the webhook, or while it was unreachable, do not), and how many dumps each has in
+//! storage. A workload's dumps include those of its pods that are gone,
 //! known by the names controllers give their pods ([`made_by`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -107,9 +108,9 @@ fn refusal(pod: &Pod, request: &InjectionRequest) -> Option<String> {
                 c.volume_mounts.iter().flatten().any(|mount| {
                     mount.name != VOLUME_NAME && same_directory(&mount.mount_path, path)
                 });
-            // The variable is the webhook's own when it holds the pod's name; as for the
-            // kubelet, the last definition of that name is the one that counts.
-            let own_env = c
+            // A variable of the webhook's name that holds anything but the pod's name conflicts;
+            // as for the kubelet, the last definition of that name is the one that counts.
+            let conflicting_env = c
                 .env
                 .iter()
                 .flatten()
@@ -120,7 +121,7 @@ fn refusal(pod: &Pod, request: &InjectionRequest) -> Option<String> {
                         .and_then(|source| source.field_ref.as_ref())
                         .is_none_or(|field| field.field_path != POD_NAME_FIELD)
                 });
-            match (mounted, own_env) {
+            match (mounted, conflicting_env) {
                 (true, _) => Some(format!("{} already mounts a volume at {path}", c.name)),
                 (false, true) => Some(format!("{} defines {POD_NAME_ENV} itself", c.name)),
                 (false, false) => None,
@@ -285,6 +286,13 @@ pub struct PodStatus {
     pub injection: Injection,
     /// `None` when storage could not be read.
     pub dumps: Option<usize>,
+}
+
+impl PodStatus {
+    /// Running or about to (pods on their way out are not listed at all).
+    fn is_live(&self) -> bool {
+        self.phase == "Running" || self.phase == "Pending"
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -579,10 +587,7 @@ pub async fn collect<S: DumpStorage>(
                 Ok(None) => (None, "-".to_owned(), None),
                 Err(err) => (None, "-".to_owned(), Some(err.to_string())),
             };
-            let running: Vec<&&PodStatus> = mine
-                .iter()
-                .filter(|pod| pod.phase == "Running" || pod.phase == "Pending")
-                .collect();
+            let running: Vec<&&PodStatus> = mine.iter().filter(|pod| pod.is_live()).collect();
             let workload_dumps = dumps.get(&namespace).map(|counts| {
                 let neighbours: Vec<&Workload> = roots
                     .iter()
@@ -744,13 +749,11 @@ pub async fn run<S: DumpStorage>(
         let missing = status
             .pods
             .iter()
-            .filter(|pod| {
-                !pod.injection.injected && (pod.phase == "Running" || pod.phase == "Pending")
-            })
+            .filter(|pod| !pod.injection.injected && pod.is_live())
             .count();
         if missing > 0 {
             console.note(&format!(
-                "{missing} running pod(s) that opted in, or whose workload did, have no dump directory: `-o wide` says why, and what mends it"
+                "{missing} running or pending pod(s) that opted in, or whose workload did, have no dump directory: `-o wide` says why, and what mends it"
             ));
         }
     }

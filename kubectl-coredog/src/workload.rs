@@ -217,13 +217,11 @@ impl Workload {
     /// What a change of its pod template does to its pods: [`WorkloadKind::rollout_note`],
     /// unless its update strategy is `OnDelete`, which replaces no pod by itself.
     pub fn rollout_note(&self) -> &'static str {
-        let on_delete = self.object.data["spec"]["updateStrategy"]["type"] == "OnDelete";
-        if on_delete
-            && matches!(
-                self.kind,
-                WorkloadKind::StatefulSet | WorkloadKind::DaemonSet
-            )
-        {
+        let rolling_kind = matches!(
+            self.kind,
+            WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::DaemonSet
+        );
+        if rolling_kind && !self.rolls_out() {
             "its update strategy is OnDelete: pods get it when they are deleted and re-created"
         } else {
             self.kind.rollout_note()

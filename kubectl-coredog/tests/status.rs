@@ -161,7 +161,7 @@ shop        web-7d9f-ccccc    deployment.apps/web     Running     no         0
     );
     assert_eq!(
         captured.stderr(),
-        "2 running pod(s) that opted in, or whose workload did, have no dump directory: `-o wide` says why, and what mends it\n"
+        "2 running or pending pod(s) that opted in, or whose workload did, have no dump directory: `-o wide` says why, and what mends it\n"
     );
     let requests = storage.take_requests();
     assert_eq!(requests.len(), 1, "one listing per namespace: {requests:?}");

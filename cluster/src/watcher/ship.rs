@@ -146,7 +146,8 @@ const MAX_PARTS: u64 = 10_000;
 
 /// The part size for an upload of at most `worst` bytes: the configured one, or as many whole
 /// MiB as keep it within [`MAX_PARTS`] (part 10,001 would be refused, and the core retried for
-/// ever). Only uploads of tens of GiB need more, and they hold proportionally more memory.
+/// ever). Only uploads of tens of GiB need more, and they upload fewer parts at once
+/// ([`parts_in_flight_for`]) so that their buffers stay within the configured budget.
 fn part_size_for(worst: u64, configured: usize) -> usize {
     const MIB: u64 = 1024 * 1024;
     let needed = worst.div_ceil(MAX_PARTS).div_ceil(MIB).saturating_mul(MIB);

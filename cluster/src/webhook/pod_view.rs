@@ -193,7 +193,8 @@ pub struct ContainerView<'a> {
     pub name: Cow<'a, str>,
     /// Whether the container has an `env` list, even an empty one.
     pub has_env_list: bool,
-    /// Whether its first `COREDOG_POD_NAME` (if any) is the pod's name from the downward API.
+    /// Whether its last `COREDOG_POD_NAME` (if any; the one the kubelet uses) is the pod's name
+    /// from the downward API.
     pub pod_name_env: Option<bool>,
     pub volume_mounts: Option<Vec<MountView<'a>>>,
 }

@@ -47,7 +47,8 @@ pub struct CoreLimitReading {
 /// has neither `cat` nor a shell).
 pub trait CoreLimitProbe {
     /// `main_process_is_pid_one` is false for pods that share their process namespace, whose
-    /// PID 1 is the pause process.
+    /// PID 1 is the pause process, and for pods that use the host's (`hostPID`), whose PID 1 is
+    /// the node's init.
     fn core_limit(
         &self,
         namespace: &str,

@@ -25,7 +25,7 @@ use crate::output::Console;
 use crate::workload::{self, Workload, WorkloadKind, WorkloadRef, selector_query};
 use exec::CoreLimitProbe;
 
-/// Pods of a workload whose containers are probed for `ulimit -c`: enough to see a pattern
+/// Pods of a workload whose containers are probed for their core size limit: enough to see a pattern
 /// without an exec per replica of a large workload.
 const PROBED_PODS: usize = 3;
 

@@ -718,7 +718,39 @@ mod tests {
     }
 
     #[test]
-    fn a_node_down_is_not_blamed_on_the_taints_every_daemon_set_tolerates() {
+    fn a_cordoned_node_is_not_blamed_on_the_taint_every_daemon_set_tolerates() {
+        let mut cordoned = node("apps-1", &[]);
+        cordoned.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
+            taints: Some(vec![Taint {
+                key: "node.kubernetes.io/unschedulable".into(),
+                effect: "NoSchedule".into(),
+                ..Taint::default()
+            }]),
+            unschedulable: Some(true),
+            ..Default::default()
+        });
+        let tolerations: Vec<Toleration> = Vec::new();
+        assert_eq!(
+            no_watcher_reason(&cordoned, &tolerations),
+            "no watcher pod yet (the DaemonSet controller has not created one)"
+        );
+        // Another taint, not tolerated, is named.
+        if let Some(taints) = cordoned.spec.as_mut().and_then(|spec| spec.taints.as_mut()) {
+            taints.push(Taint {
+                key: "dedicated".into(),
+                value: Some("gpu".into()),
+                effect: "NoSchedule".into(),
+                ..Taint::default()
+            });
+        }
+        assert_eq!(
+            no_watcher_reason(&cordoned, &tolerations),
+            "taint dedicated=gpu:NoSchedule is not tolerated by the watcher"
+        );
+    }
+
+    #[test]
+    fn a_node_down_is_blamed_on_being_not_ready_whatever_its_taints() {
         let mut down = node("apps-1", &[]);
         down.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
             taints: Some(vec![

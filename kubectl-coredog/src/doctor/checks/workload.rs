@@ -87,8 +87,7 @@ fn webhook_namespace_selector(cluster: &ClusterSnapshot) -> Option<&LabelSelecto
     let webhooks = configuration.webhooks.as_deref()?;
     webhooks
         .iter()
-        .find(|webhook| webhook.name == WEBHOOK_NAME)
-        .or(webhooks.first())?
+        .find(|webhook| webhook.name == WEBHOOK_NAME)?
         .namespace_selector
         .as_ref()
 }
@@ -423,10 +422,15 @@ mod tests {
     use crate::workload::WorkloadRef;
 
     fn workload(kind: WorkloadKind, strategy: &str) -> Workload {
+        let kind_name = match kind {
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::Deployment => "Deployment",
+            _ => "StatefulSet",
+        };
         Workload {
             kind,
             object: serde_json::from_value(serde_json::json!({
-                "apiVersion": "apps/v1", "kind": "StatefulSet",
+                "apiVersion": "apps/v1", "kind": kind_name,
                 "metadata": {"name": "db", "namespace": "shop"},
                 "spec": {"updateStrategy": {"type": strategy}}
             }))
