@@ -25,6 +25,20 @@ fn names(list: &[String]) -> String {
     }
 }
 
+/// Whether a selector requirement's set-based `operator` (In, NotIn, Exists, DoesNotExist)
+/// holds for a label's `value` (`None`: the label is absent); `None` for another operator.
+/// Label selectors and node selector terms share these, as the API server reads them.
+fn set_operator_holds(operator: &str, value: Option<&str>, values: &[String]) -> Option<bool> {
+    let listed = value.is_some_and(|value| values.iter().any(|v| v == value));
+    match operator {
+        "In" => Some(listed),
+        "NotIn" => Some(!listed),
+        "Exists" => Some(value.is_some()),
+        "DoesNotExist" => Some(value.is_none()),
+        _ => None,
+    }
+}
+
 fn denied(what: &str, message: &str) -> Check {
     Check::warn(format!(
         "cannot read {what}, so it was not checked: {message}"

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{
 };
 use kube::ResourceExt as _;
 
-use super::{denied, names};
+use super::{denied, names, set_operator_holds};
 use crate::doctor::{Check, ClusterSnapshot, Lookup};
 use crate::install::manifests::{DEFAULT_CORE_PATTERN, NAMESPACE, OS_LABEL, WATCHER};
 
@@ -62,12 +62,11 @@ fn meets(node: &Node, requirement: &NodeSelectorRequirement, field: bool) -> boo
         node.labels().get(&requirement.key).cloned()
     };
     let values = requirement.values.as_deref().unwrap_or_default();
+    if let Some(holds) = set_operator_holds(&requirement.operator, value.as_deref(), values) {
+        return holds;
+    }
     let number = |text: &str| text.parse::<i64>().ok();
     match requirement.operator.as_str() {
-        "In" => value.is_some_and(|value| values.contains(&value)),
-        "NotIn" => !value.is_some_and(|value| values.contains(&value)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
         "Gt" | "Lt" => {
             let (Some(have), Some(bound)) = (
                 value.as_deref().and_then(number),

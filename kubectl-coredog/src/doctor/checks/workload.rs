@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt as _;
 
 use super::nodes::{node_reports, pattern_fix, pod_node};
-use super::{denied, names};
+use super::{denied, names, set_operator_holds};
 use crate::doctor::exec::{CoreSizeLimit, LimitSource};
 use crate::doctor::{Check, ClusterSnapshot, Level, Lookup, WorkloadSnapshot};
 use crate::install::manifests::{NAMESPACE, WEBHOOK_NAME};
@@ -100,22 +100,11 @@ fn unmet_term(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> Op
         }
     }
     for expression in selector.match_expressions.iter().flatten() {
-        let value = labels.get(&expression.key);
-        let listed = |value: &String| expression.values.iter().flatten().any(|v| v == value);
-        let met = match expression.operator.as_str() {
-            "In" => value.is_some_and(listed),
-            "NotIn" => !value.is_some_and(listed),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => true,
-        };
+        let values = expression.values.as_deref().unwrap_or_default();
+        let value = labels.get(&expression.key).map(String::as_str);
+        // An operator the API server would not accept selects nothing to check against.
+        let met = set_operator_holds(&expression.operator, value, values).unwrap_or(true);
         if !met {
-            let values = expression
-                .values
-                .iter()
-                .flatten()
-                .cloned()
-                .collect::<Vec<_>>();
             return Some(format!(
                 "{} {} ({})",
                 expression.key,
