@@ -209,6 +209,15 @@ pub fn injection(pod: &Pod) -> Injection {
     }
 }
 
+/// Why a pod of an opted-in workload that does not ask for the dump directory itself has none.
+pub const PREDATES_OPT_IN: &str = "created before its workload opted in";
+
+/// Whether the pod itself asks for the dump directory; one of an opted-in workload that does
+/// not was made before the workload opted in.
+pub fn asks_for_injection(pod: &Pod) -> bool {
+    opted_in(pod.annotations())
+}
+
 fn opted_in(annotations: &BTreeMap<String, String>) -> bool {
     annotations
         .get(INJECT)
@@ -546,13 +555,11 @@ pub async fn collect<S: DumpStorage>(
                 .unwrap_or_else(|| "Unknown".to_owned()),
             injection: {
                 let mut injection = injection(pod);
-                if !opted_in(pod.annotations())
+                if !asks_for_injection(pod)
                     && let Some(workload) = opted_in_workload_of(pod)
                 {
-                    injection.reason = Some(format!(
-                        "created before its workload opted in: {}",
-                        recreate_hint(workload)
-                    ));
+                    injection.reason =
+                        Some(format!("{PREDATES_OPT_IN}: {}", recreate_hint(workload)));
                 }
                 injection
             },

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use coredog_core::annotations::{
-    ContainerSelection, INJECT, WEBHOOK_DISABLED, WEBHOOK_NAMESPACE_LABEL, read_opt_in,
+    ContainerSelection, WEBHOOK_DISABLED, WEBHOOK_NAMESPACE_LABEL, read_opt_in,
 };
 use coredog_core::mount_path::MountPath;
 use coredog_core::node_status::pattern_writes_into;
@@ -17,7 +17,7 @@ use super::{denied, names, set_operator_holds};
 use crate::doctor::exec::{CoreSizeLimit, LimitSource};
 use crate::doctor::{Check, ClusterSnapshot, Level, Lookup, WorkloadSnapshot};
 use crate::install::manifests::{NAMESPACE, WEBHOOK_NAME};
-use crate::status::{NotInjected, injection, live};
+use crate::status::{NotInjected, PREDATES_OPT_IN, asks_for_injection, injection, live};
 use crate::workload::{Workload, WorkloadKind};
 
 pub fn workload_checks(cluster: &ClusterSnapshot, snapshot: &WorkloadSnapshot) -> Vec<Check> {
@@ -213,11 +213,10 @@ fn injected_pods(snapshot: &WorkloadSnapshot, workload: &Workload) -> Check {
             continue;
         }
         refused |= injection.cause == Some(NotInjected::Refused);
-        // The workload opted in: a pod without the annotation at all was made before it did.
-        let reason = if pod.annotations().contains_key(INJECT) {
+        let reason = if asks_for_injection(pod) {
             injection.reason.unwrap_or_default()
         } else {
-            "created before the workload opted in".to_owned()
+            PREDATES_OPT_IN.to_owned()
         };
         missing.push(format!("{}: {reason}", pod.name_any()));
     }
