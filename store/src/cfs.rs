@@ -15,6 +15,7 @@
 //! `CFSAllowLocalDisk` says that is meant.
 
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Component, Path, PathBuf};
 
 use coredog_core::config::StorageConfig;
@@ -23,6 +24,13 @@ use jiff::Timestamp;
 use crate::{ListPage, ObjectInfo, PartReceiver, Piece, StoreError, abandoned, part_channel};
 
 const PAGE_SIZE: usize = 1000;
+
+/// A core holds the crashed process's memory (keys, tokens, customer data), so nothing stored is
+/// readable by everyone who can read the share: the group may read, as the kernel's own cores and
+/// systemd-coredump's allow. Readers are given the share's group (a setgid directory passes it
+/// on to every file and directory made below it) or a default ACL.
+const FILE_MODE: u32 = 0o640;
+const DIRECTORY_MODE: u32 = 0o750;
 
 pub struct CfsStore {
     root: PathBuf,
@@ -148,7 +156,11 @@ impl CfsStore {
             blocking(move || {
                 check_shared(&root, allow_local_disk)?;
                 if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(DIRECTORY_MODE)
+                        .create(dir)
+                        .map_err(io_error("create directory", dir))?;
                 }
                 remove_abandoned_temporaries(&path);
                 create_locked_temporary(&path)
@@ -404,7 +416,14 @@ fn create_locked_temporary(
     loop {
         attempt += 1;
         let tmp = temporary_name(path);
-        let file = std::fs::File::create(&tmp).map_err(io_error("create", &tmp))?;
+        // A new file only: a name someone else made on the share (a link planted there) is
+        // never opened.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&tmp)
+            .map_err(io_error("create", &tmp))?;
         let pending = PendingTemporary(Some(tmp.clone()));
         // A share without locks leaves abandoned files to the age rule alone.
         let _ = file.try_lock();
@@ -653,6 +672,35 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[tokio::test]
+    async fn a_stored_core_is_not_readable_by_everyone_on_the_share() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = CfsStore::on_local_disk(dir.path());
+        store
+            .put_bytes("corefiles/ns/pod/app/a.core", b"secrets")
+            .await
+            .unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let core = dir.path().join("corefiles/ns/pod/app/a.core");
+        // The umask may take bits away, never add them.
+        assert_eq!(mode(&core) & !FILE_MODE, 0, "{:o}", mode(&core));
+        for made in [
+            "corefiles",
+            "corefiles/ns",
+            "corefiles/ns/pod",
+            "corefiles/ns/pod/app",
+        ] {
+            let made = dir.path().join(made);
+            assert_eq!(
+                mode(&made) & !DIRECTORY_MODE,
+                0,
+                "{made:?}: {:o}",
+                mode(&made)
+            );
+        }
     }
 
     #[tokio::test]
