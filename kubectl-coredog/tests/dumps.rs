@@ -790,3 +790,49 @@ async fn an_index_entry_whose_dump_is_gone_falls_back_to_a_listing() {
     .unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), dumps[0].core);
 }
+
+/// The configuration install keeps in the cluster may name key files: paths in the watcher's
+/// pod, not on the machine the plugin runs on. They are not read there; the keys come from the
+/// environment or the credentials Secret instead.
+#[tokio::test]
+async fn key_files_named_by_the_cluster_configuration_are_not_read_locally() {
+    let encoded = |text: &str| {
+        serde_json::to_value(k8s_openapi::ByteString(text.as_bytes().to_vec())).unwrap()
+    };
+    let config = "StorageConfig:\n  protocol: s3\n  S3Bucket: dumps\n  S3Endpoint: http://127.0.0.1:9\n  s3AccesskeyIDFile: /etc/coredog/keys/ak\n  s3SecretAccessKeyFile: /etc/coredog/keys/sk\n";
+    let (client, server) = support::api_server(move |request| match request.path.as_str() {
+        "/api/v1/namespaces/coredog-system/secrets/coredog-config" => {
+            support::ok(serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "coredog-config", "namespace": "coredog-system"},
+                "data": {"config.yaml": encoded(config)}
+            }))
+        }
+        "/api/v1/namespaces/coredog-system/secrets/coredog-storage-credentials" => {
+            support::ok(serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "coredog-storage-credentials", "namespace": "coredog-system"},
+                "data": {"AWS_ACCESS_KEY_ID": encoded("AKIDFROMSECRET"), "AWS_SECRET_ACCESS_KEY": encoded("secret")}
+            }))
+        }
+        _ => support::not_found("object"),
+    });
+    let storage = kubectl_coredog::storage::storage_config(None, Some(&client))
+        .await
+        .unwrap();
+    drop(client);
+    assert_eq!(storage.access_key_id_file, None);
+    assert_eq!(storage.secret_access_key_file, None);
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        assert_eq!(storage.access_key_id.as_deref(), Some("AKIDFROMSECRET"));
+        let requested: Vec<String> = server.await.unwrap().iter().map(|r| r.line()).collect();
+        assert_eq!(
+            requested,
+            [
+                "GET /api/v1/namespaces/coredog-system/secrets/coredog-config",
+                "GET /api/v1/namespaces/coredog-system/secrets/coredog-storage-credentials"
+            ]
+        );
+    }
+    kubectl_coredog::storage::open(&storage).unwrap();
+}

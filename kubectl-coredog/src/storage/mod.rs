@@ -158,6 +158,9 @@ pub async fn storage_config(
             .hint("fix it with `kubectl coredog install --config FILE`")
         })?
         .storage;
+    // Key files the configuration names are paths in the watcher's pod, not on this machine.
+    storage.access_key_id_file = None;
+    storage.secret_access_key_file = None;
     let has_keys = storage
         .static_credentials(
             |name| std::env::var(name).ok(),
@@ -194,8 +197,6 @@ async fn add_cluster_credentials(client: &Client, storage: &mut StorageConfig) {
     if let (Some(access), Some(secret)) = (value(ACCESS_KEY_ID), value(SECRET_ACCESS_KEY)) {
         storage.access_key_id = Some(access);
         storage.secret_access_key = Some(secret);
-        storage.access_key_id_file = None;
-        storage.secret_access_key_file = None;
     }
 }
 
