@@ -17,6 +17,7 @@
 //!    pod's generated name and container, and the fetched bytes match the core's sha256.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -63,7 +64,8 @@ fn deployment_pod() -> Value {
                 { "name": "app", "image": "busybox:1.36", "command": ["sh", "-c", "ulimit -c unlimited; sleep 1; kill -11 $$"] },
                 { "name": "sidecar", "image": "busybox:1.36", "command": ["sleep", "infinity"] }
             ],
-            "restartPolicy": "Always"
+            "restartPolicy": "Always",
+            "securityContext": { "runAsUser": 65534, "runAsGroup": 65534, "runAsNonRoot": true }
         }
     })
 }
@@ -245,13 +247,24 @@ async fn a_crash_in_a_deployment_pod_reaches_storage_and_the_plugin() {
         source,
         host_dir.join("default").join(&generated).join("app")
     );
+    // As the kubelet makes it: root's, 0755. The watcher opens it to the container's user, who
+    // is not root, before the container's process runs.
     std::fs::create_dir_all(&source).unwrap();
+    std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&source).unwrap().permissions().mode() & 0o7777 != 0o1777 {
+        assert!(
+            Instant::now() < deadline,
+            "the watcher never opened the container's directory to its user"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let created_mount_point = !Path::new(&mount_path).exists();
     if created_mount_point {
         std::fs::create_dir(&mount_path).unwrap();
     }
     let container = format!(
-        "mount --bind '{}' '{mount_path}' && cd '{mount_path}' && exec sh -c 'ulimit -c unlimited; kill -11 $$'",
+        "mount --bind '{}' '{mount_path}' && cd '{mount_path}' && exec setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'ulimit -c unlimited; kill -11 $$'",
         source.display()
     );
     let status = Command::new("unshare")

@@ -1,5 +1,10 @@
 //! Finding files at the dump depth of `<root>/<namespace>/<pod>/<container>/<file>`.
 //!
+//! The kernel writes a core as the crashing process's user, and the kubelet makes a container's
+//! directory root's, `0755`: a container running as any other user would crash without a core.
+//! So every container directory found is made writable to every user, sticky as `/tmp` is
+//! (`1777`), within a moment of the kubelet making it and before the container's process runs.
+//!
 //! inotify watches every directory down to the container depth, including directories created
 //! later. A file is complete when the kernel closes it (`IN_CLOSE_WRITE`), which is how a core
 //! dump ends; a file found any other way (the sweep at start, a periodic rescan, the rescan
@@ -161,6 +166,17 @@ impl Tree {
                     continue;
                 }
             }
+            if at == CONTAINER_DEPTH {
+                match open_to_every_user(&full) {
+                    Ok(true) => {
+                        debug!(dir = %full.display(), "container dump directory opened to every user")
+                    }
+                    Ok(false) => {}
+                    Err(err) => {
+                        warn!(dir = %full.display(), error = %err, "cannot let every user of the container write its dump directory; a process that does not run as root cannot dump core there")
+                    }
+                }
+            }
             let entries = match std::fs::read_dir(&full) {
                 Ok(entries) => entries,
                 Err(err) => {
@@ -186,9 +202,70 @@ impl Tree {
     }
 }
 
+/// The mode of a container's dump directory (see the module's docs).
+pub const CONTAINER_DIR_MODE: u32 = 0o1777;
+
+/// Gives `dir` [`CONTAINER_DIR_MODE`] unless it has it; whether it had to. A symlink is not
+/// followed.
+fn open_to_every_user(dir: &Path) -> std::io::Result<bool> {
+    use rustix::fs::{Mode, OFlags};
+    let handle = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    if rustix::fs::fstat(&handle)?.st_mode & 0o7777 == CONTAINER_DIR_MODE {
+        return Ok(false);
+    }
+    rustix::fs::fchmod(&handle, Mode::from_raw_mode(CONTAINER_DIR_MODE))?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn container_directories_are_opened_to_every_user_and_links_left_alone() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let pod = root.path().join("ns/pod");
+        // As the kubelet makes them: root's, 0755.
+        let kubelet_makes = |dir: &Path| {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        kubelet_makes(&pod);
+        kubelet_makes(&pod.join("app"));
+        kubelet_makes(outside.path());
+        std::os::unix::fs::symlink(outside.path(), pod.join("linked")).unwrap();
+        let mode = |dir: &Path| std::fs::metadata(dir).unwrap().permissions().mode() & 0o7777;
+        let becomes_open = |dir: PathBuf| async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while mode(&dir) != CONTAINER_DIR_MODE {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{dir:?}: {:o}",
+                    mode(&dir)
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+
+        let (found, reports) = mpsc::channel(16);
+        let discovery =
+            tokio::spawn(Discovery::new(root.path(), Duration::from_secs(3600)).run(found));
+        becomes_open(pod.join("app")).await;
+        // A container started after the watcher.
+        kubelet_makes(&pod.join("worker"));
+        becomes_open(pod.join("worker")).await;
+        assert_eq!(mode(outside.path()), 0o755);
+        assert_eq!(mode(&pod), 0o755);
+
+        drop(reports);
+        discovery.await.unwrap().unwrap();
+    }
 
     #[test]
     fn only_a_lack_of_watches_lets_a_directory_be_listed_unwatched() {
