@@ -53,11 +53,26 @@ impl Discovery {
         }
     }
 
+    /// Without inotify (the node's `fs.inotify.max_user_instances` used up by other agents)
+    /// cores are found by the periodic rescan alone: late rather than never.
     pub async fn run(self, found: mpsc::Sender<Found>) -> std::io::Result<()> {
-        let inotify = Inotify::init()?;
+        let inotify = match Inotify::init() {
+            Ok(inotify) => inotify,
+            Err(err) => {
+                warn!(error = %err, every_s = self.rescan_every.as_secs(), "cannot use inotify (raise fs.inotify.max_user_instances); finding cores by the periodic rescan only");
+                let mut tree = Tree::unwatched(self.root.clone());
+                let mut rescan = tokio::time::interval(self.rescan_every);
+                loop {
+                    tokio::select! {
+                        _ = rescan.tick() => tree.scan(Path::new(""), &found).await,
+                        () = found.closed() => return Ok(()),
+                    }
+                }
+            }
+        };
         let mut tree = Tree {
             root: self.root.clone(),
-            inotify_watches: inotify.watches(),
+            inotify_watches: Some(inotify.watches()),
             dirs: HashMap::new(),
             unwatched: HashSet::new(),
         };
@@ -120,7 +135,8 @@ impl Discovery {
 
 struct Tree {
     root: PathBuf,
-    inotify_watches: inotify::Watches,
+    /// `None` without inotify: every directory is listed, none watched.
+    inotify_watches: Option<inotify::Watches>,
     dirs: HashMap<WatchDescriptor, PathBuf>,
     /// Directories listed without a watch (the watch limit was reached), said once each.
     unwatched: HashSet<PathBuf>,
@@ -136,6 +152,15 @@ fn out_of_watches(err: &std::io::Error) -> bool {
 }
 
 impl Tree {
+    fn unwatched(root: PathBuf) -> Self {
+        Self {
+            root,
+            inotify_watches: None,
+            dirs: HashMap::new(),
+            unwatched: HashSet::new(),
+        }
+    }
+
     /// Watches `relative` and every directory below it down to the container depth, and reports
     /// every file at the dump depth.
     async fn scan(&mut self, relative: &Path, found: &mpsc::Sender<Found>) {
@@ -149,21 +174,24 @@ impl Tree {
                 WatchMask::CREATE | WatchMask::MOVED_TO
             } | WatchMask::DONT_FOLLOW
                 | WatchMask::ONLYDIR;
-            match self.inotify_watches.add(&full, mask) {
-                Ok(wd) => {
-                    self.dirs.insert(wd, dir.clone());
-                    self.unwatched.remove(&dir);
-                }
-                // Listed all the same, now and at every rescan: its cores are found late
-                // rather than never.
-                Err(err) if out_of_watches(&err) => {
-                    if self.unwatched.insert(dir.clone()) {
-                        warn!(dir = %full.display(), error = %err, "cannot watch a dump directory: the node is out of inotify watches (raise fs.inotify.max_user_watches); its cores are found by the periodic rescan only");
+            // Without inotify every directory is listed at every rescan, as said at the start.
+            if let Some(watches) = &mut self.inotify_watches {
+                match watches.add(&full, mask) {
+                    Ok(wd) => {
+                        self.dirs.insert(wd, dir.clone());
+                        self.unwatched.remove(&dir);
                     }
-                }
-                Err(err) => {
-                    debug!(dir = %full.display(), error = %err, "cannot watch");
-                    continue;
+                    // Listed all the same, now and at every rescan: its cores are found late
+                    // rather than never.
+                    Err(err) if out_of_watches(&err) => {
+                        if self.unwatched.insert(dir.clone()) {
+                            warn!(dir = %full.display(), error = %err, "cannot watch a dump directory: the node is out of inotify watches (raise fs.inotify.max_user_watches); its cores are found by the periodic rescan only");
+                        }
+                    }
+                    Err(err) => {
+                        debug!(dir = %full.display(), error = %err, "cannot watch");
+                        continue;
+                    }
                 }
             }
             if at == CONTAINER_DEPTH {
@@ -224,6 +252,24 @@ fn open_to_every_user(dir: &Path) -> std::io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without inotify, a scan still reports every file at the dump depth.
+    #[tokio::test]
+    async fn a_scan_without_inotify_finds_the_cores() {
+        let root = tempfile::tempdir().unwrap();
+        let container = root.path().join("ns/pod/app");
+        std::fs::create_dir_all(&container).unwrap();
+        std::fs::write(container.join("core"), b"core").unwrap();
+        let (found, mut reports) = mpsc::channel(16);
+        let mut tree = Tree::unwatched(root.path().to_path_buf());
+        tree.scan(Path::new(""), &found).await;
+        drop(found);
+        assert_eq!(
+            reports.recv().await,
+            Some(Found::Swept(PathBuf::from("ns/pod/app/core")))
+        );
+        assert_eq!(reports.recv().await, None);
+    }
 
     #[tokio::test]
     async fn container_directories_are_opened_to_every_user_and_links_left_alone() {
