@@ -99,6 +99,10 @@ struct WatcherArgs {
     /// the end of node setup from a restart.
     #[arg(long, requires = "core_pattern")]
     daemonset: Option<String>,
+    /// On SIGTERM, how long the uploads in flight may take to finish. Keep it below the pod's
+    /// terminationGracePeriodSeconds, leaving time for the last notices.
+    #[arg(long, default_value_t = 45, value_name = "SECONDS")]
+    drain_seconds: u64,
 }
 
 #[derive(clap::Args)]
@@ -355,7 +359,10 @@ async fn run_watcher(args: WatcherArgs) -> anyhow::Result<()> {
         }),
         notifier: notifier.clone(),
         metrics,
-        pacing: Pacing::from_config(&config),
+        pacing: Pacing {
+            shutdown_drain: Duration::from_secs(args.drain_seconds),
+            ..Pacing::from_config(&config)
+        },
         kube,
     };
     readiness.set(true);

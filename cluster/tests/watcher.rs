@@ -594,6 +594,59 @@ async fn a_watcher_killed_during_an_upload_ships_the_core_exactly_once_after_res
     .await;
 }
 
+/// Stopped as a pod is (SIGTERM) in the middle of an upload: the upload finishes, is announced
+/// and its file removed before the watcher exits, rather than being stored and never told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_stopped_during_an_upload_finishes_and_announces_it() {
+    let receiver = Receiver::start().await;
+    let setup = setup(&receiver, "");
+    let yaml = std::fs::read_to_string(&setup.config_path).unwrap().replace(
+        "  DeleteLocalCorefile: true\n",
+        "  DeleteLocalCorefile: true\n  compression: off\n  partSizeMiB: 5\n  partsInFlight: 1\n",
+    );
+    std::fs::write(&setup.config_path, yaml).unwrap();
+    let (mut watcher, _) = start_watcher(&setup);
+    let scratch = tempfile::tempdir().unwrap();
+    let (core, sha256) = synthetic_core(
+        scratch.path(),
+        "core.big.78.host.1764237612",
+        60 * 1024 * 1024,
+    );
+    let dir = container_dir(setup.root.path(), "shop", "big-1", "app");
+    let local = dir.join("core.big.78.host.1764237612");
+    std::fs::rename(core, &local).unwrap();
+
+    // Settled (2 s) and uploading, not yet stored.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        records_under(&setup.store, "corefiles/shop/")
+            .await
+            .is_empty(),
+        "the upload finished before the watcher was stopped"
+    );
+    watcher.signal("TERM");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while watcher.child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watcher never stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let records = records_under(&setup.store, "corefiles/shop/").await;
+    assert_eq!(records.len(), 1, "stored before the watcher exited");
+    assert_eq!(records[0].sha256, sha256);
+    assert!(!local.exists(), "removed once stored");
+    let notices = receiver.bodies();
+    assert!(
+        notices
+            .iter()
+            .any(|notice| notice["record"]["id"] == records[0].id.as_str()),
+        "announced before the watcher exited: {notices:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_store_loses_nothing_and_is_announced_once() {
     let receiver = Receiver::start().await;

@@ -129,6 +129,8 @@ pub struct Pacing {
     pub max_retry: Duration,
     /// A file failing this long is announced.
     pub failure_notice_after: Duration,
+    /// At shutdown, how long the uploads in flight may take to finish (and be announced).
+    pub shutdown_drain: Duration,
 }
 
 impl Pacing {
@@ -141,6 +143,7 @@ impl Pacing {
             failure_notice_after: Duration::from_secs(u64::from(
                 config.watcher.failure_notice_after_seconds,
             )),
+            shutdown_drain: Duration::from_secs(45),
         }
     }
 }
@@ -235,8 +238,10 @@ enum Attempt {
 type Finished = (PathBuf, Attempt, Duration);
 
 impl Watcher {
-    /// Runs until `found` closes or `shutdown` resolves. Shipping in progress at shutdown is
-    /// dropped: nothing was deleted, and the next start ships it again to the same keys.
+    /// Runs until `found` closes or `shutdown` resolves, then gives the uploads in flight
+    /// [`Pacing::shutdown_drain`] to finish, so that what they store is announced and removed.
+    /// Shipping still in progress after that is dropped: nothing was deleted, and the next
+    /// start ships it again to the same keys.
     pub async fn run(self, mut found: mpsc::Receiver<Found>, shutdown: impl Future<Output = ()>) {
         handle_lease_breaks();
         let root = self.shipper.root.clone();
@@ -299,6 +304,27 @@ impl Watcher {
                     (relative, attempt, started.elapsed())
                 });
             }
+        }
+        if running.is_empty() {
+            return;
+        }
+        info!(
+            in_flight = running.len(),
+            "stopping: finishing the uploads in flight"
+        );
+        let drained = tokio::time::timeout(self.pacing.shutdown_drain, async {
+            while let Some(finished) = running.join_next().await {
+                if let Ok(finished) = finished {
+                    self.on_finished(&root, finished, &mut files);
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            warn!(
+                in_flight = running.len(),
+                "stopping with uploads unfinished; the next start ships those files again"
+            );
         }
     }
 
