@@ -540,16 +540,21 @@ async fn a_core_whose_writing_pauses_is_shipped_whole_once_closed() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_watcher_killed_during_an_upload_ships_the_core_exactly_once_after_restart() {
-    let receiver = Receiver::start().await;
-    // Uncompressed and in small parts, so the upload is still running when the watcher dies.
-    let setup = setup(&receiver, "");
+/// Uncompressed and in small parts, one at a time: an upload still running seconds later.
+fn slow_upload_setup(receiver: &Receiver) -> Setup {
+    let setup = setup(receiver, "");
     let yaml = std::fs::read_to_string(&setup.config_path).unwrap().replace(
         "  DeleteLocalCorefile: true\n",
         "  DeleteLocalCorefile: true\n  compression: off\n  partSizeMiB: 5\n  partsInFlight: 1\n",
     );
     std::fs::write(&setup.config_path, yaml).unwrap();
+    setup
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_killed_during_an_upload_ships_the_core_exactly_once_after_restart() {
+    let receiver = Receiver::start().await;
+    let setup = slow_upload_setup(&receiver);
     let (watcher, _) = start_watcher(&setup);
     let scratch = tempfile::tempdir().unwrap();
     let (core, sha256) = synthetic_core(
@@ -599,12 +604,7 @@ async fn a_watcher_killed_during_an_upload_ships_the_core_exactly_once_after_res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_stopped_during_an_upload_finishes_and_announces_it() {
     let receiver = Receiver::start().await;
-    let setup = setup(&receiver, "");
-    let yaml = std::fs::read_to_string(&setup.config_path).unwrap().replace(
-        "  DeleteLocalCorefile: true\n",
-        "  DeleteLocalCorefile: true\n  compression: off\n  partSizeMiB: 5\n  partsInFlight: 1\n",
-    );
-    std::fs::write(&setup.config_path, yaml).unwrap();
+    let setup = slow_upload_setup(&receiver);
     let (mut watcher, _) = start_watcher(&setup);
     let scratch = tempfile::tempdir().unwrap();
     let (core, sha256) = synthetic_core(
