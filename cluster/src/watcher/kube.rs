@@ -197,6 +197,7 @@ pub fn entry_of(pod: &Pod) -> Option<((String, String), PodEntry)> {
                 .and_then(|status| status.host_ip.clone()),
             images,
             labels: pod.metadata.labels.clone().unwrap_or_default(),
+            created: pod.metadata.creation_timestamp.as_ref().map(|time| time.0),
         },
     ))
 }

@@ -1,10 +1,18 @@
 //! What the Kubernetes API knows about the pods on this node, for dump records.
 //!
 //! Optional and degradable: without API access (or before the first list arrives) records
-//! carry what the path and the core say, and nothing is invented.
+//! carry what the path and the core say, and nothing is invented. A pod is known by its name,
+//! which a new pod takes over once the old one is deleted (a StatefulSet's, a pod recreated by
+//! hand): its facts describe a core only when it was made before the core was written.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+/// How far the node's clock may be behind the API server's, whose time a pod's creation is.
+const CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 /// Facts about a pod and one of its containers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,6 +31,8 @@ pub struct PodEntry {
     /// Container name → image.
     pub images: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+    /// `metadata.creationTimestamp`.
+    pub created: Option<Timestamp>,
 }
 
 /// The pods of this node by `(namespace, name)`, kept current by whoever feeds it.
@@ -35,12 +45,28 @@ pub struct PodDirectory {
 }
 
 impl PodDirectory {
-    pub fn facts(&self, namespace: &str, pod: &str, container: &str) -> PodFacts {
+    /// What is known of the pod that wrote a core at `written` (its mtime): nothing when the
+    /// pod of that name now is younger than the core.
+    pub fn facts(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        written: Timestamp,
+    ) -> PodFacts {
         let pods = self
             .pods
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match pods.get(&(namespace.to_owned(), pod.to_owned())) {
+        let made_before = |entry: &PodEntry| {
+            entry.created.is_none_or(|created| {
+                created <= written.checked_add(CLOCK_SKEW).unwrap_or(Timestamp::MAX)
+            })
+        };
+        match pods
+            .get(&(namespace.to_owned(), pod.to_owned()))
+            .filter(|entry| made_before(entry))
+        {
             Some(entry) => PodFacts {
                 uid: Some(entry.uid.clone()),
                 host_ip: entry.host_ip.clone(),
@@ -107,7 +133,11 @@ mod tests {
     #[test]
     fn facts_come_from_known_pods_only() {
         let pods = PodDirectory::default();
-        assert_eq!(pods.facts("shop", "web", "app"), PodFacts::default());
+        let written: Timestamp = "2026-12-07T10:00:00Z".parse().unwrap();
+        assert_eq!(
+            pods.facts("shop", "web", "app", written),
+            PodFacts::default()
+        );
         pods.upsert(
             "shop",
             "web",
@@ -116,14 +146,40 @@ mod tests {
                 host_ip: Some("10.0.0.7".into()),
                 images: BTreeMap::from([("app".into(), "shop/web:1".into())]),
                 labels: BTreeMap::from([("app".into(), "web".into())]),
+                created: Some("2026-12-07T09:00:00Z".parse().unwrap()),
             },
         );
-        let facts = pods.facts("shop", "web", "app");
+        let facts = pods.facts("shop", "web", "app", written);
         assert_eq!(facts.uid.as_deref(), Some("u1"));
         assert_eq!(facts.image.as_deref(), Some("shop/web:1"));
-        assert_eq!(pods.facts("shop", "web", "sidecar").image, None);
+        assert_eq!(pods.facts("shop", "web", "sidecar", written).image, None);
         assert!(pods.contains("shop", "web"));
         pods.remove("shop", "web");
         assert!(!pods.contains("shop", "web"));
+    }
+
+    /// A StatefulSet's `web-0` crashed, was deleted and made again, with another image, before
+    /// its core was described: the new pod's uid and image are not the core's.
+    #[test]
+    fn a_pod_made_after_the_core_describes_nothing() {
+        let pods = PodDirectory::default();
+        let recreated = |created: &str| PodEntry {
+            uid: "u2".into(),
+            images: BTreeMap::from([("app".into(), "shop/web:2".into())]),
+            created: Some(created.parse().unwrap()),
+            ..PodEntry::default()
+        };
+        let written: Timestamp = "2026-12-07T10:00:00Z".parse().unwrap();
+        pods.upsert("shop", "web-0", recreated("2026-12-07T10:01:00Z"));
+        assert_eq!(
+            pods.facts("shop", "web-0", "app", written),
+            PodFacts::default()
+        );
+        // Made a moment before, by a clock a little ahead of the node's: the same pod.
+        pods.upsert("shop", "web-0", recreated("2026-12-07T10:00:03Z"));
+        assert_eq!(
+            pods.facts("shop", "web-0", "app", written).uid.as_deref(),
+            Some("u2")
+        );
     }
 }

@@ -425,10 +425,14 @@ impl Shipper {
                     .await
             }
             None => {
+                // Read before the upload, which may outlast the pod (a Job's, cleaned up).
+                let pod = self.pods.facts(
+                    &location.namespace,
+                    &location.pod,
+                    &location.container,
+                    mtime,
+                );
                 let (outcome, opened_back) = self.upload(opened, &core_key, compression).await?;
-                let pod = self
-                    .pods
-                    .facts(&location.namespace, &location.pod, &location.container);
                 let record = self.record(
                     &key,
                     &core_key,
