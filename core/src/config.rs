@@ -245,7 +245,9 @@ pub struct StorageConfig {
     pub presigned_url_expire_seconds: u32,
     #[serde(default)]
     pub compression: CompressionSetting,
-    /// zstd level: 1 (fastest) to 19; negative levels are faster still.
+    /// zstd level: 1 (fastest) to 19; negative levels are faster still. Above 9 each level
+    /// needs tens of MiB more per dump being compressed (its match tables), and the watcher
+    /// compresses on one thread instead of up to four.
     #[serde(rename = "compressionLevel", default = "default_compression_level")]
     pub compression_level: i32,
     /// Size of each multipart part.
@@ -628,10 +630,12 @@ impl Config {
                 format!("must be between 1 and {MAX_PRESIGN_SECONDS} (7 days)"),
             ));
         }
-        if !(-7..=22).contains(&storage.compression_level) {
+        // zstd's levels 20 to 22 need windows of 32 to 128 MiB per worker: beyond any memory
+        // a node agent should take.
+        if !(-7..=19).contains(&storage.compression_level) {
             return Err(invalid(
                 "StorageConfig.compressionLevel",
-                "must be between -7 and 22",
+                "must be between -7 and 19",
             ));
         }
         // S3 parts are at least 5 MiB (but the last) and at most 5 GiB.
@@ -927,6 +931,19 @@ CoreSight:
     fn an_empty_file_is_the_default_config() {
         let err = Config::from_yaml("").unwrap_err().to_string();
         assert!(err.contains("S3Bucket"), "{err}");
+    }
+
+    #[test]
+    fn compression_levels_stop_where_memory_would_not() {
+        let with_level = |level: i32| {
+            Config::from_yaml(&format!(
+                "StorageConfig:\n  S3Bucket: b\n  compressionLevel: {level}\n"
+            ))
+        };
+        assert_eq!(with_level(19).unwrap().storage.compression_level, 19);
+        assert_eq!(with_level(-7).unwrap().storage.compression_level, -7);
+        let err = with_level(20).unwrap_err().to_string();
+        assert!(err.contains("StorageConfig.compressionLevel"), "{err}");
     }
 
     #[test]

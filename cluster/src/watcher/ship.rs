@@ -25,6 +25,8 @@ use super::pods::{PodDirectory, PodFacts};
 const READ_BUFFER: usize = 1024 * 1024;
 /// Input bytes each zstd worker compresses at a time.
 const ZSTD_JOB_SIZE: u32 = 512 * 1024;
+/// The highest zstd level compressed by more than one worker (see `read_into_parts`).
+const HIGHEST_LEVEL_FOR_MANY_WORKERS: i32 = 9;
 
 #[derive(Debug, Error)]
 pub enum ShipError {
@@ -315,9 +317,13 @@ fn read_into_parts(
                 zstd::stream::write::Encoder::new(writer, level).map_err(ReadError::Io)?;
             // Worker threads compress while this one reads and hashes: one per two CPUs the
             // watcher may use (its cgroup's quota counts), since this thread and the upload
-            // keep the others busy.
-            let workers = std::thread::available_parallelism()
-                .map_or(1, |n| (n.get() / 2).clamp(1, 4)) as u32;
+            // keep the others busy. Above level 9 a worker's match tables take tens of MiB:
+            // one worker, so that memory does not grow with the node's CPUs.
+            let workers = if level > HIGHEST_LEVEL_FOR_MANY_WORKERS {
+                1
+            } else {
+                std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 4)) as u32
+            };
             encoder.multithread(workers).map_err(ReadError::Io)?;
             // Each worker holds its job's input and output; zstd's own job size at fast
             // levels (2 MiB, a few jobs queued per worker) would cost more than the parts.
