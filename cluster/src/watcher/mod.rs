@@ -206,6 +206,9 @@ struct Entry {
     state: State,
     seen: Seen,
     failing: Option<Failing>,
+    /// Refused before, in an earlier form: a tenant rewriting a file that is no core gets
+    /// one warning, not one per rewrite.
+    refused_before: bool,
 }
 
 /// Lets the process survive SIGIO, with which a writer opening a file breaks the lease that
@@ -389,6 +392,9 @@ impl Watcher {
                 state,
                 seen: now_seen,
                 failing: None,
+                refused_before: entry.is_some_and(|entry| {
+                    entry.refused_before || matches!(entry.state, State::Refused)
+                }),
             },
         );
     }
@@ -486,9 +492,16 @@ impl Watcher {
                     .refused
                     .get_or_create(&[("reason", reason)])
                     .inc();
-                warn!(reason, "refused file {host_path:?}: {message}");
-                if let Some(entry) = files.get_mut(&relative) {
-                    entry.state = State::Refused;
+                match files.get_mut(&relative) {
+                    Some(entry) if entry.refused_before => {
+                        debug!(reason, "refused file again {host_path:?}: {message}");
+                        entry.state = State::Refused;
+                    }
+                    Some(entry) => {
+                        warn!(reason, "refused file {host_path:?}: {message}");
+                        entry.state = State::Refused;
+                    }
+                    None => warn!(reason, "refused file {host_path:?}: {message}"),
                 }
             }
             Err(ShipError::Changing) => {
@@ -558,6 +571,7 @@ impl Watcher {
                             },
                             seen: now,
                             failing: None,
+                            refused_before: false,
                         },
                     );
                 }
@@ -909,5 +923,61 @@ mod tests {
         assert_eq!(refused, None, "a truncated core was refused");
         let _ = stop.send(());
         watching.await.unwrap();
+    }
+
+    /// Log lines, kept for a test to read.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A tenant rewriting a file that is no core, over and over: refused each time, warned of
+    /// once.
+    #[tokio::test]
+    async fn a_file_refused_again_and_again_is_warned_of_once() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let _logging = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::WARN)
+                .with_writer(move || writer.clone())
+                .finish(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (root, storage) = (dir.path().join("node"), dir.path().join("storage"));
+        std::fs::create_dir_all(root.join("shop/web-1/app")).unwrap();
+        std::fs::create_dir_all(&storage).unwrap();
+        let mut registry = Registry::default();
+        let watcher = watcher_into_cfs(&root, &storage, "", &mut registry);
+        let (found, found_rx) = mpsc::channel(4);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let watching = tokio::spawn(watcher.run(found_rx, async move {
+            let _ = stopped.await;
+        }));
+        let relative = PathBuf::from("shop/web-1/app/notes.txt");
+        for round in 1..=3 {
+            std::fs::write(root.join(&relative), "x".repeat(round)).unwrap();
+            found.send(Found::Closed(relative.clone())).await.unwrap();
+            wait_until("the file refused", || {
+                metric(
+                    &registry,
+                    "coredog_watcher_files_refused_total{reason=\"not_core\"} ",
+                ) == Some(round as f64)
+            })
+            .await;
+        }
+        let _ = stop.send(());
+        watching.await.unwrap();
+        let logged = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(logged.matches("refused file").count(), 1, "{logged}");
+        assert!(root.join(&relative).exists(), "never removed");
     }
 }
