@@ -108,6 +108,11 @@ fn refusal(pod: &Pod, request: &InjectionRequest) -> Option<String> {
                 c.volume_mounts.iter().flatten().any(|mount| {
                     mount.name != VOLUME_NAME && same_directory(&mount.mount_path, path)
                 });
+            let device = c
+                .volume_devices
+                .iter()
+                .flatten()
+                .any(|device| same_directory(&device.device_path, path));
             // A variable of the webhook's name that holds anything but the pod's name conflicts;
             // as for the kubelet, the last definition of that name is the one that counts.
             let conflicting_env = c
@@ -121,10 +126,14 @@ fn refusal(pod: &Pod, request: &InjectionRequest) -> Option<String> {
                         .and_then(|source| source.field_ref.as_ref())
                         .is_none_or(|field| field.field_path != POD_NAME_FIELD)
                 });
-            match (mounted, conflicting_env) {
-                (true, _) => Some(format!("{} already mounts a volume at {path}", c.name)),
-                (false, true) => Some(format!("{} defines {POD_NAME_ENV} itself", c.name)),
-                (false, false) => None,
+            if mounted {
+                Some(format!("{} already mounts a volume at {path}", c.name))
+            } else if device {
+                Some(format!("{} has a volume device at {path}", c.name))
+            } else if conflicting_env {
+                Some(format!("{} defines {POD_NAME_ENV} itself", c.name))
+            } else {
+                None
             }
         })
         .collect();
@@ -917,6 +926,27 @@ mod tests {
             spec.containers[0].volume_mounts.as_mut().unwrap()[0].mount_path = "//corefile".into();
         }
         assert_eq!(injection(&mounted).cause, Some(NotInjected::Refused));
+
+        // A block device at the path.
+        let mut device = pod(
+            serde_json::json!({"coredog.io/inject": "true", "coredog.io/path": "/corefile"}),
+            false,
+        );
+        if let Some(spec) = device.spec.as_mut() {
+            spec.containers[0].volume_devices =
+                Some(vec![k8s_openapi::api::core::v1::VolumeDevice {
+                    name: "block".into(),
+                    device_path: "/corefile".into(),
+                }]);
+        }
+        let refused = injection(&device);
+        assert_eq!(refused.cause, Some(NotInjected::Refused));
+        assert!(
+            refused
+                .reason
+                .unwrap()
+                .contains("has a volume device at /corefile")
+        );
 
         // The pod-name variable the webhook would add itself is no conflict; another value is.
         let with_env = |env: serde_json::Value| -> Pod {

@@ -188,6 +188,7 @@ enum ContainerState {
         has_env_list: bool,
     },
     MountConflict(String),
+    DeviceConflict,
     EnvConflict,
 }
 
@@ -205,6 +206,14 @@ fn container_state(container: &ContainerView<'_>, path: &str) -> ContainerState 
         .find(|mount| same_directory(&mount.mount_path, path))
     {
         return ContainerState::MountConflict(mount.name.to_string());
+    }
+    // The API server refuses a mount at a block device's path.
+    if container
+        .device_paths
+        .iter()
+        .any(|device| same_directory(device, path))
+    {
+        return ContainerState::DeviceConflict;
     }
     if env == Some(false) {
         return ContainerState::EnvConflict;
@@ -326,6 +335,13 @@ pub fn plan(
                     SkipReason::MountConflict,
                     format!(
                         "coredog: container {:?} already mounts volume {volume:?} at {path}; it gets no dump directory",
+                        container.name
+                    ),
+                ),
+                ContainerState::DeviceConflict => plan.skip(
+                    SkipReason::MountConflict,
+                    format!(
+                        "coredog: container {:?} has a volume device at {path}; it gets no dump directory",
                         container.name
                     ),
                 ),
@@ -525,6 +541,27 @@ mod tests {
         assert_eq!(plan.injected, ["sidecar"]);
         assert_eq!(plan.skips, [SkipReason::MountConflict]);
         assert!(plan.warnings[0].contains("\"app\"") && plan.warnings[0].contains("\"cores\""));
+        apply(&pod, &plan);
+    }
+
+    /// The API server refuses a pod with a mount at a volume device's path.
+    #[test]
+    fn a_container_with_a_volume_device_at_the_path_is_skipped_with_a_warning() {
+        let pod = opted_in(
+            json!({ "coredog.io/inject": "true", "coredog.io/path": "/corefile" }),
+            json!([
+                { "name": "app", "volumeDevices": [{ "name": "block", "devicePath": "/corefile" }] },
+                { "name": "sidecar", "volumeDevices": [{ "name": "block", "devicePath": "/dev/xvda" }] }
+            ]),
+        );
+        let plan = plan_for(&pod);
+        assert_eq!(plan.injected, ["sidecar"]);
+        assert_eq!(plan.skips, [SkipReason::MountConflict]);
+        assert!(
+            plan.warnings[0].contains("\"app\"") && plan.warnings[0].contains("volume device"),
+            "{:?}",
+            plan.warnings
+        );
         apply(&pod, &plan);
     }
 

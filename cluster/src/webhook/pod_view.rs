@@ -197,6 +197,8 @@ pub struct ContainerView<'a> {
     /// from the downward API.
     pub pod_name_env: Option<bool>,
     pub volume_mounts: Option<Vec<MountView<'a>>>,
+    /// The `devicePath` of each of its `volumeDevices`: no mount may be at one.
+    pub device_paths: Vec<Cow<'a, str>>,
 }
 
 impl<'a> ContainerView<'a> {
@@ -205,6 +207,7 @@ impl<'a> ContainerView<'a> {
         let mut has_env_list = false;
         let mut pod_name_env = None;
         let mut volume_mounts = None;
+        let mut device_paths = Vec::new();
         let is_object = reader.optional_object("a container", |reader, field| {
             if field.is("name") {
                 name = reader.optional_text("a container's name")?;
@@ -220,6 +223,9 @@ impl<'a> ContainerView<'a> {
                 })?;
             } else if field.is("volumeMounts") {
                 volume_mounts = read_list(reader, "a container's volumeMounts", MountView::read)?;
+            } else if field.is("volumeDevices") {
+                device_paths = read_list(reader, "a container's volumeDevices", read_device_path)?
+                    .unwrap_or_default();
             } else {
                 reader.skip()?;
             }
@@ -237,8 +243,23 @@ impl<'a> ContainerView<'a> {
             has_env_list,
             pod_name_env,
             volume_mounts,
+            device_paths,
         }))
     }
+}
+
+/// A volume device's `devicePath`.
+fn read_device_path<'a>(reader: &mut JsonReader<'a>) -> Result<Option<Cow<'a, str>>, SyntaxError> {
+    let mut path = None;
+    reader.optional_object("a volume device", |reader, field| {
+        if field.is("devicePath") {
+            path = reader.optional_text("a volume device's devicePath")?;
+        } else {
+            reader.skip()?;
+        }
+        Ok(())
+    })?;
+    Ok(path)
 }
 
 /// For `COREDOG_POD_NAME`, whether it is the pod's name from the downward API; `None` for any
