@@ -24,6 +24,8 @@ use super::{
     WATCHER_CONTAINER, linux_nodes, selector_labels,
 };
 
+/// How long a stopping watcher pod has: uploads in flight finish within it.
+const TERMINATION_GRACE_SECONDS: i64 = 60;
 /// The watcher names a dump's pod from a watch of its node's pods, records Events on it
 /// (events.k8s.io, as kube-runtime's recorder writes them), and annotates its own pod.
 pub(super) fn watcher_cluster_role(labels: &Labels) -> ClusterRole {
@@ -84,6 +86,11 @@ pub(super) fn watcher_daemon_set(
         "/corefile",
         "--listen",
         "0.0.0.0:9090",
+    ]);
+    // Uploads in flight get the grace period less the time the last notices take.
+    args.extend([
+        "--drain-seconds".to_owned(),
+        (TERMINATION_GRACE_SECONDS - 15).to_string(),
     ]);
     if let Some(pattern) = &settings.core_pattern {
         args.extend(strings(&[
@@ -222,7 +229,7 @@ pub(super) fn watcher_daemon_set(
                 spec: Some(PodSpec {
                     service_account_name: Some(WATCHER.into()),
                     node_selector: linux_nodes(),
-                    termination_grace_period_seconds: Some(60),
+                    termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
                     security_context: Some(PodSecurityContext {
                         seccomp_profile: runtime_default(),
                         ..PodSecurityContext::default()
