@@ -28,6 +28,11 @@ pub const INJECTED: &str = "coredog.io/injected";
 pub const WEBHOOK_NAMESPACE_LABEL: &str = "coredog.io/webhook";
 /// The value of [`WEBHOOK_NAMESPACE_LABEL`] that turns the webhook off.
 pub const WEBHOOK_DISABLED: &str = "disabled";
+/// The namespace label by which Pod Security admission enforces a level.
+pub const POD_SECURITY_ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
+/// The Pod Security levels that forbid hostPath volumes: a pod given its dump directory there
+/// would be rejected, so the webhook is never sent those namespaces' pods.
+pub const LEVELS_FORBIDDING_HOST_PATH: [&str; 2] = ["baseline", "restricted"];
 
 /// Which containers of an opted-in pod receive the dump directory.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -462,10 +462,11 @@ fn a_values_file_of_the_go_chart_installs_unchanged() {
         [
             "kubernetes.io/metadata.name",
             "coredog.io/webhook",
+            "pod-security.kubernetes.io/enforce",
             "coredog.io/enabled"
         ]
     );
-    assert_eq!(strings(&expressions[2]["values"]), ["true"]);
+    assert_eq!(strings(&expressions[3]["values"]), ["true"]);
     // The configuration is the watcher's, read as it is.
     let text = values["config"]["coredog"].as_str().unwrap();
     assert_eq!(render.secret_value("coredog-config", "config.yaml"), text);
@@ -569,6 +570,10 @@ fn the_webhook_configuration_never_blocks_and_skips_system_namespaces() {
     let label = by_key("coredog.io/webhook");
     assert_eq!(label["operator"], "NotIn");
     assert_eq!(strings(&label["values"]), ["disabled"]);
+    // Pod Security levels that forbid hostPath: injected pods would be rejected there.
+    let pod_security = by_key("pod-security.kubernetes.io/enforce");
+    assert_eq!(pod_security["operator"], "NotIn");
+    assert_eq!(strings(&pod_security["values"]), ["baseline", "restricted"]);
 
     // The Service sends port 443 to the container's https port.
     let service = render.get("Service", "coredog-webhook");

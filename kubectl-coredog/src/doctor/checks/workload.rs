@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use coredog_core::annotations::{
-    ContainerSelection, WEBHOOK_DISABLED, WEBHOOK_NAMESPACE_LABEL, read_opt_in,
+    ContainerSelection, LEVELS_FORBIDDING_HOST_PATH, POD_SECURITY_ENFORCE_LABEL, WEBHOOK_DISABLED,
+    WEBHOOK_NAMESPACE_LABEL, read_opt_in,
 };
 use coredog_core::mount_path::MountPath;
 use coredog_core::node_status::pattern_writes_into;
@@ -144,6 +145,16 @@ fn namespace_check(cluster: &ClusterSnapshot, snapshot: &WorkloadSnapshot) -> Ch
     if let Some(term) =
         webhook_namespace_selector(cluster).and_then(|selector| unmet_term(selector, labels))
     {
+        if term.starts_with(POD_SECURITY_ENFORCE_LABEL) {
+            return Check::fail(
+                format!(
+                    "namespace {namespace} enforces a Pod Security level that forbids the dump directory's hostPath volume ({term}): the webhook leaves it out and its pods are never injected"
+                ),
+                format!(
+                    "kubectl label namespace {namespace} {POD_SECURITY_ENFORCE_LABEL}=privileged --overwrite, then re-create the pods"
+                ),
+            );
+        }
         let fix = if term.starts_with("kubernetes.io/metadata.name ") {
             "the webhook configuration leaves this namespace out: take it out of the chart's webhook.excludeNamespaces, or run the workload in another namespace".to_owned()
         } else {
@@ -161,11 +172,11 @@ fn namespace_check(cluster: &ClusterSnapshot, snapshot: &WorkloadSnapshot) -> Ch
     let forbids = |mode: &str| {
         labels
             .get(&format!("pod-security.kubernetes.io/{mode}"))
-            .filter(|level| *level == "baseline" || *level == "restricted")
+            .filter(|level| LEVELS_FORBIDDING_HOST_PATH.contains(&level.as_str()))
             .cloned()
     };
     let fix = format!(
-        "kubectl label namespace {namespace} pod-security.kubernetes.io/enforce=privileged --overwrite"
+        "kubectl label namespace {namespace} {POD_SECURITY_ENFORCE_LABEL}=privileged --overwrite"
     );
     if let Some(level) = forbids("enforce") {
         return Check::fail(
@@ -536,7 +547,8 @@ mod selector_tests {
                     "clientConfig": {},
                     "sideEffects": "None",
                     "namespaceSelector": {"matchExpressions": [
-                        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "coredog-system", "batch"]}
+                        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "coredog-system", "batch"]},
+                        {"key": POD_SECURITY_ENFORCE_LABEL, "operator": "NotIn", "values": LEVELS_FORBIDDING_HOST_PATH}
                     ]}
                 }]
             }))
@@ -551,23 +563,27 @@ mod selector_tests {
             watcher_pods: Lookup::Missing,
         };
         let snapshot = |namespace: &str| {
+            let mut labels = serde_json::json!({"kubernetes.io/metadata.name": namespace});
+            if namespace == "secure" {
+                labels[POD_SECURITY_ENFORCE_LABEL] = "restricted".into();
+            }
             WorkloadSnapshot {
-            reference: WorkloadRef {
-                kind: WorkloadKind::Deployment,
-                name: "web".into(),
-            },
-            namespace: namespace.to_owned(),
-            workload: Lookup::Missing,
-            pods: Vec::new(),
-            pods_denied: None,
-            namespace_object: Lookup::Found(
-                serde_json::from_value(serde_json::json!({
-                    "metadata": {"name": namespace, "labels": {"kubernetes.io/metadata.name": namespace}}
-                }))
-                .unwrap(),
-            ),
-            limits: Vec::new(),
-        }
+                reference: WorkloadRef {
+                    kind: WorkloadKind::Deployment,
+                    name: "web".into(),
+                },
+                namespace: namespace.to_owned(),
+                workload: Lookup::Missing,
+                pods: Vec::new(),
+                pods_denied: None,
+                namespace_object: Lookup::Found(
+                    serde_json::from_value(serde_json::json!({
+                        "metadata": {"name": namespace, "labels": labels}
+                    }))
+                    .unwrap(),
+                ),
+                limits: Vec::new(),
+            }
         };
         let check = namespace_check(&cluster, &snapshot("batch"));
         assert_eq!(check.level, Level::Fail, "{check:?}");
@@ -576,6 +592,15 @@ mod selector_tests {
             "{check:?}"
         );
         assert!(check.fix.unwrap().contains("webhook.excludeNamespaces"));
+        let check = namespace_check(&cluster, &snapshot("secure"));
+        assert_eq!(check.level, Level::Fail, "{check:?}");
+        assert!(check.title.contains("Pod Security"), "{check:?}");
+        assert!(
+            check
+                .fix
+                .unwrap()
+                .contains("pod-security.kubernetes.io/enforce=privileged"),
+        );
         assert_eq!(
             namespace_check(&cluster, &snapshot("shop")).level,
             Level::Ok

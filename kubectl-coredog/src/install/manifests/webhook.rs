@@ -236,6 +236,13 @@ pub(super) fn webhook_configuration(
                         operator: "NotIn".into(),
                         values: Some(strings(&[coredog_core::annotations::WEBHOOK_DISABLED])),
                     },
+                    LabelSelectorRequirement {
+                        key: coredog_core::annotations::POD_SECURITY_ENFORCE_LABEL.into(),
+                        operator: "NotIn".into(),
+                        values: Some(strings(
+                            &coredog_core::annotations::LEVELS_FORBIDDING_HOST_PATH,
+                        )),
+                    },
                 ]),
             }),
             ..MutatingWebhook::default()
