@@ -103,13 +103,20 @@ impl MessageTemplate {
         Ok(Self { pieces })
     }
 
-    /// Fills the template for one dump; `url` is where people download it.
+    /// Fills the template for one dump; `url` is where people download it. A value cannot
+    /// start a line of its own: the executable's path and the core's file name are the
+    /// tenant's to choose, and a newline in one would let it write a line of the message
+    /// (`Download: <another link>`). Control characters in values become `?`.
     pub fn render(&self, record: &DumpRecord, url: &str) -> String {
         let mut out = String::new();
         for piece in &self.pieces {
             match piece {
                 Piece::Text(text) => out.push_str(text),
-                Piece::Variable(name) => out.push_str(&value(name, record, url)),
+                Piece::Variable(name) => out.extend(
+                    value(name, record, url)
+                        .chars()
+                        .map(|c| if c.is_control() { '?' } else { c }),
+                ),
             }
         }
         out
@@ -159,6 +166,19 @@ pub fn human_bytes(bytes: u64) -> String {
 mod tests {
     use super::*;
     use crate::record::tests::sample;
+
+    #[test]
+    fn a_value_cannot_write_a_line_of_its_own() {
+        let mut record = sample();
+        record.exe = "/app/x\nDownload: https://elsewhere.example/\r".to_owned();
+        let text = MessageTemplate::parse("Exe: {process.exe}\nDownload: {corefile.url}")
+            .unwrap()
+            .render(&record, "https://example/dl");
+        assert_eq!(
+            text,
+            "Exe: /app/x?Download: https://elsewhere.example/?\nDownload: https://example/dl"
+        );
+    }
 
     #[test]
     fn the_seed_template_renders() {
