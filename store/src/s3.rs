@@ -55,7 +55,31 @@ fn s3_error<'a>(operation: &'static str, key: &'a str) -> impl FnOnce(S3Error) -
     move |source| StoreError::S3 {
         operation,
         key: key.to_owned(),
-        source,
+        source: without_request_details(source),
+    }
+}
+
+/// An S3 error document cut down to its `<Code>` and `<Message>`. The rest names the access
+/// key, and for a signature mismatch the string signed and the canonical request: an error's
+/// text reaches logs and, for a core that keeps failing, chat channels.
+fn without_request_details(err: S3Error) -> S3Error {
+    match err {
+        S3Error::HttpFailWithBody(status, body) => match error_code(&body) {
+            Some(code) => {
+                let message = body
+                    .split_once("<Message>")
+                    .and_then(|(_, rest)| rest.split_once("</Message>"))
+                    .map(|(message, _)| message);
+                let mut kept = format!("<Error><Code>{code}</Code>");
+                if let Some(message) = message {
+                    kept.push_str(&format!("<Message>{message}</Message>"));
+                }
+                kept.push_str("</Error>");
+                S3Error::HttpFailWithBody(status, kept)
+            }
+            None => S3Error::HttpFailWithBody(status, body),
+        },
+        other => other,
     }
 }
 
@@ -695,6 +719,28 @@ mod tests {
                 .await
                 .unwrap_err()
                 .to_string(),
+        );
+    }
+
+    #[test]
+    fn an_error_keeps_its_code_and_message_only() {
+        let mismatch = S3Error::HttpFailWithBody(
+            403,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match.</Message><AWSAccessKeyId>AKIDCOREDOGTEST</AWSAccessKeyId><StringToSign>AWS4-HMAC-SHA256 ...</StringToSign><CanonicalRequest>PUT /dumps/a.core ...</CanonicalRequest></Error>".to_owned(),
+        );
+        let err = s3_error("put object", "a.core")(mismatch).to_string();
+        assert!(
+            err.contains("SignatureDoesNotMatch") && err.contains("does not match"),
+            "{err}"
+        );
+        for hidden in ["AKIDCOREDOGTEST", "StringToSign", "CanonicalRequest"] {
+            assert!(!err.contains(hidden), "{err}");
+        }
+        let plain = S3Error::HttpFailWithBody(502, "Bad Gateway".to_owned());
+        assert!(
+            s3_error("get", "a")(plain)
+                .to_string()
+                .contains("Bad Gateway")
         );
     }
 
