@@ -541,9 +541,11 @@ async fn json_logs_are_one_object_a_line() {
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let webhook = Webhook::start();
-    webhook
-        .review(V1, "CREATE", &fixture("deployment-pod.json"))
-        .await;
+    let pod = fixture("deployment-pod.json");
+    let injected = apply(&pod, &webhook.review(V1, "CREATE", &pod).await);
+    // Reinvoked after another webhook's change: nothing to add, nothing counted twice.
+    let again = webhook.review(V1, "CREATE", &injected).await;
+    assert!(again.get("patch").is_none(), "{again}");
     let mut pod = fixture("deployment-pod.json");
     pod["metadata"]["annotations"]["coredog.io/path"] = json!("/etc");
     webhook.review(V1, "CREATE", &pod).await;
@@ -563,10 +565,11 @@ async fn health_readiness_and_metrics() {
         .unwrap();
     for expected in [
         "coredog_webhook_requests_total{result=\"patched\"} 1",
-        "coredog_webhook_requests_total{result=\"allowed\"} 1",
+        "coredog_webhook_requests_total{result=\"allowed\"} 2",
         "coredog_webhook_injections_total 1",
         "coredog_webhook_skips_total{reason=\"invalid_annotation\"} 1",
-        "coredog_webhook_request_duration_seconds_count 2",
+        "coredog_webhook_skips_total{reason=\"already_injected\"} 1",
+        "coredog_webhook_request_duration_seconds_count 3",
         // Series that saw nothing yet are there, at zero.
         "coredog_webhook_requests_total{result=\"bad_request\"} 0",
         "coredog_webhook_skips_total{reason=\"volume_conflict\"} 0",

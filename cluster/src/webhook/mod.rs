@@ -150,10 +150,10 @@ fn answer(body: &[u8], host_dir: &str, metrics: &WebhookMetrics) -> (RequestResu
     match outcome {
         Ok(Ok(decision)) => {
             record(metrics, &decision);
-            let result = if decision.injected.is_empty() {
-                RequestResult::Allowed
-            } else {
+            let result = if decision.patched() {
                 RequestResult::Patched
+            } else {
+                RequestResult::Allowed
             };
             (result, json_response(decision.review.to_json()))
         }
@@ -196,7 +196,8 @@ fn record(metrics: &WebhookMetrics, decision: &review::Decision) {
     for &skip in &decision.skips {
         metrics.skipped(skip);
     }
-    if !decision.injected.is_empty() {
+    // A reinvocation finds the pod injected already: counted once, when it was.
+    if decision.patched() {
         metrics.injections.inc();
         tracing::debug!(
             pod = %decision.pod,

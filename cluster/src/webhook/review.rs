@@ -294,7 +294,8 @@ pub struct Decision {
     pub review: ReviewOut,
     /// `namespace/name` of the pod (`namespace/generateName*` before it has a name).
     pub pod: String,
-    /// Containers the patch gives a dump directory (empty: no patch).
+    /// Containers that have a dump directory once the answer is applied (on reinvocation,
+    /// those that had it already too).
     pub injected: Vec<String>,
     pub skips: Vec<SkipReason>,
     /// Whether the pod asked for injection (warnings about it are worth a log line).
@@ -304,6 +305,11 @@ pub struct Decision {
 impl Decision {
     pub fn warnings(&self) -> &[String] {
         &self.review.response.warnings
+    }
+
+    /// Whether the answer carries a patch.
+    pub fn patched(&self) -> bool {
+        self.review.response.patch.is_some()
     }
 }
 
