@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use futures_util::FutureExt as _;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -31,6 +31,8 @@ use inject::SkipReason;
 
 /// AdmissionReviews of large pods run to a few MiB; anything beyond this is not one.
 const MAX_BODY: usize = 8 * 1024 * 1024;
+/// The API server gives up on the webhook after its `timeoutSeconds` (at most 30).
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 type Labels = [(&'static str, &'static str); 1];
 
@@ -119,27 +121,39 @@ pub struct WebhookState {
 pub fn router(state: WebhookState, registry: Arc<Registry>, readiness: Readiness) -> Router {
     Router::new()
         .route("/mutate", post(mutate))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(Arc::new(state))
         .merge(ops_routes(registry, readiness))
 }
 
-async fn mutate(
-    State(state): State<Arc<WebhookState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn mutate(State(state): State<Arc<WebhookState>>, body: Body) -> Response {
     let started = Instant::now();
     let metrics = &state.metrics;
-    let (result, response) = match body {
-        // A body too large (or cut off) is not an AdmissionReview: 400 like any other, not 413.
-        Err(rejection) => {
-            not_a_review(format!("not an AdmissionReview: {}", rejection.body_text()))
-        }
+    let (result, response) = match whole_body(body).await {
+        // A body too large, cut off or too slow is not an AdmissionReview: 400 like any other.
+        Err(reason) => not_a_review(format!("not an AdmissionReview: {reason}")),
         Ok(body) => answer(&body, &state.host_dir, metrics),
     };
     metrics.answered(result);
     metrics.latency.observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// The request's body, at most [`MAX_BODY`] bytes within [`BODY_TIMEOUT`]: a client that
+/// trickles its body (anything in the cluster can reach the Service) holds its memory no longer.
+/// A body that came with its headers, as the API server's do, is taken without a timer.
+async fn whole_body(body: Body) -> Result<Bytes, String> {
+    let read = axum::body::to_bytes(body, MAX_BODY);
+    tokio::pin!(read);
+    let read = match read.as_mut().now_or_never() {
+        Some(read) => read,
+        None => tokio::time::timeout(BODY_TIMEOUT, read)
+            .await
+            .map_err(|_| format!("its body did not arrive within {BODY_TIMEOUT:?}"))?,
+    };
+    read.map_err(|err| match std::error::Error::source(&err) {
+        Some(source) => format!("{err}: {source}"),
+        None => err.to_string(),
+    })
 }
 
 /// The answer to a body that arrived whole, and how it counts.
@@ -217,6 +231,27 @@ fn record(metrics: &WebhookMetrics, decision: &review::Decision) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body that stops coming is given up on, a body at hand is taken at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_never_comes_is_given_up_on() {
+        use futures_util::StreamExt as _;
+        let trickle = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(
+            b"{\"kind\":",
+        ))])
+        .chain(futures_util::stream::pending());
+        let started = tokio::time::Instant::now();
+        let err = whole_body(Body::from_stream(trickle)).await.unwrap_err();
+        assert!(err.contains("did not arrive"), "{err}");
+        assert_eq!(started.elapsed(), BODY_TIMEOUT);
+
+        let at_hand = whole_body(Body::from("{}")).await.unwrap();
+        assert_eq!(&at_hand[..], b"{}");
+        let too_large = whole_body(Body::from(vec![b' '; MAX_BODY + 1]))
+            .await
+            .unwrap_err();
+        assert!(too_large.contains("length limit"), "{too_large}");
+    }
 
     async fn body_of(response: Response) -> serde_json::Value {
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
