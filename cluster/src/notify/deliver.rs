@@ -246,20 +246,38 @@ pub fn classify(
     }
 }
 
+/// Where a retry falls around the doubling schedule, so that the nodes of a cluster whose
+/// receiver went down, or whose shared chat robot hit its rate limit, do not all try again at
+/// the same instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spread {
+    /// Exactly on the schedule.
+    None,
+    /// A random point in the upper half of the wait.
+    Sooner,
+    /// A random point up to half as long again: a rate limit's window (a minute for WeCom) is
+    /// still spanned by the retries, as on the schedule.
+    Later,
+}
+
 /// The wait before attempt `attempt + 1`: doubling from `first_backoff`, at most
-/// `max_backoff`. With `jitter`, a random point in the upper half, so that the nodes of a cluster
-/// whose receiver went down do not all come back at the same instant.
-pub fn backoff(tuning: &Tuning, attempt: u32, jitter: bool) -> Duration {
+/// `max_backoff`, spread as `spread` says.
+pub fn backoff(tuning: &Tuning, attempt: u32, spread: Spread) -> Duration {
     let doubled = tuning
         .first_backoff
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
     let wait = doubled.min(tuning.max_backoff);
-    if !jitter || wait.is_zero() {
-        return wait;
-    }
     let half = wait / 2;
-    let random = RandomState::new().hash_one(attempt);
-    half + Duration::from_nanos(random % (half.as_nanos().max(1) as u64))
+    let random = || {
+        let random = RandomState::new().hash_one(attempt);
+        Duration::from_nanos(random % (half.as_nanos().max(1) as u64))
+    };
+    match spread {
+        _ if half.is_zero() => wait,
+        Spread::None => wait,
+        Spread::Sooner => half + random(),
+        Spread::Later => wait + random(),
+    }
 }
 
 /// A bearer token: as configured, or a file read again before every request, so that a
@@ -451,10 +469,15 @@ pub async fn deliver(endpoint: &Endpoint, message: &Outgoing) {
                     return;
                 }
                 // A receiver that names its own wait is obeyed (up to a bound); a rate limit
-                // without one backs off evenly, everything else with jitter.
+                // without one waits at least the schedule's time, everything else at most.
+                let spread = if reason == failed::RATE_LIMITED {
+                    Spread::Later
+                } else {
+                    Spread::Sooner
+                };
                 let wait = match after {
                     Some(after) => after.min(endpoint.tuning.max_retry_after),
-                    None => backoff(&endpoint.tuning, attempt, reason != failed::RATE_LIMITED),
+                    None => backoff(&endpoint.tuning, attempt, spread),
                 };
                 debug!(channel, host = %endpoint.host, attempt, detail, wait_ms = wait.as_millis() as u64, "notification will be retried");
                 tokio::time::sleep(wait).await;
@@ -671,18 +694,26 @@ mod tests {
             ..Tuning::default()
         };
         let even: Vec<u64> = (1..=7)
-            .map(|a| backoff(&tuning, a, false).as_secs())
+            .map(|a| backoff(&tuning, a, Spread::None).as_secs())
             .collect();
         assert_eq!(even, [1, 2, 4, 8, 16, 30, 30]);
         for attempt in 1..=7 {
-            let plain = backoff(&tuning, attempt, false);
-            let jittered = backoff(&tuning, attempt, true);
+            let plain = backoff(&tuning, attempt, Spread::None);
+            let sooner = backoff(&tuning, attempt, Spread::Sooner);
             assert!(
-                jittered >= plain / 2 && jittered <= plain,
-                "{attempt}: {jittered:?}"
+                sooner >= plain / 2 && sooner <= plain,
+                "{attempt}: {sooner:?}"
+            );
+            let later = backoff(&tuning, attempt, Spread::Later);
+            assert!(
+                later >= plain && later <= plain + plain / 2,
+                "{attempt}: {later:?}"
             );
         }
-        assert_eq!(backoff(&tuning, u32::MAX, false), Duration::from_secs(30));
+        assert_eq!(
+            backoff(&tuning, u32::MAX, Spread::None),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]
