@@ -834,7 +834,7 @@ async fn an_upload_failure_is_announced_once_per_file() {
     );
 
     // Once stored, a later failure of the same file is news again.
-    notifier.upload_recovered(path);
+    notifier.upload_failure_over(path);
     notifier.upload_failing(path, "AccessDenied", Duration::from_secs(300));
     notifier.upload_failing(path, "AccessDenied", Duration::from_secs(300));
     wecom.wait_for(3, Duration::from_secs(5)).await;

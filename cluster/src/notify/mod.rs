@@ -290,7 +290,7 @@ impl Notifier {
     }
 
     /// Shipping `host_path` has been failing for `failing_for`; announced once per file (until
-    /// [`Notifier::upload_recovered`]) on every chat and webhook channel.
+    /// [`Notifier::upload_failure_over`]) on every chat and webhook channel.
     pub fn upload_failing(&self, host_path: &str, reason: &str, failing_for: Duration) {
         let first = self
             .failing_announced
@@ -316,8 +316,9 @@ impl Notifier {
         }
     }
 
-    /// `host_path` was stored after all: a later failure of the same path is announced again.
-    pub fn upload_recovered(&self, host_path: &str) {
+    /// `host_path` was stored after all, or is gone: a later failure of the same path is
+    /// announced again.
+    pub fn upload_failure_over(&self, host_path: &str) {
         self.failing_announced
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -341,7 +341,7 @@ impl Watcher {
         let closed = matches!(report, Found::Closed(_));
         let relative = report.relative().to_path_buf();
         let Some(now_seen) = seen(root, &relative) else {
-            files.remove(&relative);
+            self.forget(files, &relative);
             return;
         };
         let entry = files.get(&relative).copied();
@@ -372,7 +372,7 @@ impl Watcher {
         // An empty file holds no core: one truncated once stored (`gc_type: truncate`), whose
         // closing is reported like any other, or one not written yet.
         if now_seen.is_empty_file() {
-            files.remove(&relative);
+            self.forget(files, &relative);
             return;
         }
         if entry.is_none() {
@@ -445,10 +445,23 @@ impl Watcher {
             }
         }
         for relative in gone {
-            files.remove(&relative);
+            self.forget(files, &relative);
         }
         self.metrics.backlog_files.set(backlog_files);
         self.metrics.backlog_bytes.set(backlog_bytes);
+    }
+
+    /// Drops a file's entry (it is gone or done with). A failure announced for it is
+    /// forgotten, so that a file of that name failing later is announced again.
+    fn forget(&self, files: &mut HashMap<PathBuf, Entry>, relative: &Path) {
+        let announced = files
+            .remove(relative)
+            .and_then(|entry| entry.failing)
+            .is_some_and(|failing| failing.announced);
+        if announced {
+            self.notifier
+                .upload_failure_over(&self.shipper.root.join(relative).display().to_string());
+        }
     }
 
     fn on_finished(
@@ -469,7 +482,7 @@ impl Watcher {
                     .and_then(|entry| entry.failing)
                     .is_some_and(|failing| failing.announced);
                 if recovered {
-                    self.notifier.upload_recovered(&host_path);
+                    self.notifier.upload_failure_over(&host_path);
                 }
                 // Stored before (a restart, or a removal tried again): counted and announced
                 // then.
@@ -520,7 +533,7 @@ impl Watcher {
                         entry.seen = current;
                     }
                     _ => {
-                        files.remove(&relative);
+                        self.forget(files, &relative);
                     }
                 }
             }
@@ -556,7 +569,7 @@ impl Watcher {
     ) {
         match local {
             LocalFile::Removed | LocalFile::Changed => {
-                files.remove(&relative);
+                self.forget(files, &relative);
                 // Another file may have taken the name meanwhile; its own report came while
                 // this one was being shipped, and was passed over.
                 if let Some(now) = seen(root, &relative)
