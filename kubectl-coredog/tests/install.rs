@@ -5,6 +5,7 @@
 mod support;
 
 use clap::Parser as _;
+use coredog_core::config::Config;
 use kubectl_coredog::cli::{Cli, Command, InstallArgs, UninstallArgs};
 use kubectl_coredog::install::{install, manifests, settings, uninstall};
 use serde_json::{Value, json};
@@ -78,14 +79,16 @@ async fn install_applies_every_object_server_side_in_order() {
     let log = server.await.unwrap();
 
     assert_eq!(
-        log[..3].iter().map(Recorded::line).collect::<Vec<_>>(),
+        log[..4].iter().map(Recorded::line).collect::<Vec<_>>(),
         [
+            // An upgrade keeps what the flags do not name.
+            "GET /api/v1/namespaces/coredog-system/secrets/coredog-config",
             "GET /apis/apps/v1/namespaces/coredog-system/daemonsets/coredog-watcher",
             "GET /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/coredog-webhook",
             "GET /api/v1/namespaces/coredog-system/secrets/coredog-storage-credentials",
         ]
     );
-    let applies = &log[3..];
+    let applies = &log[4..];
     assert_eq!(
         applies.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
         APPLY_PATHS
@@ -126,6 +129,48 @@ async fn install_applies_every_object_server_side_in_order() {
         "{stdout}"
     );
     assert!(stdout.contains("CoreDog is installed in namespace coredog-system."));
+}
+
+/// `install --bucket NEW` on an install made from a config file moves the bucket and keeps
+/// the rest: its notice channels, region and tuning.
+#[tokio::test]
+async fn a_storage_flag_on_an_upgrade_changes_that_setting_only() {
+    let installed = "StorageConfig:\n  S3Bucket: old\n  s3Region: us-east-1\n  StoreDir: dumps\n  DeleteLocalCorefile: false\nNoticeChannel:\n  - chan: slack\n    webhookurl: https://hooks.slack.com/services/T/B/X\n";
+    let stored = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "coredog-config", "namespace": "coredog-system"},
+        "data": {"config.yaml": k8s_openapi::ByteString(installed.as_bytes().to_vec())}
+    });
+    let (client, server) = api_server(move |request| match request.method.as_str() {
+        "GET" if request.path.ends_with("/secrets/coredog-config") => ok(stored.clone()),
+        "GET" => not_found("not installed"),
+        _ => echo_apply(request),
+    });
+    let args = install_args(&["--bucket", "moved"]);
+    let no_env = |_: &str| None;
+    let mut captured = Captured::default();
+    install(Some(&client), &args, &no_env, &mut captured.console())
+        .await
+        .unwrap();
+    drop(client);
+    let log = server.await.unwrap();
+    let applied = log
+        .iter()
+        .find(|r| r.path.ends_with("/secrets/coredog-config") && r.method == "PATCH")
+        .unwrap();
+    let decoded: k8s_openapi::ByteString =
+        serde_json::from_value(applied.body["data"]["config.yaml"].clone()).unwrap();
+    let config = Config::from_yaml(&String::from_utf8(decoded.0).unwrap()).unwrap();
+    assert_eq!(config.storage.bucket.as_deref(), Some("moved"));
+    assert_eq!(config.storage.region.as_deref(), Some("us-east-1"));
+    assert_eq!(config.storage.store_dir, "dumps");
+    assert!(!config.storage.delete_local_corefile);
+    assert_eq!(config.notice_channels.len(), 1);
+    assert!(
+        captured.stderr().contains("is kept"),
+        "{}",
+        captured.stderr()
+    );
 }
 
 #[tokio::test]

@@ -45,7 +45,15 @@ async fn config_text(
         || args.region.is_some()
         || args.store_dir.is_some()
     {
-        config_from_flags(args)?
+        match existing_config(client).await? {
+            Some(existing) => {
+                console.note(&format!(
+                    "changing the storage settings the flags name; the rest of Secret {NAMESPACE}/{CONFIG_SECRET} (notice channels, keys, tuning) is kept"
+                ));
+                flags_over(&existing, args)?
+            }
+            None => config_from_flags(args)?,
+        }
     } else if let Some(existing) = existing_config(client).await? {
         console.note(&format!(
             "keeping the storage settings of Secret {NAMESPACE}/{CONFIG_SECRET}"
@@ -229,6 +237,45 @@ fn config_from_flags(args: &InstallArgs) -> anyhow::Result<String> {
     text.push_str(&format!("  StoreDir: {}\n", quote(store_dir)));
     text.push_str("  DeleteLocalCorefile: true\nNoticeChannel: []\nCorefileDir: /corefile\n");
     Ok(text)
+}
+
+/// The installed configuration with the storage settings the flags name changed: an upgrade
+/// that moves the bucket keeps the notice channels, keys and tuning it had.
+fn flags_over(existing: &str, args: &InstallArgs) -> anyhow::Result<String> {
+    let mut config = Config::from_yaml(existing).map_err(|err| {
+        UserError::new(format!(
+            "the configuration in Secret {NAMESPACE}/{CONFIG_SECRET} is not valid: {err}"
+        ))
+        .hint("pass the whole configuration with --config FILE")
+    })?;
+    let storage = &mut config.storage;
+    storage.protocol = match args.protocol {
+        Some(StorageProtocol::S3) => Protocol::S3,
+        Some(StorageProtocol::Cos) => Protocol::Cos,
+        Some(StorageProtocol::Oss) => Protocol::Oss,
+        // The flags name a bucket: from a share to object storage.
+        None if storage.protocol == Protocol::Cfs => Protocol::S3,
+        None => storage.protocol,
+    };
+    if let Some(bucket) = &args.bucket {
+        storage.bucket = Some(bucket.clone());
+    }
+    if let Some(region) = &args.region {
+        storage.region = Some(region.clone());
+    }
+    if let Some(endpoint) = &args.endpoint {
+        storage.endpoint = Some(endpoint.clone());
+    }
+    if let Some(store_dir) = &args.store_dir {
+        storage.store_dir = store_dir.clone();
+    }
+    if storage.bucket.is_none() {
+        return Err(user(
+            "--bucket is required with the storage flags",
+            "pass --bucket NAME, or --config FILE",
+        ));
+    }
+    Ok(config.to_yaml())
 }
 
 async fn read_secret(client: &Client, name: &str) -> anyhow::Result<Option<Secret>> {
