@@ -708,3 +708,38 @@ async fn wait_reports_readiness_and_times_out_with_a_hint() {
         "error: CoreDog is not ready after 0s: webhook 1/2 replicas, watcher on 3/3 nodes\nhint: `kubectl coredog doctor` says why; `kubectl -n coredog-system get pods` shows the pods"
     );
 }
+
+/// An install right after an uninstall meets the namespace still being deleted: a 403 that
+/// no rights would mend, and the hint says to wait instead.
+#[tokio::test]
+async fn an_install_into_a_namespace_being_deleted_says_to_wait() {
+    let (client, _server) = api_server(|request| match request.method.as_str() {
+        "GET" => not_found("not installed"),
+        _ if request
+            .path
+            .ends_with("/poddisruptionbudgets/coredog-webhook") =>
+        {
+            status(
+                403,
+                "Forbidden",
+                "poddisruptionbudgets.policy \"coredog-webhook\" is forbidden: unable to create new content in namespace coredog-system because it is being terminated",
+            )
+        }
+        _ => echo_apply(request),
+    });
+    let args = install_args(&["--bucket", "dumps"]);
+    let no_env = |_: &str| None;
+    let mut captured = Captured::default();
+    let err = install(Some(&client), &args, &no_env, &mut captured.console())
+        .await
+        .unwrap_err();
+    let user = err
+        .downcast_ref::<kubectl_coredog::error::UserError>()
+        .unwrap();
+    let hint = user.hint.as_deref().unwrap();
+    assert!(
+        hint.contains("kubectl wait --for=delete namespace/coredog-system"),
+        "{hint}"
+    );
+    assert!(!hint.contains("cluster-admin"), "{hint}");
+}

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::cli::{
     DryRun, FailurePolicy, InstallArgs, ManifestFormat, StorageProtocol, UninstallArgs,
 };
-use crate::error::{UserError, user};
+use crate::error::{UserError, is_forbidden, user};
 use crate::output::{Console, to_json, to_yaml_stream};
 use installed::Installed;
 use manifests::{
@@ -239,6 +239,26 @@ fn config_from_flags(args: &InstallArgs) -> anyhow::Result<String> {
     Ok(text)
 }
 
+const UNREACHABLE_HINT: &str = "check that the API server answers: kubectl get --raw /readyz";
+
+/// What to do about an object install could not apply, from the API server's answer.
+fn apply_hint(err: &kube::Error, dry_run: DryRun) -> String {
+    match err {
+        // Forbidden too, but no lack of rights: `uninstall` returns before the namespace is gone.
+        kube::Error::Api(status) if status.message.contains("being terminated") => format!(
+            "namespace {NAMESPACE} is still being deleted; wait until it is gone (kubectl wait --for=delete namespace/{NAMESPACE} --timeout=5m), then install again"
+        ),
+        kube::Error::Api(status) if status.code == 404 && dry_run == DryRun::Server => {
+            "--dry-run=server previews an upgrade of an installed CoreDog; where it is not installed yet, preview with --dry-run=client".to_owned()
+        }
+        _ if is_forbidden(err) => {
+            "installing CoreDog needs cluster-admin rights (it creates cluster roles and a webhook)"
+                .to_owned()
+        }
+        _ => UNREACHABLE_HINT.to_owned(),
+    }
+}
+
 /// The installed configuration with the storage settings the flags name changed: an upgrade
 /// that moves the bucket keeps the notice channels, keys and tuning it had.
 fn flags_over(existing: &str, args: &InstallArgs) -> anyhow::Result<String> {
@@ -425,7 +445,7 @@ pub async fn install(
             .await
             .map_err(|err| {
                 UserError::new(format!("cannot apply {}", manifest.display_name()))
-                    .hint("installing CoreDog needs cluster-admin rights (it creates cluster roles and a webhook)")
+                    .hint(apply_hint(&err, dry_run))
                     .cause(err)
             })?;
         if args.output.is_none() {
@@ -480,8 +500,13 @@ pub async fn uninstall(
             apply::delete(client, &resource, namespace, name, dry_run).await
         }
         .map_err(|err| {
+            let hint = if is_forbidden(&err) {
+                "uninstalling CoreDog needs the rights that installed it (cluster-admin)"
+            } else {
+                UNREACHABLE_HINT
+            };
             UserError::new(format!("cannot delete {display}"))
-                .hint("uninstalling CoreDog needs the rights that installed it (cluster-admin)")
+                .hint(hint)
                 .cause(err)
         })?;
         if gone {
