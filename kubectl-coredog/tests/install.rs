@@ -670,6 +670,7 @@ async fn wait_reports_readiness_and_times_out_with_a_hint() {
     kubectl_coredog::install::wait::wait_ready(
         &client,
         std::time::Duration::from_secs(60),
+        false,
         &mut captured.console(),
     )
     .await
@@ -692,11 +693,29 @@ async fn wait_reports_readiness_and_times_out_with_a_hint() {
         "ready: webhook 2/2 replicas, watcher on 3/3 nodes\n"
     );
 
+    // With `-o yaml`, stdout is the objects' alone.
+    let (client, _server) = api_server(rollout(2));
+    let mut captured = Captured::default();
+    kubectl_coredog::install::wait::wait_ready(
+        &client,
+        std::time::Duration::from_secs(60),
+        true,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(captured.stdout(), "");
+    assert_eq!(
+        captured.stderr(),
+        "ready: webhook 2/2 replicas, watcher on 3/3 nodes\n"
+    );
+
     let (client, server) = api_server(rollout(1));
     let mut captured = Captured::default();
     let err = kubectl_coredog::install::wait::wait_ready(
         &client,
         std::time::Duration::ZERO,
+        false,
         &mut captured.console(),
     )
     .await

@@ -464,7 +464,7 @@ pub async fn install(
         return Ok(());
     }
     if args.wait {
-        wait::wait_ready(client, timeout, console).await?;
+        wait::wait_ready(client, timeout, args.output.is_some(), console).await?;
     }
     if args.output.is_none() {
         next_steps(&settings, console)?;

@@ -76,6 +76,7 @@ fn bar(progress: &MultiProgress, name: &str) -> ProgressBar {
 pub async fn wait_ready(
     client: &Client,
     timeout: Duration,
+    objects_printed: bool,
     console: &mut Console<'_>,
 ) -> anyhow::Result<()> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
@@ -106,10 +107,16 @@ pub async fn wait_ready(
         if webhook.done && watcher.done {
             webhook_bar.finish();
             watcher_bar.finish();
-            return console.line(&format!(
+            let ready = format!(
                 "ready: webhook {}/{} replicas, watcher on {}/{} nodes",
                 webhook.ready, webhook.desired, watcher.ready, watcher.desired
-            ));
+            );
+            // Under `-o yaml|json` stdout holds the objects alone, for a pipe to read.
+            if objects_printed {
+                console.note(&ready);
+                return Ok(());
+            }
+            return console.line(&ready);
         }
         if started.elapsed() >= timeout {
             webhook_bar.abandon();
