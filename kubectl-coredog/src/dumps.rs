@@ -127,10 +127,11 @@ pub async fn fetch_command<S: DumpStorage>(
         force: args.force,
         ..options
     };
-    // On Ctrl-C the fetch is dropped, which removes its temporary file; the part file stays.
+    // Interrupted, the fetch is dropped, which removes its temporary file and cuts the part
+    // file back to what was verified, for the next run to continue from.
     let result = tokio::select! {
         result = fetch(storage, &dump, &output, &options, &progress) => result,
-        _ = tokio::signal::ctrl_c() => Err(user(
+        () = interrupted() => Err(user(
             "interrupted",
             format!(
                 "run the same command again: it continues from {}",
@@ -159,4 +160,45 @@ pub async fn fetch_command<S: DumpStorage>(
         fetched.path.display(),
         coredog_core::template::human_bytes(fetched.size)
     ))
+}
+
+/// Ctrl-C, a closed terminal (SIGHUP) or a `kill` (SIGTERM). A signal that cannot be listened
+/// for never comes.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let one = |kind: SignalKind| async move {
+        match signal(kind) {
+            Ok(mut signals) => {
+                signals.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = one(SignalKind::interrupt()) => {}
+        () = one(SignalKind::terminate()) => {}
+        () = one(SignalKind::hangup()) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A closed terminal stops a fetch as Ctrl-C does (and leaves the process alive to clean
+    /// up after it).
+    #[tokio::test]
+    async fn a_hangup_interrupts() {
+        let waiting = tokio::spawn(super::interrupted());
+        // Listening before the signal comes.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let sent = std::process::Command::new("kill")
+            .arg("-HUP")
+            .arg(std::process::id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+            .await
+            .expect("not interrupted within 10 s")
+            .unwrap();
+    }
 }
