@@ -376,8 +376,9 @@ pub struct FetchArgs {
     pub latest: bool,
     #[command(flatten)]
     pub filters: DumpFilterArgs,
-    /// Where to write the core (default: its stored file name in the current directory).
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    /// Where to write the core: a file, or a directory to write it into under its stored file
+    /// name (default: the current directory).
+    #[arg(short = 'o', long = "output", value_name = "FILE|DIR")]
     pub output: Option<PathBuf>,
     /// Keep the bytes as stored (compressed); they are still decompressed in passing to verify
     /// the core's checksum.

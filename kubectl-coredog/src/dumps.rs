@@ -114,12 +114,15 @@ pub async fn fetch_command<S: DumpStorage>(
             })?
         }
     };
+    let file_name = match &dump.record {
+        Some(record) => default_file_name(record, args.raw),
+        None => format!("{}.core", dump.id()),
+    };
+    // Into a directory as `cp` does: under the dump's own name.
     let output = match &args.output {
+        Some(dir) if dir.is_dir() => dir.join(file_name),
         Some(path) => path.clone(),
-        None => match &dump.record {
-            Some(record) => PathBuf::from(default_file_name(record, args.raw)),
-            None => PathBuf::from(format!("{}.core", dump.id())),
-        },
+        None => PathBuf::from(file_name),
     };
     let progress = bytes_bar(0, &format!("fetching {}", dump.id()));
     let options = FetchOptions {

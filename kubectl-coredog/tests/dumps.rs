@@ -421,6 +421,19 @@ async fn fetch_decompresses_verifies_and_writes_atomically() {
     )
     .await
     .unwrap();
+
+    // Into a directory, as `cp` does: under the dump's own name.
+    let into = dir.path().join("dumps");
+    std::fs::create_dir(&into).unwrap();
+    fetch(
+        &storage,
+        &["0123", "-o", into.to_str().unwrap()],
+        small_chunks(),
+    )
+    .await
+    .unwrap();
+    let name = kubectl_coredog::fetch::default_file_name(&dumps[0].record, false);
+    assert_eq!(std::fs::read(into.join(name)).unwrap(), dumps[0].core);
 }
 
 #[tokio::test]
