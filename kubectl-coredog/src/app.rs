@@ -184,7 +184,7 @@ pub async fn run(cli: Cli, console: &mut Console<'_>) -> anyhow::Result<ExitCode
         }
         Command::List(args) => {
             let opened = open_storage(&global, args.storage.config.as_deref()).await?;
-            let scope = kube_client::offline_scope(&global).await;
+            let scope = kube_client::offline_scope(&global).await?;
             dumps::list_command(
                 &opened.store,
                 &opened.store_dir,
@@ -209,7 +209,7 @@ pub async fn run(cli: Cli, console: &mut Console<'_>) -> anyhow::Result<ExitCode
         Command::Fetch(args) => {
             let opened = open_storage(&global, args.storage.config.as_deref()).await?;
             let scopes = FetchScopes {
-                listing: kube_client::offline_scope(&global).await,
+                listing: kube_client::offline_scope(&global).await?,
                 ids: id_scope(&global),
             };
             dumps::fetch_command(

@@ -177,17 +177,20 @@ where
 
 /// The namespaces a listing looks at, without needing a cluster (for commands that may run on
 /// a config file alone): `-A`, `-n`, else the kubeconfig context's namespace; with no
-/// kubeconfig at all there is no current namespace, and every namespace is listed.
-pub async fn offline_scope(global: &GlobalArgs) -> Scope {
+/// kubeconfig at all there is no current namespace, and every namespace is listed. A
+/// `--context` or `--kubeconfig` that cannot be used is an error, as for kubectl, rather than
+/// a listing of every namespace.
+pub async fn offline_scope(global: &GlobalArgs) -> anyhow::Result<Scope> {
     if global.all_namespaces {
-        return Scope::All;
+        return Ok(Scope::All);
     }
     if let Some(namespace) = &global.namespace {
-        return Scope::Namespace(namespace.clone());
+        return Ok(Scope::Namespace(namespace.clone()));
     }
     match config(global).await {
-        Ok(config) => Scope::Namespace(config.default_namespace),
-        Err(_) => Scope::All,
+        Ok(config) => Ok(Scope::Namespace(config.default_namespace)),
+        Err(err) if global.context.is_some() || global.kubeconfig.is_some() => Err(err),
+        Err(_) => Ok(Scope::All),
     }
 }
 
@@ -279,13 +282,19 @@ contexts:
             ..GlobalArgs::default()
         };
         assert_eq!(
-            offline_scope(&global).await,
+            offline_scope(&global).await.unwrap(),
             Scope::Namespace("shop".into())
         );
         global.context = Some("b".into());
         assert_eq!(config(&global).await.unwrap().default_namespace, "ops");
         global.context = Some("missing".into());
-        assert_eq!(offline_scope(&global).await, Scope::All);
+        assert!(offline_scope(&global).await.is_err());
+        global.namespace = Some("shop".into());
+        assert_eq!(
+            offline_scope(&global).await.unwrap(),
+            Scope::Namespace("shop".into())
+        );
+        global.namespace = None;
         let err = config(&global).await.unwrap_err();
         assert!(
             crate::error::explain(&err)
