@@ -388,8 +388,13 @@ async fn report_node_status(
     metrics: WatcherMetrics,
     previous_core_pattern: Option<String>,
 ) {
-    let probe_prefix =
-        coredog_core::object_key::listing_prefix(&config.storage.store_dir, None, None);
+    // A listing that matches nothing: as telling of access as any, and it reads no more than
+    // the store directory itself (on a share, not the flat id index, which grows with every
+    // dump).
+    let probe_prefix = format!(
+        "{}.coredog-probe",
+        coredog_core::object_key::listing_prefix(&config.storage.store_dir, None, None)
+    );
     let mut every = tokio::time::interval(Duration::from_secs(60));
     loop {
         every.tick().await;

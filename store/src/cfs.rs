@@ -4,8 +4,10 @@
 //! its final directory, fsynced, renamed into place and the directory fsynced, so a reader (or
 //! a watcher restarted mid-write) never sees a partial dump under its final name. A write that
 //! fails or is dropped removes its temporary file. A writer holds a lock on its temporary file,
-//! which the kernel lets go when the writer dies: the next write of the same key (the watcher
-//! writes the same key again after a restart) removes the temporary files nobody holds.
+//! which the kernel lets go when the writer dies: the next write of the same dump (the watcher
+//! writes the same key again after a restart) removes the temporary files nobody holds. Small
+//! objects (records, id index entries) are written without that sweep, which lists their
+//! directory: the id index is one flat directory that grows with every dump.
 //!
 //! The share is mounted by the node (or a volume) where the watcher cannot see whether it is:
 //! a node whose mount failed at boot leaves an empty directory on its own disk at the mount
@@ -145,7 +147,19 @@ impl CfsStore {
         Ok(self.root.join(relative))
     }
 
-    pub async fn upload(&self, key: &str, mut parts: PartReceiver) -> Result<u64, StoreError> {
+    pub async fn upload(&self, key: &str, parts: PartReceiver) -> Result<u64, StoreError> {
+        self.write(key, parts, true).await
+    }
+
+    /// Writes `key` from `parts`. `sweep`: first remove the temporary files of abandoned writes
+    /// of the key, which lists its directory; not worth it for small objects in the id index,
+    /// a flat directory that grows with every dump.
+    async fn write(
+        &self,
+        key: &str,
+        mut parts: PartReceiver,
+        sweep: bool,
+    ) -> Result<u64, StoreError> {
         let path = self.path_of(key)?;
         // The guard is made where the file is: dropped with the upload (a watcher stopping
         // mid-write), even while the file is being created, or after a failure, it takes the
@@ -162,7 +176,9 @@ impl CfsStore {
                         .create(dir)
                         .map_err(io_error("create directory", dir))?;
                 }
-                remove_abandoned_temporaries(&path);
+                if sweep {
+                    remove_abandoned_temporaries(&path);
+                }
                 create_locked_temporary(&path)
             })
             .await?
@@ -223,7 +239,7 @@ impl CfsStore {
 
     pub async fn put_bytes(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let (sender, receiver) = part_channel();
-        let uploaded = self.upload(key, receiver);
+        let uploaded = self.write(key, receiver, false);
         let fed = async move {
             let _ = sender.send(bytes.to_vec()).await;
             sender.finish();
@@ -740,21 +756,32 @@ mod tests {
         live.try_lock().unwrap();
 
         let store = CfsStore::on_local_disk(dir.path());
-        store
-            .put_bytes("corefiles/ns/pod/a.core", b"core")
-            .await
-            .unwrap();
+        let upload = async |key: &str| {
+            let (sender, receiver) = part_channel();
+            sender.send(b"core".to_vec()).await.unwrap();
+            sender.finish();
+            store.upload(key, receiver).await.unwrap();
+        };
+        upload("corefiles/ns/pod/a.core").await;
         assert_eq!(
             names_in(&pod),
             [".a.core.tmp-7-def-0", ".b.core.tmp-1-abc-0", "a.core"]
         );
         // Once that writer is gone, the next write of the key takes its file away.
         drop(live);
+        upload("corefiles/ns/pod/a.core").await;
+        assert_eq!(names_in(&pod), [".b.core.tmp-1-abc-0", "a.core"]);
+        // A small object (a record, an id index entry) is written without listing its
+        // directory.
+        std::fs::write(pod.join(".a.core.tmp-1-abc-0"), b"half").unwrap();
         store
             .put_bytes("corefiles/ns/pod/a.core", b"core")
             .await
             .unwrap();
-        assert_eq!(names_in(&pod), [".b.core.tmp-1-abc-0", "a.core"]);
+        assert_eq!(
+            names_in(&pod),
+            [".a.core.tmp-1-abc-0", ".b.core.tmp-1-abc-0", "a.core"]
+        );
     }
 
     #[tokio::test]
