@@ -112,15 +112,25 @@ impl MessageTemplate {
         for piece in &self.pieces {
             match piece {
                 Piece::Text(text) => out.push_str(text),
-                Piece::Variable(name) => out.extend(
-                    value(name, record, url)
-                        .chars()
-                        .map(|c| if c.is_control() { '?' } else { c }),
-                ),
+                Piece::Variable(name) => out.push_str(&on_one_line(&value(name, record, url))),
             }
         }
         out
     }
+}
+
+/// `text` with its control characters (newlines among them) as `?`: a value the tenant chose
+/// (an executable's path, a core's file name) put into a message, where it must not start a
+/// line of its own.
+pub fn on_one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect(),
+    )
 }
 
 fn value(name: &str, record: &DumpRecord, url: &str) -> String {

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use coredog_core::record::DumpRecord;
+use coredog_core::template::on_one_line;
 
 /// Whether a channel with `keyword` announces this crash. The keyword is a case-sensitive
 /// substring of one of the crash's names or label values, or a whole label written
@@ -130,15 +131,17 @@ pub fn follow_up_text(
         "core dumps"
     };
     let mut text = format!(
-        "{} in {}: {count}{more} {dumps} in the last {} (latest: {latest_file})",
+        "{} in {}: {count}{more} {dumps} in the last {} (latest: {})",
         key.workload,
         key.namespace,
-        human_duration(span)
+        human_duration(span),
+        on_one_line(latest_file)
     );
     let _ = write!(
         text,
         "\nContainer: {}\nExecutable: {}",
-        key.container, key.exe
+        key.container,
+        on_one_line(&key.exe)
     );
     if !latest_url.is_empty() {
         let _ = write!(text, "\nDownload: {latest_url}");
@@ -149,8 +152,10 @@ pub fn follow_up_text(
 /// The one message sent when a dump cannot be stored for a while.
 pub fn upload_failing_text(host_path: &str, reason: &str, failing_for: Duration) -> String {
     format!(
-        "CoreDog cannot store {host_path} for {}: {reason}. The file stays on the node and is retried.",
-        human_duration(failing_for)
+        "CoreDog cannot store {} for {}: {}. The file stays on the node and is retried.",
+        on_one_line(host_path),
+        human_duration(failing_for),
+        on_one_line(reason)
     )
 }
 
@@ -329,6 +334,13 @@ pub(crate) mod tests {
                 Duration::from_secs(300)
             ),
             "CoreDog cannot store /corefile/a/core for 5m: bucket not found. The file stays on the node and is retried."
+        );
+        // The tenant names its files: a newline in one starts no line of the message.
+        let forged = "/corefile/a/core\nDownload: https://elsewhere.example/";
+        assert!(!upload_failing_text(forged, "x", Duration::from_secs(1)).contains('\n'));
+        assert!(
+            !follow_up_text(&key, 2, false, Duration::from_secs(1), forged, "")
+                .contains("\nDownload")
         );
     }
 
