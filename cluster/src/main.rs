@@ -236,6 +236,13 @@ async fn run_watcher(args: WatcherArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read the configuration {}", args.config.display()))?;
     let config = Config::from_yaml(&text)
         .with_context(|| format!("invalid configuration {}", args.config.display()))?;
+    if config.storage.compression_level != config.storage.compression_level_in_use() {
+        tracing::warn!(
+            configured = config.storage.compression_level,
+            in_use = config.storage.compression_level_in_use(),
+            "compressionLevel above 19 needs too much memory per worker; compressing at 19"
+        );
+    }
     let root = args
         .dir
         .unwrap_or_else(|| PathBuf::from(&config.corefile_dir));

@@ -171,6 +171,9 @@ impl CompressionSetting {
     }
 }
 
+/// The highest zstd level the watcher compresses at.
+pub const MAX_COMPRESSION_LEVEL_IN_USE: i32 = 19;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
@@ -247,7 +250,8 @@ pub struct StorageConfig {
     pub compression: CompressionSetting,
     /// zstd level: 1 (fastest) to 19; negative levels are faster still. Above 9 each level
     /// needs tens of MiB more per dump being compressed (its match tables), and the watcher
-    /// compresses on one thread instead of up to four.
+    /// compresses on one thread instead of up to four. 20 to 22 are taken as 19 (see
+    /// [`StorageConfig::compression_level_in_use`]).
     #[serde(rename = "compressionLevel", default = "default_compression_level")]
     pub compression_level: i32,
     /// Size of each multipart part.
@@ -436,6 +440,13 @@ impl StorageConfig {
                 "a secret access key is set but no access key id",
             )),
         }
+    }
+
+    /// The zstd level the watcher compresses at: the configured one, but at most 19. zstd's
+    /// levels 20 to 22 need windows of 32 to 128 MiB per worker, beyond what a node agent
+    /// should take; configurations that name them still load.
+    pub fn compression_level_in_use(&self) -> i32 {
+        self.compression_level.min(MAX_COMPRESSION_LEVEL_IN_USE)
     }
 
     /// Bytes in one multipart part.
@@ -630,12 +641,10 @@ impl Config {
                 format!("must be between 1 and {MAX_PRESIGN_SECONDS} (7 days)"),
             ));
         }
-        // zstd's levels 20 to 22 need windows of 32 to 128 MiB per worker: beyond any memory
-        // a node agent should take.
-        if !(-7..=19).contains(&storage.compression_level) {
+        if !(-7..=22).contains(&storage.compression_level) {
             return Err(invalid(
                 "StorageConfig.compressionLevel",
-                "must be between -7 and 19",
+                "must be between -7 and 22",
             ));
         }
         // S3 parts are at least 5 MiB (but the last) and at most 5 GiB.
@@ -940,9 +949,17 @@ CoreSight:
                 "StorageConfig:\n  S3Bucket: b\n  compressionLevel: {level}\n"
             ))
         };
-        assert_eq!(with_level(19).unwrap().storage.compression_level, 19);
-        assert_eq!(with_level(-7).unwrap().storage.compression_level, -7);
-        let err = with_level(20).unwrap_err().to_string();
+        let in_use = |level: i32| {
+            with_level(level)
+                .unwrap()
+                .storage
+                .compression_level_in_use()
+        };
+        assert_eq!(in_use(19), 19);
+        assert_eq!(in_use(-7), -7);
+        // Still loads, as it did before the cap.
+        assert_eq!(in_use(22), 19);
+        let err = with_level(23).unwrap_err().to_string();
         assert!(err.contains("StorageConfig.compressionLevel"), "{err}");
     }
 

@@ -538,7 +538,7 @@ impl Shipper {
         let storage = &self.config.storage;
         let (sender, receiver) = part_channel();
         let size = opened.identity.size;
-        let (level, configured) = (storage.compression_level, storage.part_size());
+        let (level, configured) = (storage.compression_level_in_use(), storage.part_size());
         let (part_size, opened) = tokio::task::spawn_blocking(move || {
             let worst = worst_stored_size(&opened.file, size, compression);
             (part_size_for(worst, configured), opened)
