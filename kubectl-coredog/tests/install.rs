@@ -131,11 +131,12 @@ async fn install_applies_every_object_server_side_in_order() {
     assert!(stdout.contains("CoreDog is installed in namespace coredog-system."));
 }
 
-/// `install --bucket NEW` on an install made from a config file moves the bucket and keeps
-/// the rest: its notice channels, region and tuning.
-#[tokio::test]
-async fn a_storage_flag_on_an_upgrade_changes_that_setting_only() {
-    let installed = "StorageConfig:\n  S3Bucket: old\n  s3Region: us-east-1\n  StoreDir: dumps\n  DeleteLocalCorefile: false\nNoticeChannel:\n  - chan: slack\n    webhookurl: https://hooks.slack.com/services/T/B/X\n";
+/// The configuration an upgrade with `flags` applies over `installed`, and what it said.
+async fn config_after_upgrade(
+    installed: &str,
+    flags: &[&str],
+    env: fn(&str) -> Option<String>,
+) -> (Config, String) {
     let stored = json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "coredog-config", "namespace": "coredog-system"},
@@ -146,10 +147,9 @@ async fn a_storage_flag_on_an_upgrade_changes_that_setting_only() {
         "GET" => not_found("not installed"),
         _ => echo_apply(request),
     });
-    let args = install_args(&["--bucket", "moved"]);
-    let no_env = |_: &str| None;
+    let args = install_args(flags);
     let mut captured = Captured::default();
-    install(Some(&client), &args, &no_env, &mut captured.console())
+    install(Some(&client), &args, &env, &mut captured.console())
         .await
         .unwrap();
     drop(client);
@@ -161,16 +161,48 @@ async fn a_storage_flag_on_an_upgrade_changes_that_setting_only() {
     let decoded: k8s_openapi::ByteString =
         serde_json::from_value(applied.body["data"]["config.yaml"].clone()).unwrap();
     let config = Config::from_yaml(&String::from_utf8(decoded.0).unwrap()).unwrap();
+    (config, captured.stderr())
+}
+
+/// `install --bucket NEW` on an install made from a config file moves the bucket and keeps
+/// the rest: its notice channels, region and tuning. Another protocol drops what belonged to
+/// the old store; a share keeps being one when only its store directory changes.
+#[tokio::test]
+async fn a_storage_flag_on_an_upgrade_changes_that_setting_only() {
+    let installed = "StorageConfig:\n  S3Bucket: old\n  s3Region: us-east-1\n  S3Endpoint: https://s3.example\n  s3AccesskeyID: AKIDOLD\n  s3SecretAccessKey: old\n  StoreDir: dumps\n  DeleteLocalCorefile: false\nNoticeChannel:\n  - chan: slack\n    webhookurl: https://hooks.slack.com/services/T/B/X\n";
+    let no_env = |_: &str| None;
+    let (config, said) = config_after_upgrade(installed, &["--bucket", "moved"], no_env).await;
     assert_eq!(config.storage.bucket.as_deref(), Some("moved"));
     assert_eq!(config.storage.region.as_deref(), Some("us-east-1"));
+    assert_eq!(config.storage.access_key_id.as_deref(), Some("AKIDOLD"));
     assert_eq!(config.storage.store_dir, "dumps");
     assert!(!config.storage.delete_local_corefile);
     assert_eq!(config.notice_channels.len(), 1);
-    assert!(
-        captured.stderr().contains("is kept"),
-        "{}",
-        captured.stderr()
-    );
+    assert!(said.contains("is kept"), "{said}");
+
+    let (config, _) = config_after_upgrade(
+        installed,
+        &["--protocol", "cos", "--region", "ap-nanjing"],
+        no_env,
+    )
+    .await;
+    assert_eq!(config.storage.protocol, coredog_core::config::Protocol::Cos);
+    assert_eq!(config.storage.region.as_deref(), Some("ap-nanjing"));
+    assert_eq!(config.storage.endpoint, None);
+    assert_eq!(config.storage.access_key_id, None);
+    assert_eq!(config.storage.bucket.as_deref(), Some("old"));
+    assert_eq!(config.notice_channels.len(), 1);
+
+    let share = "StorageConfig:\n  protocol: cfs\n  CFSMountPath: /mnt/cfs\n  StoreDir: dumps\n";
+    let (config, _) = config_after_upgrade(share, &["--store-dir", "cores"], no_env).await;
+    assert_eq!(config.storage.protocol, coredog_core::config::Protocol::Cfs);
+    assert_eq!(config.storage.cfs_mount_path.as_deref(), Some("/mnt/cfs"));
+    assert_eq!(config.storage.store_dir, "cores");
+
+    // Keys in the environment, where the configuration names its own: said, not hidden.
+    let env_keys = |name: &str| Some(format!("{name}-value"));
+    let (_, said) = config_after_upgrade(installed, &["--bucket", "moved"], env_keys).await;
+    assert!(said.contains("are not used"), "{said}");
 }
 
 #[tokio::test]

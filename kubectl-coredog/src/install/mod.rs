@@ -48,7 +48,7 @@ async fn config_text(
         match existing_config(client).await? {
             Some(existing) => {
                 console.note(&format!(
-                    "changing the storage settings the flags name; the rest of Secret {NAMESPACE}/{CONFIG_SECRET} (notice channels, keys, tuning) is kept"
+                    "changing the storage settings the flags name; the rest of Secret {NAMESPACE}/{CONFIG_SECRET} (notice channels, tuning; the keys unless the protocol changes) is kept"
                 ));
                 flags_over(&existing, args)?
             }
@@ -269,14 +269,25 @@ fn flags_over(existing: &str, args: &InstallArgs) -> anyhow::Result<String> {
         .hint("pass the whole configuration with --config FILE")
     })?;
     let storage = &mut config.storage;
-    storage.protocol = match args.protocol {
+    let protocol = match args.protocol {
         Some(StorageProtocol::S3) => Protocol::S3,
         Some(StorageProtocol::Cos) => Protocol::Cos,
         Some(StorageProtocol::Oss) => Protocol::Oss,
-        // The flags name a bucket: from a share to object storage.
-        None if storage.protocol == Protocol::Cfs => Protocol::S3,
+        // A bucket named: from a share to object storage.
+        None if storage.protocol == Protocol::Cfs && args.bucket.is_some() => Protocol::S3,
         None => storage.protocol,
     };
+    if protocol != storage.protocol {
+        // Another store: the old one's endpoint, region and keys are no use there.
+        storage.protocol = protocol;
+        storage.endpoint = None;
+        storage.region = None;
+        storage.access_key_id = None;
+        storage.secret_access_key = None;
+        storage.access_key_id_file = None;
+        storage.secret_access_key_file = None;
+        storage.cfs_mount_path = None;
+    }
     if let Some(bucket) = &args.bucket {
         storage.bucket = Some(bucket.clone());
     }
@@ -289,7 +300,7 @@ fn flags_over(existing: &str, args: &InstallArgs) -> anyhow::Result<String> {
     if let Some(store_dir) = &args.store_dir {
         storage.store_dir = store_dir.clone();
     }
-    if storage.bucket.is_none() {
+    if storage.protocol != Protocol::Cfs && storage.bucket.is_none() {
         return Err(user(
             "--bucket is required with the storage flags",
             "pass --bucket NAME, or --config FILE",
@@ -378,6 +389,17 @@ pub async fn settings(
     let installed = Installed::read(client).await?;
     let cfs_share = cfs_share(args, &config, &installed, console)?;
     let credentials = credentials(env, client, console).await?;
+    let inline_keys = [
+        &config.storage.access_key_id,
+        &config.storage.access_key_id_file,
+    ]
+    .iter()
+    .any(|value| value.as_deref().is_some_and(|value| !value.is_empty()));
+    if credentials.is_some() && inline_keys {
+        console.warn(&format!(
+            "the configuration names its own keys (s3AccesskeyID or s3AccesskeyIDFile), which come before {ACCESS_KEY_ID}: the keys stored in Secret {NAMESPACE}/{CREDENTIALS_SECRET} are not used"
+        ));
+    }
     Ok(Settings {
         image: args.image.clone().unwrap_or_else(Settings::default_image),
         host_dir: host_dir(args, &installed, console),
