@@ -204,7 +204,7 @@ pub fn injection(pod: &Pod) -> Injection {
                 NotInjected::Missed,
             ),
             None => (
-                "created before the webhook, or while it was unreachable: restart the pod"
+                "created before the webhook or while it was unreachable (restart it), or in a namespace the webhook leaves out"
                     .to_owned(),
                 NotInjected::Missed,
             ),
@@ -875,7 +875,7 @@ mod tests {
             false,
         );
         let missed = injection(&old);
-        assert!(missed.reason.unwrap().contains("restart the pod"));
+        assert!(missed.reason.unwrap().contains("restart it"));
         assert_eq!(missed.cause, Some(NotInjected::Missed));
         let bad = pod(
             serde_json::json!({"coredog.io/inject": "true", "coredog.io/path": "/etc"}),

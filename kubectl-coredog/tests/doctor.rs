@@ -462,7 +462,7 @@ async fn a_broken_cluster_fails_with_a_fix_for_each_problem() {
 ✘ namespace shop enforces Pod Security \"baseline\", which forbids the dump directory's hostPath volume: injected pods are rejected
     fix: kubectl label namespace shop pod-security.kubernetes.io/enforce=privileged --overwrite
 ✘ 1 of 2 running pods of deployment.apps/web have no dump directory
-    web-2: created before the webhook, or while it was unreachable: restart the pod
+    web-2: created before the webhook or while it was unreachable (restart it), or in a namespace the webhook leaves out
     fix: kubectl -n shop rollout restart deployment.apps/web (the webhook injects the new pods)
 ✘ kernel.core_pattern on node node-1 does not write into /corefile: dumps of deployment.apps/web never reach CoreDog
     kernel.core_pattern=|/usr/lib/systemd/systemd-coredump %P %u %g %s %t %c %h on node-1

@@ -193,11 +193,11 @@ async fn unreachable_storage_is_a_column_not_a_failure() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("web-7d9f-bbbbb    deployment.apps/web     Running     no: created before the webhook, or while it was unreachable: restart the pod                    unreachable   node-1   -\n"),
+        stdout.contains("web-7d9f-bbbbb    deployment.apps/web     Running     no: created before the webhook or while it was unreachable (restart it), or in a namespace the webhook leaves out   unreachable   node-1   -\n"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("web-7d9f-ccccc    deployment.apps/web     Running     no: created before its workload opted in: kubectl -n shop rollout restart deployment.apps/web   unreachable   -        -\n"),
+        stdout.contains("web-7d9f-ccccc    deployment.apps/web     Running     no: created before its workload opted in: kubectl -n shop rollout restart deployment.apps/web                       unreachable   -        -\n"),
         "{stdout}"
     );
     assert!(captured.stderr().starts_with(
