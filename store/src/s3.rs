@@ -331,6 +331,7 @@ impl S3Store {
         let uploads = match listed {
             Ok(uploads) => uploads,
             Err(err) => {
+                let err = without_request_details(err);
                 warn!(key, error = %err, "could not look for earlier unfinished uploads of this object");
                 return;
             }
@@ -383,7 +384,7 @@ impl S3Store {
                 self.bucket.abort_upload(key, upload_id)
             })
             .await;
-        if let Err(err) = aborted {
+        if let Err(err) = aborted.map_err(without_request_details) {
             warn!(key, error = %err, "could not abort a failed multipart upload; the bucket's lifecycle rules must remove its parts");
         }
     }
