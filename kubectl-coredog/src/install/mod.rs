@@ -241,9 +241,10 @@ fn config_from_flags(args: &InstallArgs) -> anyhow::Result<String> {
 
 const UNREACHABLE_HINT: &str = "check that the API server answers: kubectl get --raw /readyz";
 
-/// What to do about an object install could not apply, from the API server's answer.
-fn apply_hint(err: &kube::Error, dry_run: DryRun) -> String {
-    match err {
+/// What to do about an object install could not apply, from the API server's answer (an
+/// answer not listed here says itself what is wrong).
+fn apply_hint(err: &kube::Error, dry_run: DryRun) -> Option<String> {
+    let hint = match err {
         // Forbidden too, but no lack of rights: `uninstall` returns before the namespace is gone.
         kube::Error::Api(status) if status.message.contains("being terminated") => format!(
             "namespace {NAMESPACE} is still being deleted; wait until it is gone (kubectl wait --for=delete namespace/{NAMESPACE} --timeout=5m), then install again"
@@ -255,8 +256,10 @@ fn apply_hint(err: &kube::Error, dry_run: DryRun) -> String {
             "installing CoreDog needs cluster-admin rights (it creates cluster roles and a webhook)"
                 .to_owned()
         }
+        kube::Error::Api(_) => return None,
         _ => UNREACHABLE_HINT.to_owned(),
-    }
+    };
+    Some(hint)
 }
 
 /// The installed configuration with the storage settings the flags name changed: an upgrade
@@ -466,9 +469,12 @@ pub async fn install(
         let object = apply::apply(client, manifest, dry_run)
             .await
             .map_err(|err| {
-                UserError::new(format!("cannot apply {}", manifest.display_name()))
-                    .hint(apply_hint(&err, dry_run))
-                    .cause(err)
+                let failed = UserError::new(format!("cannot apply {}", manifest.display_name()));
+                match apply_hint(&err, dry_run) {
+                    Some(hint) => failed.hint(hint),
+                    None => failed,
+                }
+                .cause(err)
             })?;
         if args.output.is_none() {
             console.line(&format!(
@@ -522,14 +528,15 @@ pub async fn uninstall(
             apply::delete(client, &resource, namespace, name, dry_run).await
         }
         .map_err(|err| {
-            let hint = if is_forbidden(&err) {
-                "uninstalling CoreDog needs the rights that installed it (cluster-admin)"
-            } else {
-                UNREACHABLE_HINT
-            };
-            UserError::new(format!("cannot delete {display}"))
-                .hint(hint)
-                .cause(err)
+            let failed = UserError::new(format!("cannot delete {display}"));
+            match &err {
+                _ if is_forbidden(&err) => failed.hint(
+                    "uninstalling CoreDog needs the rights that installed it (cluster-admin)",
+                ),
+                kube::Error::Api(_) => failed,
+                _ => failed.hint(UNREACHABLE_HINT),
+            }
+            .cause(err)
         })?;
         if gone {
             removed += 1;
