@@ -610,14 +610,27 @@ async fn a_watcher_stopped_during_an_upload_finishes_and_announces_it() {
     let (core, sha256) = synthetic_core(
         scratch.path(),
         "core.big.78.host.1764237612",
-        60 * 1024 * 1024,
+        120 * 1024 * 1024,
     );
     let dir = container_dir(setup.root.path(), "shop", "big-1", "app");
     let local = dir.join("core.big.78.host.1764237612");
     std::fs::rename(core, &local).unwrap();
 
-    // Settled (2 s) and uploading, not yet stored.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Stopped once the upload is under way (the core settled for 2 s, then a multipart upload
+    // began), not yet stored.
+    let Store::S3(s3) = &setup.store else {
+        unreachable!("the set-up stores into SeaweedFS")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while s3
+        .unfinished_uploads("corefiles/shop/")
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "no upload began");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
         records_under(&setup.store, "corefiles/shop/")
             .await

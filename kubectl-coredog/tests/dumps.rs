@@ -848,4 +848,22 @@ async fn key_files_named_by_the_cluster_configuration_are_not_read_locally() {
         );
     }
     kubectl_coredog::storage::open(&storage).unwrap();
+
+    // Without a credentials Secret one may read, the key files are dropped all the same: the
+    // provider chain (or the environment) is what is left.
+    let (client, _server) = support::api_server(move |request| match request.path.as_str() {
+        "/api/v1/namespaces/coredog-system/secrets/coredog-config" => {
+            support::ok(serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "coredog-config", "namespace": "coredog-system"},
+                "data": {"config.yaml": encoded(config)}
+            }))
+        }
+        _ => support::not_found("object"),
+    });
+    let storage = kubectl_coredog::storage::storage_config(None, Some(&client))
+        .await
+        .unwrap();
+    assert_eq!(storage.access_key_id_file, None);
+    assert_eq!(storage.secret_access_key_file, None);
 }

@@ -3,7 +3,9 @@
 //! The kernel writes a core as the crashing process's user, and the kubelet makes a container's
 //! directory root's, `0755`: a container running as any other user would crash without a core.
 //! So every container directory found is made writable to every user, sticky as `/tmp` is
-//! (`1777`), within a moment of the kubelet making it and before the container's process runs.
+//! (`1777`): with inotify, within milliseconds of the kubelet making it, which is before the
+//! runtime has started the container's process; without a watch on its pod directory, at the
+//! next rescan.
 //!
 //! inotify watches every directory down to the container depth, including directories created
 //! later. A file is complete when the kernel closes it (`IN_CLOSE_WRITE`), which is how a core
@@ -308,6 +310,9 @@ mod tests {
         becomes_open(pod.join("worker")).await;
         assert_eq!(mode(outside.path()), 0o755);
         assert_eq!(mode(&pod), 0o755);
+        // Asked to open a link to a directory, it refuses rather than follow it.
+        assert!(open_to_every_user(&pod.join("linked")).is_err());
+        assert_eq!(mode(outside.path()), 0o755);
 
         drop(reports);
         discovery.await.unwrap().unwrap();
