@@ -260,8 +260,8 @@ pub enum Spread {
     Later,
 }
 
-/// The wait before attempt `attempt + 1`: doubling from `first_backoff`, at most
-/// `max_backoff`, spread as `spread` says.
+/// The wait before attempt `attempt + 1`: doubling from `first_backoff` up to `max_backoff`,
+/// then spread as `spread` says ([`Spread::Later`] up to half as long again).
 pub fn backoff(tuning: &Tuning, attempt: u32, spread: Spread) -> Duration {
     let doubled = tuning
         .first_backoff

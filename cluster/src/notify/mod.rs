@@ -20,7 +20,7 @@
 //! executable; see [`message::WorkloadKey`]) is announced and opens a window of
 //! `aggregateWindowSeconds`. Further crashes of that workload inside the window are only
 //! counted; when the window closes, one follow-up says how many there were ("web in shop: 29
-//! more core dumps in the last 5m (latest: <file>)"). A crash that would exceed the rate limit
+//! more core dumps in the last 5m (latest: `<file>`)"). A crash that would exceed the rate limit
 //! is not dropped: it opens a window of its own and is told in that window's follow-up ("N
 //! core dumps", without "more"). A follow-up that finds no slot keeps its window open, still
 //! counting, until one frees up, ahead of the first crashes of other workloads, so nothing
@@ -35,7 +35,8 @@
 //! Retries: WeCom 45009 and -1, HTTP 429, 408, 5xx and network errors are retried, at most
 //! [`Tuning::max_attempts`] attempts in all. A `Retry-After` (seconds) is obeyed up to
 //! [`Tuning::max_retry_after`]; otherwise the wait doubles from [`Tuning::first_backoff`] up to
-//! [`Tuning::max_backoff`], with jitter except for rate limits. Any other answer (another WeCom
+//! [`Tuning::max_backoff`], each wait drawn from its upper half, or for a rate limit from up to
+//! half as long again (see [`deliver::Spread`]). Any other answer (another WeCom
 //! errcode such as 93000, another 4xx) is final: logged once per distinct refusal and counted.
 //!
 //! CoreSight gets every stored dump as a structured-mode CloudEvent (no keyword, rate limit or
