@@ -6,8 +6,12 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
-use coredog_core::annotations::{CONTAINER, ContainerSelection, INJECT, PATH};
+use coredog_core::annotations::{
+    CONTAINER, ContainerSelection, INJECT, LEVELS_FORBIDDING_HOST_PATH, PATH,
+    POD_SECURITY_ENFORCE_LABEL, WEBHOOK_DISABLED, WEBHOOK_NAMESPACE_LABEL,
+};
 use coredog_core::mount_path::MountPath;
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Map, Value, json};
@@ -293,13 +297,17 @@ pub async fn run(
     if matches!(change, Change::Enable { .. }) {
         let namespaces: std::collections::BTreeSet<String> =
             workloads.iter().map(Workload::namespace).collect();
-        for namespace in namespaces
-            .iter()
-            .filter(|namespace| EXCLUDED_NAMESPACES.contains(&namespace.as_str()))
-        {
-            console.warn(&format!(
-                "the webhook never injects pods in namespace {namespace}: its workloads will not get a dump directory"
-            ));
+        for namespace in &namespaces {
+            let why = if EXCLUDED_NAMESPACES.contains(&namespace.as_str()) {
+                Some("always".to_owned())
+            } else {
+                left_out_by_label(client, namespace).await
+            };
+            if let Some(why) = why {
+                console.warn(&format!(
+                    "the webhook leaves namespace {namespace} out ({why}): its workloads will not get a dump directory"
+                ));
+            }
         }
     }
     let total = workloads.len() + failures;
@@ -318,6 +326,26 @@ pub async fn run(
         .into());
     }
     Ok(())
+}
+
+/// Why the webhook's namespaceSelector leaves `namespace` out, by the labels the chart and
+/// `install` select on; `None` when it does not, or when the namespace cannot be read.
+async fn left_out_by_label(client: &Client, namespace: &str) -> Option<String> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let labels = match namespaces.get_opt(namespace).await {
+        Ok(found) => found?.metadata.labels?,
+        Err(err) => {
+            tracing::debug!(namespace, error = %err, "cannot read the namespace's labels");
+            return None;
+        }
+    };
+    if labels.get(WEBHOOK_NAMESPACE_LABEL).map(String::as_str) == Some(WEBHOOK_DISABLED) {
+        return Some(format!("{WEBHOOK_NAMESPACE_LABEL}={WEBHOOK_DISABLED}"));
+    }
+    labels
+        .get(POD_SECURITY_ENFORCE_LABEL)
+        .filter(|level| LEVELS_FORBIDDING_HOST_PATH.contains(&level.as_str()))
+        .map(|level| format!("it enforces Pod Security {level}, which forbids the hostPath volume"))
 }
 
 async fn apply_change(

@@ -57,10 +57,12 @@ async fn enable_merge_patches_the_pod_template() {
         lines,
         [
             "GET /apis/apps/v1/namespaces/shop/deployments/web",
+            // Its labels: whether the webhook leaves it out.
+            "GET /api/v1/namespaces/shop",
             "PATCH /apis/apps/v1/namespaces/shop/deployments/web",
         ]
     );
-    let patch = &log[1];
+    let patch = &log[2];
     assert_eq!(
         patch.content_type.as_deref(),
         Some("application/merge-patch+json")
@@ -121,12 +123,15 @@ async fn enable_again_changes_only_what_is_given() {
         lines,
         [
             "GET /apis/apps/v1/namespaces/shop/deployments/web",
+            // Its labels: whether the webhook leaves it out.
+            "GET /api/v1/namespaces/shop",
             "PATCH /apis/apps/v1/namespaces/shop/deployments/web",
             "GET /apis/apps/v1/namespaces/shop/deployments/web",
+            "GET /api/v1/namespaces/shop",
         ]
     );
     assert_eq!(
-        log[1].body,
+        log[2].body,
         json!({"spec": {"template": {"metadata": {"annotations": {
             "coredog.io/inject": "true",
             "coredog.io/path": "/data/dumps",
@@ -235,12 +240,13 @@ async fn a_selector_patches_only_what_changes() {
         log[0].query.get("labelSelector").map(String::as_str),
         Some("app=db")
     );
-    assert_eq!(log.len(), 2);
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[1].line(), "GET /api/v1/namespaces/shop");
     assert_eq!(
-        log[1].line(),
+        log[2].line(),
         "PATCH /apis/apps/v1/namespaces/shop/statefulsets/db-b"
     );
-    assert_eq!(log[1].query.get("dryRun").map(String::as_str), Some("All"));
+    assert_eq!(log[2].query.get("dryRun").map(String::as_str), Some("All"));
     assert_eq!(
         captured.stdout(),
         "statefulset.apps/db-a unchanged (already enabled)\nstatefulset.apps/db-b enabled (server dry run): coredog.io/inject=true, coredog.io/path=/corefile; a rollout of its pods follows\n"
@@ -376,13 +382,14 @@ async fn a_selector_with_all_namespaces_patches_each_in_its_namespace() {
         lines,
         [
             "GET /apis/apps/v1/deployments",
+            "GET /api/v1/namespaces/shop",
             "PATCH /apis/apps/v1/namespaces/shop/deployments/web",
             "PATCH /apis/apps/v1/namespaces/kube-system/deployments/coredns",
         ]
     );
     assert!(
         captured.stderr().contains(
-            "the webhook never injects pods in namespace kube-system: its workloads will not get a dump directory"
+            "the webhook leaves namespace kube-system out (always): its workloads will not get a dump directory"
         ),
         "{}",
         captured.stderr()
@@ -476,6 +483,8 @@ async fn a_workload_an_operator_controls_is_patched_with_a_warning() {
         lines,
         [
             "GET /apis/apps/v1/namespaces/shop/deployments/web",
+            // Its labels: whether the webhook leaves it out.
+            "GET /api/v1/namespaces/shop",
             "PATCH /apis/apps/v1/namespaces/shop/deployments/web",
         ]
     );
@@ -486,4 +495,46 @@ async fn a_workload_an_operator_controls_is_patched_with_a_warning() {
         "{}",
         captured.stderr()
     );
+}
+
+/// A namespace the webhook's selector leaves out (by its Pod Security level or its opt-out
+/// label) is said at once, not found out after the rollout.
+#[tokio::test]
+async fn enabling_in_a_namespace_the_webhook_leaves_out_warns() {
+    for (labels, said) in [
+        (
+            json!({"pod-security.kubernetes.io/enforce": "restricted"}),
+            "it enforces Pod Security restricted",
+        ),
+        (
+            json!({"coredog.io/webhook": "disabled"}),
+            "coredog.io/webhook=disabled",
+        ),
+    ] {
+        let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": labels}});
+        let (client, _server) = api_server(move |request| {
+            if request.path == "/api/v1/namespaces/shop" {
+                ok(namespace.clone())
+            } else {
+                ok(deployment("web", json!({})))
+            }
+        });
+        let mut captured = Captured::default();
+        let change = Change::enable(Some("/corefile"), None).unwrap();
+        run(
+            &client,
+            &shop(),
+            &refs(&["deploy/web"]),
+            &change,
+            DryRun::None,
+            &mut captured.console(),
+        )
+        .await
+        .unwrap();
+        let stderr = captured.stderr();
+        assert!(
+            stderr.contains(&format!("the webhook leaves namespace shop out ({said}")),
+            "{stderr}"
+        );
+    }
 }
