@@ -274,18 +274,18 @@ fi
 
 if [ -z "$only" ] || [ "$only" = plugin ]; then
   log "[plugin] installing CoreDog with kubectl coredog install"
-  kubectl coredog install --namespace "$namespace" --image "$image" \
+  kubectl coredog install --image "$image" \
     --config "$manifests/coredog-config.yaml" --node-setup --webhook-failure-policy Fail
   wait_for_webhook
   check_collection plugin
   log "[plugin] upgrading with node setup turned off, then on again"
-  kubectl coredog install --namespace "$namespace" --image "$image" --node-setup=false
+  kubectl coredog install --image "$image" --node-setup=false
   kubectl -n "$namespace" rollout status ds/coredog-watcher --timeout=300s
   eventually 120 node_pattern_is "$original_core_pattern" ||
     fail "kernel.core_pattern was not restored when node setup was turned off"
-  kubectl coredog install --namespace "$namespace" --image "$image" --node-setup
+  kubectl coredog install --image "$image" --node-setup
   wait_for_webhook
   log "[plugin] uninstalling"
-  kubectl coredog uninstall --namespace "$namespace"
+  kubectl coredog uninstall
   check_uninstalled plugin
 fi
