@@ -164,6 +164,31 @@ async fn config_after_upgrade(
     (config, captured.stderr())
 }
 
+/// Why an upgrade with `flags` over `installed` is refused, as printed.
+async fn upgrade_refused(installed: &str, flags: &[&str]) -> String {
+    let stored = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "coredog-config", "namespace": "coredog-system"},
+        "data": {"config.yaml": k8s_openapi::ByteString(installed.as_bytes().to_vec())}
+    });
+    let (client, _server) = api_server(move |request| match request.method.as_str() {
+        "GET" if request.path.ends_with("/secrets/coredog-config") => ok(stored.clone()),
+        "GET" => not_found("not installed"),
+        _ => echo_apply(request),
+    });
+    let no_env = |_: &str| None;
+    let mut captured = Captured::default();
+    let err = install(
+        Some(&client),
+        &install_args(flags),
+        &no_env,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap_err();
+    kubectl_coredog::error::explain(&err).to_string()
+}
+
 /// `install --bucket NEW` on an install made from a config file moves the bucket and keeps
 /// the rest: its notice channels, region and tuning. Another protocol drops what belonged to
 /// the old store; a share keeps being one when only its store directory changes.
@@ -198,6 +223,28 @@ async fn a_storage_flag_on_an_upgrade_changes_that_setting_only() {
     assert_eq!(config.storage.protocol, coredog_core::config::Protocol::Cfs);
     assert_eq!(config.storage.cfs_mount_path.as_deref(), Some("/mnt/cfs"));
     assert_eq!(config.storage.store_dir, "cores");
+
+    // Moving to another kind of store needs to know where it is, and leaves the old keys.
+    let refused = upgrade_refused(installed, &["--protocol", "oss"]).await;
+    assert!(
+        refused.contains("pass --region REGION or --endpoint URL"),
+        "{refused}"
+    );
+    let (_, said) = config_after_upgrade(
+        installed,
+        &[
+            "--protocol",
+            "oss",
+            "--endpoint",
+            "oss-cn-hangzhou.aliyuncs.com",
+        ],
+        no_env,
+    )
+    .await;
+    assert!(said.contains("no longer get the keys"), "{said}");
+    // A share has no region or endpoint.
+    let refused = upgrade_refused(share, &["--region", "us-east-1"]).await;
+    assert!(refused.contains("pass --bucket NAME"), "{refused}");
 
     // Keys in the environment, where the configuration names its own: said, not hidden.
     let env_keys = |name: &str| Some(format!("{name}-value"));
@@ -793,4 +840,42 @@ async fn an_install_into_a_namespace_being_deleted_says_to_wait() {
         "{hint}"
     );
     assert!(!hint.contains("cluster-admin"), "{hint}");
+}
+
+/// An object the API server refuses as invalid: its own message says why, and no hint about
+/// rights or reachability leads elsewhere.
+#[tokio::test]
+async fn an_invalid_object_is_left_to_the_api_servers_message() {
+    let (client, _server) = api_server(|request| match request.method.as_str() {
+        "GET" => not_found("not installed"),
+        _ if request
+            .path
+            .ends_with("/poddisruptionbudgets/coredog-webhook") =>
+        {
+            status(
+                422,
+                "Invalid",
+                "PodDisruptionBudget.policy \"coredog-webhook\" is invalid: spec.minAvailable: Invalid value",
+            )
+        }
+        _ => echo_apply(request),
+    });
+    let no_env = |_: &str| None;
+    let mut captured = Captured::default();
+    let err = install(
+        Some(&client),
+        &install_args(&["--bucket", "dumps"]),
+        &no_env,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap_err();
+    let explained = kubectl_coredog::error::explain(&err);
+    assert!(explained.hint.is_none(), "{explained}");
+    assert!(
+        explained
+            .to_string()
+            .contains("spec.minAvailable: Invalid value"),
+        "{explained}"
+    );
 }

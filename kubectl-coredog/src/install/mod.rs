@@ -27,12 +27,14 @@ use manifests::{
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The watcher's configuration text, from `--config FILE`, the storage flags, or (on an
-/// upgrade without either) the Secret the last install wrote, and what it says.
+/// upgrade without either) the Secret the last install wrote; what it says; and whether the
+/// flags moved the dumps to another kind of store, whose keys the stored ones are not.
 async fn config_text(
     args: &InstallArgs,
     client: Option<&Client>,
     console: &mut Console<'_>,
-) -> anyhow::Result<(String, Config)> {
+) -> anyhow::Result<(String, Config, bool)> {
+    let mut other_store = false;
     let text = if let Some(path) = &args.config {
         std::fs::read_to_string(path).map_err(|err| {
             UserError::new(format!("cannot read --config {}", path.display()))
@@ -50,7 +52,9 @@ async fn config_text(
                 console.note(&format!(
                     "changing the storage settings the flags name; the rest of Secret {NAMESPACE}/{CONFIG_SECRET} (notice channels, tuning; the keys unless the protocol changes) is kept"
                 ));
-                flags_over(&existing, args)?
+                let (text, changed) = flags_over(&existing, args)?;
+                other_store = changed;
+                text
             }
             None => config_from_flags(args)?,
         }
@@ -69,7 +73,7 @@ async fn config_text(
         UserError::new(format!("the storage configuration is not valid: {err}"))
             .hint("fix the key it names (README \"Configuration\" lists them)")
     })?;
-    Ok((text, config))
+    Ok((text, config, other_store))
 }
 
 /// With protocol cfs, the share the watchers write to: `--cfs-nfs`, else (on an upgrade) the
@@ -263,8 +267,9 @@ fn apply_hint(err: &kube::Error, dry_run: DryRun) -> Option<String> {
 }
 
 /// The installed configuration with the storage settings the flags name changed: an upgrade
-/// that moves the bucket keeps the notice channels, keys and tuning it had.
-fn flags_over(existing: &str, args: &InstallArgs) -> anyhow::Result<String> {
+/// that moves the bucket keeps the notice channels, keys and tuning it had. Also whether the
+/// protocol changed.
+fn flags_over(existing: &str, args: &InstallArgs) -> anyhow::Result<(String, bool)> {
     let mut config = Config::from_yaml(existing).map_err(|err| {
         UserError::new(format!(
             "the configuration in Secret {NAMESPACE}/{CONFIG_SECRET} is not valid: {err}"
@@ -280,16 +285,34 @@ fn flags_over(existing: &str, args: &InstallArgs) -> anyhow::Result<String> {
         None if storage.protocol == Protocol::Cfs && args.bucket.is_some() => Protocol::S3,
         None => storage.protocol,
     };
-    if protocol != storage.protocol {
-        // Another store: the old one's endpoint, region and keys are no use there.
+    if protocol == Protocol::Cfs && (args.region.is_some() || args.endpoint.is_some()) {
+        return Err(user(
+            "--region and --endpoint are for object storage, and the dumps go to a CFS share",
+            "to move them to object storage, pass --bucket NAME (and --protocol); or install --config FILE",
+        ));
+    }
+    let other_store = protocol != storage.protocol;
+    if other_store {
+        // Another store: the old one's endpoint, region, addressing and keys are no use there.
+        if args.region.is_none() && args.endpoint.is_none() && protocol != Protocol::S3 {
+            return Err(user(
+                format!(
+                    "--protocol {} needs to know where the store is",
+                    protocol.as_str()
+                ),
+                "pass --region REGION or --endpoint URL",
+            ));
+        }
         storage.protocol = protocol;
         storage.endpoint = None;
         storage.region = None;
+        storage.force_path_style = None;
         storage.access_key_id = None;
         storage.secret_access_key = None;
         storage.access_key_id_file = None;
         storage.secret_access_key_file = None;
         storage.cfs_mount_path = None;
+        storage.cfs_allow_local_disk = false;
     }
     if let Some(bucket) = &args.bucket {
         storage.bucket = Some(bucket.clone());
@@ -309,7 +332,7 @@ fn flags_over(existing: &str, args: &InstallArgs) -> anyhow::Result<String> {
             "pass --bucket NAME, or --config FILE",
         ));
     }
-    Ok(config.to_yaml())
+    Ok((config.to_yaml(), other_store))
 }
 
 async fn read_secret(client: &Client, name: &str) -> anyhow::Result<Option<Secret>> {
@@ -334,11 +357,12 @@ async fn existing_config(client: Option<&Client>) -> anyhow::Result<Option<Strin
         .and_then(|secret| secret_text(&secret, CONFIG_KEY)))
 }
 
-/// Storage keys from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, or (on an upgrade) the
-/// Secret the last install wrote.
+/// Storage keys from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, or (on an upgrade that
+/// keeps its kind of store) the Secret the last install wrote.
 async fn credentials(
     env: Env<'_>,
     client: Option<&Client>,
+    same_store: bool,
     console: &mut Console<'_>,
 ) -> anyhow::Result<Option<Credentials>> {
     let value = |name: &str| env(name).filter(|value| !value.trim().is_empty());
@@ -360,6 +384,12 @@ async fn credentials(
     let Some(client) = client else {
         return Ok(None);
     };
+    if !same_store {
+        console.note(&format!(
+            "another kind of store: the watchers no longer get the keys of Secret {NAMESPACE}/{CREDENTIALS_SECRET} (set {ACCESS_KEY_ID} and {SECRET_ACCESS_KEY} for the new store, or leave it to the provider chain; `kubectl -n {NAMESPACE} delete secret {CREDENTIALS_SECRET}` removes the old keys)"
+        ));
+        return Ok(None);
+    }
     let Some(secret) = read_secret(client, CREDENTIALS_SECRET).await? else {
         return Ok(None);
     };
@@ -388,13 +418,15 @@ pub async fn settings(
     env: Env<'_>,
     console: &mut Console<'_>,
 ) -> anyhow::Result<Settings> {
-    let (config_text, config) = config_text(args, client, console).await?;
+    let (config_text, config, other_store) = config_text(args, client, console).await?;
     let installed = Installed::read(client).await?;
     let cfs_share = cfs_share(args, &config, &installed, console)?;
-    let credentials = credentials(env, client, console).await?;
+    let credentials = credentials(env, client, !other_store, console).await?;
     let inline_keys = [
         &config.storage.access_key_id,
         &config.storage.access_key_id_file,
+        &config.storage.secret_access_key,
+        &config.storage.secret_access_key_file,
     ]
     .iter()
     .any(|value| value.as_deref().is_some_and(|value| !value.is_empty()));
