@@ -6,18 +6,19 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
-use coredog_core::annotations::{
-    CONTAINER, ContainerSelection, INJECT, LEVELS_FORBIDDING_HOST_PATH, PATH,
-    POD_SECURITY_ENFORCE_LABEL, WEBHOOK_DISABLED, WEBHOOK_NAMESPACE_LABEL,
-};
+use coredog_core::annotations::{CONTAINER, ContainerSelection, INJECT, PATH};
 use coredog_core::mount_path::MountPath;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Map, Value, json};
 
 use crate::cli::{DryRun, WorkloadSelection};
+use crate::doctor::checks::unmet_term;
 use crate::error::{UserError, kube_message, user};
+use crate::install::manifests::{WEBHOOK, WEBHOOK_NAME};
 use crate::kube_client::Scope;
 use crate::output::Console;
 use crate::workload::{self, Workload, WorkloadKind, WorkloadRef, parse_refs};
@@ -297,11 +298,14 @@ pub async fn run(
     if matches!(change, Change::Enable { .. }) {
         let namespaces: std::collections::BTreeSet<String> =
             workloads.iter().map(Workload::namespace).collect();
+        let selector = installed_namespace_selector(client).await;
         for namespace in &namespaces {
             let why = if EXCLUDED_NAMESPACES.contains(&namespace.as_str()) {
                 Some("always".to_owned())
+            } else if let Some(selector) = &selector {
+                left_out_by(selector, client, namespace).await
             } else {
-                left_out_by_label(client, namespace).await
+                None
             };
             if let Some(why) = why {
                 console.warn(&format!(
@@ -328,24 +332,36 @@ pub async fn run(
     Ok(())
 }
 
-/// Why the webhook's namespaceSelector leaves `namespace` out, by the labels the chart and
-/// `install` select on; `None` when it does not, or when the namespace cannot be read.
-async fn left_out_by_label(client: &Client, namespace: &str) -> Option<String> {
+/// The namespaceSelector of the webhook as installed; `None` when it cannot be read (not
+/// installed, or not this user's to read).
+async fn installed_namespace_selector(client: &Client) -> Option<LabelSelector> {
+    let configurations: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let configuration = match configurations.get_opt(WEBHOOK).await {
+        Ok(found) => found?,
+        Err(err) => {
+            tracing::debug!(error = %err, "cannot read the webhook configuration");
+            return None;
+        }
+    };
+    configuration
+        .webhooks?
+        .into_iter()
+        .find(|webhook| webhook.name == WEBHOOK_NAME)?
+        .namespace_selector
+}
+
+/// The term of the installed `selector` that leaves `namespace` out, by its labels; `None`
+/// when it is in, or when the namespace cannot be read.
+async fn left_out_by(selector: &LabelSelector, client: &Client, namespace: &str) -> Option<String> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let labels = match namespaces.get_opt(namespace).await {
-        Ok(found) => found?.metadata.labels?,
+        Ok(found) => found?.metadata.labels.unwrap_or_default(),
         Err(err) => {
             tracing::debug!(namespace, error = %err, "cannot read the namespace's labels");
             return None;
         }
     };
-    if labels.get(WEBHOOK_NAMESPACE_LABEL).map(String::as_str) == Some(WEBHOOK_DISABLED) {
-        return Some(format!("{WEBHOOK_NAMESPACE_LABEL}={WEBHOOK_DISABLED}"));
-    }
-    labels
-        .get(POD_SECURITY_ENFORCE_LABEL)
-        .filter(|level| LEVELS_FORBIDDING_HOST_PATH.contains(&level.as_str()))
-        .map(|level| format!("it enforces Pod Security {level}, which forbids the hostPath volume"))
+    unmet_term(selector, &labels)
 }
 
 async fn apply_change(

@@ -57,8 +57,8 @@ async fn enable_merge_patches_the_pod_template() {
         lines,
         [
             "GET /apis/apps/v1/namespaces/shop/deployments/web",
-            // Its labels: whether the webhook leaves it out.
-            "GET /api/v1/namespaces/shop",
+            // Whether the webhook's namespaceSelector leaves the namespace out (none here).
+            "GET /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/coredog-webhook",
             "PATCH /apis/apps/v1/namespaces/shop/deployments/web",
         ]
     );
@@ -123,11 +123,11 @@ async fn enable_again_changes_only_what_is_given() {
         lines,
         [
             "GET /apis/apps/v1/namespaces/shop/deployments/web",
-            // Its labels: whether the webhook leaves it out.
-            "GET /api/v1/namespaces/shop",
+            // Whether the webhook's namespaceSelector leaves the namespace out (none here).
+            "GET /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/coredog-webhook",
             "PATCH /apis/apps/v1/namespaces/shop/deployments/web",
             "GET /apis/apps/v1/namespaces/shop/deployments/web",
-            "GET /api/v1/namespaces/shop",
+            "GET /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/coredog-webhook",
         ]
     );
     assert_eq!(
@@ -241,7 +241,10 @@ async fn a_selector_patches_only_what_changes() {
         Some("app=db")
     );
     assert_eq!(log.len(), 3);
-    assert_eq!(log[1].line(), "GET /api/v1/namespaces/shop");
+    assert_eq!(
+        log[1].line(),
+        "GET /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/coredog-webhook"
+    );
     assert_eq!(
         log[2].line(),
         "PATCH /apis/apps/v1/namespaces/shop/statefulsets/db-b"
@@ -382,7 +385,7 @@ async fn a_selector_with_all_namespaces_patches_each_in_its_namespace() {
         lines,
         [
             "GET /apis/apps/v1/deployments",
-            "GET /api/v1/namespaces/shop",
+            "GET /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/coredog-webhook",
             "PATCH /apis/apps/v1/namespaces/shop/deployments/web",
             "PATCH /apis/apps/v1/namespaces/kube-system/deployments/coredns",
         ]
@@ -483,8 +486,8 @@ async fn a_workload_an_operator_controls_is_patched_with_a_warning() {
         lines,
         [
             "GET /apis/apps/v1/namespaces/shop/deployments/web",
-            // Its labels: whether the webhook leaves it out.
-            "GET /api/v1/namespaces/shop",
+            // Whether the webhook's namespaceSelector leaves the namespace out (none here).
+            "GET /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/coredog-webhook",
             "PATCH /apis/apps/v1/namespaces/shop/deployments/web",
         ]
     );
@@ -497,24 +500,62 @@ async fn a_workload_an_operator_controls_is_patched_with_a_warning() {
     );
 }
 
-/// A namespace the webhook's selector leaves out (by its Pod Security level or its opt-out
-/// label) is said at once, not found out after the rollout.
+/// A namespace the installed webhook's namespaceSelector leaves out (its Pod Security level,
+/// its opt-out label, the chart's excludeNamespaces) is said at once, not found out after the
+/// rollout; the selector is the one installed, so an older one without a Pod Security term
+/// says nothing of it.
 #[tokio::test]
 async fn enabling_in_a_namespace_the_webhook_leaves_out_warns() {
-    for (labels, said) in [
+    let webhook_configuration = |pod_security_term: bool, excluded: &str| {
+        let mut expressions = vec![
+            json!({"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "coredog-system", excluded]}),
+            json!({"key": "coredog.io/webhook", "operator": "NotIn", "values": ["disabled"]}),
+        ];
+        if pod_security_term {
+            expressions.push(json!({"key": "pod-security.kubernetes.io/enforce", "operator": "NotIn", "values": ["baseline", "restricted"]}));
+        }
+        json!({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": "coredog-webhook"},
+            "webhooks": [{"name": "inject.coredog.io", "admissionReviewVersions": ["v1"], "clientConfig": {},
+                          "sideEffects": "None", "namespaceSelector": {"matchExpressions": expressions}}]
+        })
+    };
+    for (pod_security_term, excluded, labels, said) in [
         (
+            true,
+            "batch",
             json!({"pod-security.kubernetes.io/enforce": "restricted"}),
-            "it enforces Pod Security restricted",
+            Some("pod-security.kubernetes.io/enforce NotIn (baseline, restricted)"),
         ),
         (
+            true,
+            "batch",
             json!({"coredog.io/webhook": "disabled"}),
-            "coredog.io/webhook=disabled",
+            Some("coredog.io/webhook NotIn (disabled)"),
+        ),
+        (
+            true,
+            "shop",
+            json!({}),
+            Some("kubernetes.io/metadata.name NotIn"),
+        ),
+        (
+            false,
+            "batch",
+            json!({"pod-security.kubernetes.io/enforce": "baseline"}),
+            None,
         ),
     ] {
+        let mut labels = labels;
+        labels["kubernetes.io/metadata.name"] = json!("shop");
         let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": labels}});
+        let configuration = webhook_configuration(pod_security_term, excluded);
         let (client, _server) = api_server(move |request| {
             if request.path == "/api/v1/namespaces/shop" {
                 ok(namespace.clone())
+            } else if request.path.contains("/mutatingwebhookconfigurations/") {
+                ok(configuration.clone())
             } else {
                 ok(deployment("web", json!({})))
             }
@@ -532,9 +573,12 @@ async fn enabling_in_a_namespace_the_webhook_leaves_out_warns() {
         .await
         .unwrap();
         let stderr = captured.stderr();
-        assert!(
-            stderr.contains(&format!("the webhook leaves namespace shop out ({said}")),
-            "{stderr}"
-        );
+        match said {
+            Some(said) => assert!(
+                stderr.contains(&format!("the webhook leaves namespace shop out ({said}")),
+                "{stderr}"
+            ),
+            None => assert!(!stderr.contains("leaves namespace"), "{stderr}"),
+        }
     }
 }

@@ -3,9 +3,9 @@
 //! The kernel writes a core as the crashing process's user, and the kubelet makes a container's
 //! directory root's, `0755`: a container running as any other user would crash without a core.
 //! So every container directory found is made writable to every user, sticky as `/tmp` is
-//! (`1777`): with inotify, within milliseconds of the kubelet making it, which is before the
-//! runtime has started the container's process; without a watch on its pod directory, at the
-//! next rescan.
+//! (`1777`): with inotify, within milliseconds of the kubelet making it, which is normally well
+//! before the runtime has started the container's process (a race, not a guarantee); without a
+//! watch on its pod directory, at the next rescan.
 //!
 //! inotify watches every directory down to the container depth, including directories created
 //! later. A file is complete when the kernel closes it (`IN_CLOSE_WRITE`), which is how a core

@@ -8,6 +8,7 @@ use super::{Check, ClusterSnapshot};
 
 use nodes::{node_statuses, watchers};
 use webhook::{certificate, endpoints, webhook_configuration};
+pub(crate) use workload::unmet_term;
 pub use workload::workload_checks;
 
 /// Names listed in one line before "and N more".

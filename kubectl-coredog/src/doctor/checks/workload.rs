@@ -94,7 +94,10 @@ fn webhook_namespace_selector(cluster: &ClusterSnapshot) -> Option<&LabelSelecto
 }
 
 /// The first term of `selector` that `labels` do not satisfy, as `kubectl` would write it.
-fn unmet_term(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> Option<String> {
+pub(crate) fn unmet_term(
+    selector: &LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> Option<String> {
     for (key, value) in selector.match_labels.iter().flatten() {
         if labels.get(key) != Some(value) {
             return Some(format!("{key}={value}"));
