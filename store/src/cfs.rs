@@ -5,9 +5,9 @@
 //! a watcher restarted mid-write) never sees a partial dump under its final name. A write that
 //! fails or is dropped removes its temporary file. A writer holds a lock on its temporary file,
 //! which the kernel lets go when the writer dies: the next write of the same dump (the watcher
-//! writes the same key again after a restart) removes the temporary files nobody holds. Small
-//! objects (records, id index entries) are written without that sweep, which lists their
-//! directory: the id index is one flat directory that grows with every dump.
+//! writes the same key again after a restart) removes the temporary files nobody holds. Id
+//! index entries are written without that sweep, which lists their directory: the id index is
+//! one flat directory that grows with every dump, and its entries are empty.
 //!
 //! The share is mounted by the node (or a volume) where the watcher cannot see whether it is:
 //! a node whose mount failed at boot leaves an empty directory on its own disk at the mount
@@ -148,19 +148,18 @@ impl CfsStore {
     }
 
     pub async fn upload(&self, key: &str, parts: PartReceiver) -> Result<u64, StoreError> {
-        self.write(key, parts, true).await
+        self.write(key, parts).await
     }
 
-    /// Writes `key` from `parts`. `sweep`: first remove the temporary files of abandoned writes
-    /// of the key, which lists its directory; not worth it for small objects in the id index,
-    /// a flat directory that grows with every dump.
-    async fn write(
-        &self,
-        key: &str,
-        mut parts: PartReceiver,
-        sweep: bool,
-    ) -> Result<u64, StoreError> {
+    /// Writes `key` from `parts`, after removing the temporary files of abandoned writes of
+    /// the key, which lists its directory: everywhere but in the id index, one flat directory
+    /// that grows with every dump (its entries are empty files).
+    async fn write(&self, key: &str, mut parts: PartReceiver) -> Result<u64, StoreError> {
         let path = self.path_of(key)?;
+        let sweep = path
+            .parent()
+            .and_then(Path::file_name)
+            .is_none_or(|dir| dir != coredog_core::object_key::ID_INDEX_DIR);
         // The guard is made where the file is: dropped with the upload (a watcher stopping
         // mid-write), even while the file is being created, or after a failure, it takes the
         // file with it.
@@ -239,7 +238,7 @@ impl CfsStore {
 
     pub async fn put_bytes(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let (sender, receiver) = part_channel();
-        let uploaded = self.write(key, receiver, false);
+        let uploaded = self.write(key, receiver);
         let fed = async move {
             let _ = sender.send(bytes.to_vec()).await;
             sender.finish();
@@ -771,17 +770,21 @@ mod tests {
         drop(live);
         upload("corefiles/ns/pod/a.core").await;
         assert_eq!(names_in(&pod), [".b.core.tmp-1-abc-0", "a.core"]);
-        // A small object (a record, an id index entry) is written without listing its
-        // directory.
-        std::fs::write(pod.join(".a.core.tmp-1-abc-0"), b"half").unwrap();
+        // A record's write sweeps too; an id index entry's does not list the index.
+        std::fs::write(pod.join(".a.core.json.tmp-1-abc-0"), b"half").unwrap();
         store
-            .put_bytes("corefiles/ns/pod/a.core", b"core")
+            .put_bytes("corefiles/ns/pod/a.core.json", b"{}")
             .await
             .unwrap();
         assert_eq!(
             names_in(&pod),
-            [".a.core.tmp-1-abc-0", ".b.core.tmp-1-abc-0", "a.core"]
+            [".b.core.tmp-1-abc-0", "a.core", "a.core.json"]
         );
+        let index = dir.path().join("corefiles/.ids");
+        std::fs::create_dir_all(&index).unwrap();
+        std::fs::write(index.join(".a.id.tmp-1-abc-0"), b"").unwrap();
+        store.put_bytes("corefiles/.ids/a.id", b"").await.unwrap();
+        assert_eq!(names_in(&index), [".a.id.tmp-1-abc-0", "a.id"]);
     }
 
     #[tokio::test]
