@@ -35,9 +35,50 @@ pub struct GlobalArgs {
     /// Every namespace (wins over -n, as in kubectl).
     #[arg(short = 'A', long, global = true)]
     pub all_namespaces: bool,
-    /// More detail on stderr (-v: debug, -vv: trace); RUST_LOG also works.
+    /// More detail on stderr (-v: debug, -vv: trace; kubectl's -v=N and --v=N are read as -v
+    /// below 6 and -vv from 6 on); RUST_LOG also works.
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// The arguments with kubectl's verbosity spellings (`-v=6`, `--v=6`, `--v 6`) made this
+/// plugin's (`-v` below 6, `-vv` from 6 on, nothing for 0), so that a kubectl habit is no usage
+/// error. Nothing after `--` is touched.
+pub fn with_kubectl_verbosity(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut args = args.into_iter().peekable();
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            out.push(arg);
+            out.extend(args);
+            break;
+        }
+        let text = arg.to_str().unwrap_or_default();
+        let level = match text
+            .strip_prefix("-v=")
+            .or_else(|| text.strip_prefix("--v="))
+        {
+            Some(level) => level.parse::<u8>().ok(),
+            None if text == "--v" => {
+                let level = args
+                    .peek()
+                    .and_then(|next| next.to_str())
+                    .and_then(|next| next.parse::<u8>().ok());
+                if level.is_some() {
+                    args.next();
+                }
+                level
+            }
+            None => None,
+        };
+        match level {
+            Some(0) => {}
+            Some(1..=5) => out.push("-v".into()),
+            Some(_) => out.push("-vv".into()),
+            None => out.push(arg),
+        }
+    }
+    out
 }
 
 #[derive(Debug, Subcommand)]
@@ -511,5 +552,46 @@ mod tests {
         };
         assert_eq!(args.container, Some(vec!["a".to_owned(), "b".to_owned()]));
         assert_eq!(args.path, None);
+    }
+}
+
+#[cfg(test)]
+mod verbosity_tests {
+    use super::with_kubectl_verbosity;
+
+    fn normalized(args: &[&str]) -> Vec<String> {
+        with_kubectl_verbosity(args.iter().map(|arg| (*arg).into()).collect())
+            .into_iter()
+            .map(|arg| arg.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn kubectls_verbosity_is_understood() {
+        assert_eq!(normalized(&["k", "list", "-v=6"]), ["k", "list", "-vv"]);
+        assert_eq!(normalized(&["k", "--v=2", "list"]), ["k", "-v", "list"]);
+        assert_eq!(normalized(&["k", "list", "--v", "8"]), ["k", "list", "-vv"]);
+        assert_eq!(normalized(&["k", "list", "-v=0"]), ["k", "list"]);
+        // Its own spellings, and anything else, as they are.
+        assert_eq!(
+            normalized(&["k", "-vv", "list", "-v"]),
+            ["k", "-vv", "list", "-v"]
+        );
+        assert_eq!(
+            normalized(&["k", "list", "--v", "x"]),
+            ["k", "list", "--v", "x"]
+        );
+        assert_eq!(
+            normalized(&["k", "fetch", "--", "-v=6"]),
+            ["k", "fetch", "--", "-v=6"]
+        );
+        let cli = <super::Cli as clap::Parser>::try_parse_from(with_kubectl_verbosity(
+            ["kubectl-coredog", "list", "-v=6", "--config", "c.yaml"]
+                .iter()
+                .map(|arg| (*arg).into())
+                .collect(),
+        ))
+        .unwrap();
+        assert_eq!(cli.global.verbose, 2);
     }
 }

@@ -35,7 +35,9 @@ fn main() -> ExitCode {
             Err(_) => ExitCode::FAILURE,
         };
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(kubectl_coredog::cli::with_kubectl_verbosity(
+        std::env::args_os().collect(),
+    ));
     kubectl_coredog::app::main(cli)
 }
 
