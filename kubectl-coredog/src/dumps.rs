@@ -106,12 +106,20 @@ pub async fn fetch_command<S: DumpStorage>(
             let listing = list::list(storage, store_dir, &filters, 1)
                 .await
                 .map_err(|err| storage_error(err, "list the dumps"))?;
-            listing.dumps.into_iter().next().ok_or_else(|| {
+            let newest = listing.dumps.into_iter().next().ok_or_else(|| {
                 user(
                     nothing_found(scope).trim_end_matches('.').to_owned(),
                     "`kubectl coredog list -A` shows every dump",
                 )
-            })?
+            })?;
+            if abandoned(&newest, now) {
+                let listing = list::list(storage, store_dir, &filters, LATEST_CANDIDATES)
+                    .await
+                    .map_err(|err| storage_error(err, "list the dumps"))?;
+                newest_complete(listing.dumps, now, console).unwrap_or(newest)
+            } else {
+                newest
+            }
         }
     };
     let file_name = match &dump.record {
@@ -163,6 +171,44 @@ pub async fn fetch_command<S: DumpStorage>(
         fetched.path.display(),
         coredog_core::template::human_bytes(fetched.size)
     ))
+}
+
+/// How long a dump may go without its record before `fetch --latest` takes it for one whose
+/// storing never finished (the watcher writes the record right after the core).
+const RECORD_GRACE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// The dumps `fetch --latest` looks through for a complete one.
+const LATEST_CANDIDATES: usize = 20;
+
+/// Whether `dump` has no record and has had none for longer than [`RECORD_GRACE`].
+fn abandoned(dump: &Dump, now: Timestamp) -> bool {
+    dump.record.is_none()
+        && dump.listed.object.last_modified.is_some_and(|stored| {
+            let age = now.duration_since(stored);
+            age.is_positive() && age.unsigned_abs() > RECORD_GRACE
+        })
+}
+
+/// The newest dump of `dumps` (newest first) with its record, passing over those whose storing
+/// never finished, with a note for each; `None` when one still being stored comes first, or
+/// none is complete.
+fn newest_complete(dumps: Vec<Dump>, now: Timestamp, console: &mut Console<'_>) -> Option<Dump> {
+    let mut passed_over = Vec::new();
+    for dump in dumps {
+        if dump.record.is_some() {
+            for id in passed_over {
+                console.note(&format!(
+                    "passing over dump {id}: it has had no record for over {} minutes (its storing never finished)",
+                    RECORD_GRACE.as_secs() / 60
+                ));
+            }
+            return Some(dump);
+        }
+        if !abandoned(&dump, now) {
+            return None;
+        }
+        passed_over.push(dump.id().to_owned());
+    }
+    None
 }
 
 /// Ctrl-C, a closed terminal (SIGHUP) or a `kill` (SIGTERM). A signal that cannot be listened

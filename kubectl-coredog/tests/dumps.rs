@@ -648,6 +648,43 @@ async fn fetch_latest_uses_the_list_filters_and_refuses_incomplete_dumps() {
     .await
     .unwrap();
     assert!(Path::new(&out).exists());
+
+    // Without a record for 25 minutes, its storing never finished: --latest passes it over,
+    // and says so.
+    let (storage, dumps) = sample();
+    storage.set_stored_at(
+        &dumps[1].record.key,
+        "2026-11-27T11:35:00Z".parse().unwrap(),
+    );
+    let out = dir.path().join("latest-complete");
+    let captured = fetch(
+        &storage,
+        &["--latest", "-o", out.to_str().unwrap()],
+        small_chunks(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), dumps[0].core);
+    assert!(
+        captured
+            .stderr()
+            .contains("passing over dump 0129000000000000"),
+        "{}",
+        captured.stderr()
+    );
+    // Stored 5 minutes ago, it may be being stored still: asked for again later, not passed over.
+    storage.set_stored_at(
+        &dumps[1].record.key,
+        "2026-11-27T11:55:00Z".parse().unwrap(),
+    );
+    let err = fetch(
+        &storage,
+        &["--latest", "-o", dir.path().join("again").to_str().unwrap()],
+        small_chunks(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("is incomplete"), "{err}");
 }
 
 /// Zero pages inside and at the end of a core, as real cores have them.

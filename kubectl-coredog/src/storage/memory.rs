@@ -15,6 +15,8 @@ const MEMORY_PIECE: usize = 300;
 
 pub struct MemoryStorage {
     objects: Mutex<BTreeMap<String, Vec<u8>>>,
+    /// When objects were stored, where a test says so.
+    stored_at: Mutex<BTreeMap<String, jiff::Timestamp>>,
     requests: Mutex<Vec<String>>,
     page_size: usize,
 }
@@ -29,6 +31,7 @@ impl MemoryStorage {
     pub fn with_page_size(page_size: usize) -> Self {
         Self {
             objects: Mutex::new(BTreeMap::new()),
+            stored_at: Mutex::new(BTreeMap::new()),
             requests: Mutex::new(Vec::new()),
             page_size: page_size.max(1),
         }
@@ -38,6 +41,17 @@ impl MemoryStorage {
         if let Ok(mut objects) = self.objects.lock() {
             objects.insert(key.to_owned(), bytes.into());
         }
+    }
+
+    /// Gives `key` a `Last-Modified`.
+    pub fn set_stored_at(&self, key: &str, at: jiff::Timestamp) {
+        if let Ok(mut stored_at) = self.stored_at.lock() {
+            stored_at.insert(key.to_owned(), at);
+        }
+    }
+
+    fn stored_at(&self, key: &str) -> Option<jiff::Timestamp> {
+        self.stored_at.lock().ok()?.get(key).copied()
     }
 
     pub fn remove(&self, key: &str) {
@@ -96,7 +110,7 @@ impl DumpStorage for MemoryStorage {
                     .map(|(key, bytes)| ObjectInfo {
                         key: key.clone(),
                         size: bytes.len() as u64,
-                        last_modified: None,
+                        last_modified: self.stored_at(key),
                     })
                     .collect();
                 let next = if keys.next().is_some() {
@@ -162,7 +176,7 @@ impl DumpStorage for MemoryStorage {
         let info = self.object(key).ok().map(|bytes| ObjectInfo {
             key: key.to_owned(),
             size: bytes.len() as u64,
-            last_modified: None,
+            last_modified: self.stored_at(key),
         });
         ready(Ok(info))
     }
