@@ -312,7 +312,7 @@ async fn an_upgrade_keeps_the_stored_config_and_credentials() {
     );
     assert_eq!(
         captured.stderr(),
-        "keeping the storage settings of Secret coredog-system/coredog-config\nkeeping the storage keys of Secret coredog-system/coredog-storage-credentials\n"
+        "keeping the storage settings of Secret coredog-system/coredog-config\nkeeping the storage keys of Secret coredog-system/coredog-storage-credentials (to use the provider chain instead, delete it and install again)\n"
     );
     // -o json prints what the API server stored, without its bookkeeping.
     let printed: Value = serde_json::from_str(&captured.stdout()).unwrap();

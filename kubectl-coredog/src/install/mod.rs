@@ -399,7 +399,7 @@ async fn credentials(
     ) {
         (Some(access_key_id), Some(secret_access_key)) => {
             console.note(&format!(
-                "keeping the storage keys of Secret {NAMESPACE}/{CREDENTIALS_SECRET}"
+                "keeping the storage keys of Secret {NAMESPACE}/{CREDENTIALS_SECRET} (to use the provider chain instead, delete it and install again)"
             ));
             Ok(Some(Credentials {
                 access_key_id,
