@@ -46,7 +46,11 @@ use tracing::{debug, info, warn};
 use crate::tls::TlsError;
 
 pub const DEFAULT_VALIDITY_DAYS: u32 = 365;
-pub const DEFAULT_CHECK_EVERY: Duration = Duration::from_secs(3600);
+/// Cheap (two GETs), and a caBundle someone cleared (`kubectl replace`, `helm upgrade --force`)
+/// leaves pods uninjected until it is written again.
+pub const DEFAULT_CHECK_EVERY: Duration = Duration::from_secs(60);
+/// How long a new CA in the caBundle takes to reach every API server (through their watches).
+pub const DEFAULT_TRUST_DELAY: Duration = Duration::from_secs(30);
 /// After a failed check, try again this soon rather than after a whole `check_every`.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(60);
 /// Create/update races between replicas settle in one or two rounds; more means something
@@ -98,10 +102,14 @@ pub struct CertSettings {
     pub namespace: String,
     pub validity_days: u32,
     pub check_every: Duration,
+    /// A certificate found new in the Secret is served this long after the check that found
+    /// it: until the API servers have its CA, they trust the one serving now (the bundle keeps
+    /// the old CA).
+    pub trust_delay: Duration,
 }
 
 impl CertSettings {
-    /// Settings with a year's validity, checked hourly.
+    /// Settings with a year's validity, checked every minute.
     pub fn new(
         secret: impl Into<String>,
         webhook_configuration: impl Into<String>,
@@ -115,6 +123,7 @@ impl CertSettings {
             namespace: namespace.into(),
             validity_days: DEFAULT_VALIDITY_DAYS,
             check_every: DEFAULT_CHECK_EVERY,
+            trust_delay: DEFAULT_TRUST_DELAY,
         }
     }
 
@@ -212,6 +221,7 @@ pub async fn maintain(
             Ok(key) => {
                 wait = settings.check_every;
                 if key.cert != resolver.current().cert {
+                    tokio::time::sleep(settings.trust_delay).await;
                     resolver.replace(key);
                     info!(secret = %settings.secret_ref(), "serving the certificate now in the Secret");
                 }

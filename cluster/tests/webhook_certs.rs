@@ -646,6 +646,7 @@ async fn maintain_follows_a_renewal_elsewhere_and_repairs_the_ca_bundle() {
     let (client, _server) = api_server(state.clone());
     let settings = CertSettings {
         check_every: Duration::from_millis(20),
+        trust_delay: Duration::from_millis(200),
         ..settings()
     };
     let initial = webhook_certs::ensure(&client, &settings).await.unwrap();
@@ -659,6 +660,13 @@ async fn maintain_follows_a_renewal_elsewhere_and_repairs_the_ca_bundle() {
         state.secret = Some(secret(&second, "43", true));
         state.mwc = Some(mwc(None));
     }
+    // Found, and not served yet: the API servers may not have its CA for a while.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        resolver.current().cert,
+        vec![der(first.cert.as_bytes())],
+        "a new certificate served before its CA could reach the API servers"
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let served = resolver.current().cert.clone();
