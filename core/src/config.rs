@@ -583,8 +583,8 @@ impl Config {
     /// The message template in force: the configured one or the default.
     pub fn message_template(&self) -> Result<MessageTemplate, UnknownVariable> {
         match self.message_template.as_deref().map(str::trim) {
-            Some(text) if !text.is_empty() => MessageTemplate::parse(text),
-            _ => Ok(MessageTemplate::default()),
+            Some(text) if !text.is_empty() => MessageTemplate::parse(text, &self.message_labels),
+            _ => Ok(MessageTemplate::standard()),
         }
     }
 

@@ -1,10 +1,12 @@
 //! The notification message template (`messageTemplate`).
 //!
 //! Text with `{variable}` placeholders. The variables are those the system this replaces
-//! offered, plus a few more; an unknown variable is a configuration error, found when the config
-//! is loaded rather than when the first crash is announced. Braces that do not enclose a
-//! variable name (`{"json": 1}`) are kept as they are.
+//! offered, plus a few more, and, as there, each `messageLabels` key (`{cluster}`), filled with
+//! its value; an unknown variable is a configuration error, found when the config is loaded
+//! rather than when the first crash is announced. Braces that do not enclose a variable name
+//! (`{"json": 1}`) are kept as they are.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use thiserror::Error;
@@ -50,15 +52,11 @@ enum Piece {
 }
 
 /// A parsed, checked template.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MessageTemplate {
     pieces: Vec<Piece>,
-}
-
-impl Default for MessageTemplate {
-    fn default() -> Self {
-        Self::parse(DEFAULT_TEMPLATE).unwrap_or(Self { pieces: Vec::new() })
-    }
+    /// The `messageLabels` keys it names, filled in already.
+    labels_used: std::collections::BTreeSet<String>,
 }
 
 fn looks_like_variable(name: &str) -> bool {
@@ -70,7 +68,14 @@ fn looks_like_variable(name: &str) -> bool {
 }
 
 impl MessageTemplate {
-    pub fn parse(text: &str) -> Result<Self, UnknownVariable> {
+    /// The template used when the config sets none.
+    pub fn standard() -> Self {
+        Self::parse(DEFAULT_TEMPLATE, &BTreeMap::new()).unwrap_or_default()
+    }
+
+    /// Parses `text`; `labels` (`messageLabels`) are variables too, filled in here.
+    pub fn parse(text: &str, labels: &BTreeMap<String, String>) -> Result<Self, UnknownVariable> {
+        let mut labels_used = std::collections::BTreeSet::new();
         let mut pieces = Vec::new();
         let mut literal = String::new();
         let mut rest = text;
@@ -78,6 +83,12 @@ impl MessageTemplate {
             let after = &rest[open + 1..];
             let name = after.find('}').map(|close| &after[..close]);
             match name {
+                Some(name) if labels.contains_key(name) && !VARIABLES.contains(&name) => {
+                    literal.push_str(&rest[..open]);
+                    literal.push_str(&labels[name]);
+                    labels_used.insert(name.to_owned());
+                    rest = &after[name.len() + 1..];
+                }
                 Some(name) if looks_like_variable(name) => {
                     let known = VARIABLES
                         .iter()
@@ -100,7 +111,15 @@ impl MessageTemplate {
         if !literal.is_empty() {
             pieces.push(Piece::Text(literal));
         }
-        Ok(Self { pieces })
+        Ok(Self {
+            pieces,
+            labels_used,
+        })
+    }
+
+    /// Whether the template names the label `key` itself (so it is not added again as a line).
+    pub fn uses_label(&self, key: &str) -> bool {
+        self.labels_used.contains(key)
     }
 
     /// Fills the template for one dump; `url` is where people download it. A value cannot
@@ -181,19 +200,41 @@ mod tests {
     fn a_value_cannot_write_a_line_of_its_own() {
         let mut record = sample();
         record.exe = "/app/x\nDownload: https://elsewhere.example/\r".to_owned();
-        let text = MessageTemplate::parse("Exe: {process.exe}\nDownload: {corefile.url}")
-            .unwrap()
-            .render(&record, "https://example/dl");
+        let text = MessageTemplate::parse(
+            "Exe: {process.exe}\nDownload: {corefile.url}",
+            &BTreeMap::new(),
+        )
+        .unwrap()
+        .render(&record, "https://example/dl");
         assert_eq!(
             text,
             "Exe: /app/x?Download: https://elsewhere.example/?\nDownload: https://example/dl"
         );
     }
 
+    /// As in the system this replaces, a `messageLabels` key is a variable of the template.
+    #[test]
+    fn message_labels_are_variables() {
+        let labels = BTreeMap::from([
+            ("cluster".to_owned(), "prod".to_owned()),
+            ("team-name".to_owned(), "shop".to_owned()),
+        ]);
+        let template =
+            MessageTemplate::parse("Cluster: {cluster} ({team-name}): {pod.name}", &labels)
+                .unwrap();
+        assert_eq!(
+            template.render(&sample(), "https://example/dl"),
+            "Cluster: prod (shop): web"
+        );
+        assert!(template.uses_label("cluster") && template.uses_label("team-name"));
+        assert!(MessageTemplate::parse("{region}", &labels).is_err());
+    }
+
     #[test]
     fn the_seed_template_renders() {
         let template = MessageTemplate::parse(
             "Pod: {pod.namespace}/{pod.name}\nNode: {pod.node}\nFile: {corefile.filename}\nDownload: {corefile.url}\n",
+            &BTreeMap::new(),
         )
         .unwrap();
         let text = template.render(&sample(), "https://example/dl");
@@ -207,7 +248,7 @@ mod tests {
     fn every_variable_has_a_value() {
         let record = sample();
         for name in VARIABLES {
-            let rendered = MessageTemplate::parse(&format!("{{{name}}}"))
+            let rendered = MessageTemplate::parse(&format!("{{{name}}}"), &BTreeMap::new())
                 .unwrap()
                 .render(&record, "u");
             assert!(
@@ -220,10 +261,11 @@ mod tests {
     #[test]
     fn unknown_variables_are_refused_and_other_braces_kept() {
         assert_eq!(
-            MessageTemplate::parse("hi {pod.nmae}"),
+            MessageTemplate::parse("hi {pod.nmae}", &BTreeMap::new()),
             Err(UnknownVariable("pod.nmae".to_owned()))
         );
-        let template = MessageTemplate::parse("{\"a\": 1} { } {} {pod.name").unwrap();
+        let template =
+            MessageTemplate::parse("{\"a\": 1} { } {} {pod.name", &BTreeMap::new()).unwrap();
         assert_eq!(
             template.render(&sample(), ""),
             "{\"a\": 1} { } {} {pod.name"
@@ -232,9 +274,9 @@ mod tests {
 
     #[test]
     fn the_default_template_is_valid() {
-        assert!(MessageTemplate::parse(DEFAULT_TEMPLATE).is_ok());
+        assert!(MessageTemplate::parse(DEFAULT_TEMPLATE, &BTreeMap::new()).is_ok());
         assert!(
-            MessageTemplate::default()
+            MessageTemplate::standard()
                 .render(&sample(), "u")
                 .contains("SIGSEGV")
         );

@@ -120,6 +120,8 @@ pub struct Notifier {
     core_sight: Option<Queue>,
     template: MessageTemplate,
     labels: Arc<BTreeMap<String, String>>,
+    /// `labels` but those the template names, which are in its text already.
+    labels_after_template: BTreeMap<String, String>,
     /// Host paths whose failure has been announced.
     failing_announced: Mutex<HashSet<String>>,
     metrics: NotifyMetrics,
@@ -175,6 +177,13 @@ impl Notifier {
             .message_template()
             .map_err(|err| NotifyError::Config(err.to_string()))?;
         let labels = Arc::new(config.message_labels.clone());
+        // Labels the template names itself are in a dump's text already; the others follow it.
+        let labels_after_template = config
+            .message_labels
+            .iter()
+            .filter(|(key, _)| !template.uses_label(key))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
 
         let mut chats = Vec::new();
         for (index, channel) in config.notice_channels.iter().enumerate() {
@@ -256,6 +265,7 @@ impl Notifier {
             core_sight,
             template,
             labels,
+            labels_after_template,
             failing_announced: Mutex::new(HashSet::new()),
             metrics,
             stop,
@@ -278,7 +288,10 @@ impl Notifier {
             return;
         }
         let record = Arc::new(record.clone());
-        let text = with_labels(&self.template.render(&record, download_url), &self.labels);
+        let text = with_labels(
+            &self.template.render(&record, download_url),
+            &self.labels_after_template,
+        );
         let notice = Arc::new(DumpNotice {
             key: WorkloadKey::of(&record),
             record,
