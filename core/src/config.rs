@@ -321,6 +321,9 @@ pub struct Endpoint {
 pub struct StaticCredentials {
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// `AWS_SESSION_TOKEN`, with keys from the environment: temporary keys (STS, SSO,
+    /// aws-vault) are refused without it.
+    pub session_token: Option<String>,
 }
 
 impl std::fmt::Debug for StaticCredentials {
@@ -423,12 +426,17 @@ impl StorageConfig {
                 &self.secret_access_key_file,
             )?,
         };
+        let from_environment = access.is_none() && secret.is_none();
         let access = access.or_else(|| env("AWS_ACCESS_KEY_ID").filter(|v| !v.is_empty()));
         let secret = secret.or_else(|| env("AWS_SECRET_ACCESS_KEY").filter(|v| !v.is_empty()));
+        let session_token = from_environment
+            .then(|| env("AWS_SESSION_TOKEN").filter(|v| !v.is_empty()))
+            .flatten();
         match (access, secret) {
             (Some(access_key_id), Some(secret_access_key)) => Ok(Some(StaticCredentials {
                 access_key_id,
                 secret_access_key,
+                session_token,
             })),
             (None, None) => Ok(None),
             (Some(_), None) => Err(invalid(
@@ -904,6 +912,11 @@ CoreSight:
         let env = |name: &str| Some(format!("env-{name}"));
         let creds = storage.static_credentials(env, no_files).unwrap().unwrap();
         assert_eq!(creds.access_key_id, "env-AWS_ACCESS_KEY_ID");
+        // Temporary keys from the environment carry their session token.
+        assert_eq!(
+            creds.session_token.as_deref(),
+            Some("env-AWS_SESSION_TOKEN")
+        );
         assert_eq!(format!("{creds:?}"), "StaticCredentials { .. }");
 
         storage.access_key_id_file = Some("/secret/ak".to_owned());
@@ -915,6 +928,9 @@ CoreSight:
             .unwrap();
         assert_eq!(creds.access_key_id, "file:/secret/ak");
         assert_eq!(creds.secret_access_key, "inline-sk");
+        // The environment's token belongs to the environment's keys only.
+        let creds = storage.static_credentials(env, files).unwrap().unwrap();
+        assert_eq!(creds.session_token, None);
 
         let message = storage
             .static_credentials(none_env, no_files)

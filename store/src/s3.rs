@@ -149,7 +149,7 @@ impl S3Store {
                 Some(&keys.access_key_id),
                 Some(&keys.secret_access_key),
                 None,
-                None,
+                keys.session_token.as_deref(),
                 None,
             ),
             // Web identity (IRSA), the shared profile, instance metadata.
