@@ -127,18 +127,31 @@ pub enum GcType {
     Truncate,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// Read as the system CoreDog replaces read it: case and surrounding spaces aside, and empty
+/// (a Helm value left blank) meaning s3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     #[default]
-    #[serde(alias = "S3")]
     S3,
-    #[serde(alias = "COS")]
     Cos,
-    #[serde(alias = "OSS")]
     Oss,
-    #[serde(alias = "CFS")]
     Cfs,
+}
+
+impl<'de> Deserialize<'de> for Protocol {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.trim().to_ascii_lowercase().as_str() {
+            "" | "s3" => Ok(Self::S3),
+            "cos" => Ok(Self::Cos),
+            "oss" => Ok(Self::Oss),
+            "cfs" => Ok(Self::Cfs),
+            _ => Err(serde::de::Error::custom(format!(
+                "unknown protocol {text:?}: expected s3, cos, oss or cfs"
+            ))),
+        }
+    }
 }
 
 impl Protocol {
@@ -956,6 +969,25 @@ CoreSight:
     fn an_empty_file_is_the_default_config() {
         let err = Config::from_yaml("").unwrap_err().to_string();
         assert!(err.contains("S3Bucket"), "{err}");
+    }
+
+    #[test]
+    fn protocols_are_read_as_the_go_system_read_them() {
+        let protocol = |value: &str| {
+            Config::from_yaml(&format!(
+                "StorageConfig:\n  S3Bucket: b\n  s3Region: r\n  protocol: {value}\n"
+            ))
+            .map(|config| config.storage.protocol)
+        };
+        assert_eq!(protocol("\"\"").unwrap(), Protocol::S3);
+        assert_eq!(protocol("\" S3 \"").unwrap(), Protocol::S3);
+        assert_eq!(protocol("Cos").unwrap(), Protocol::Cos);
+        assert_eq!(protocol("OSS").unwrap(), Protocol::Oss);
+        let err = protocol("gcs").unwrap_err().to_string();
+        assert!(
+            err.contains("unknown protocol") && err.contains("line"),
+            "{err}"
+        );
     }
 
     #[test]
