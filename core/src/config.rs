@@ -392,6 +392,14 @@ impl StorageConfig {
             None => ("https", raw.as_str()),
         };
         let authority = rest.trim_end_matches('/');
+        // A user and password (`user:pass@host`) have no place here: they would be logged with
+        // the endpoint (and are not repeated in this error), and the keys are the credentials.
+        if authority.contains('@') {
+            return Err(invalid(
+                "StorageConfig.S3Endpoint",
+                "holds a user and password; give the host[:port] alone (keys go in s3AccesskeyID and s3SecretAccessKey)",
+            ));
+        }
         if authority.is_empty() || authority.contains(['/', '?', '#', ' ']) {
             return Err(invalid(
                 "StorageConfig.S3Endpoint",
@@ -644,14 +652,21 @@ impl Config {
                 storage.endpoint()?;
             }
         }
-        if storage
-            .store_dir
-            .split('/')
-            .any(|part| part == "." || part == "..")
+        // Parts as keys and directories name them: listings compare keys with the prefix as
+        // written, which `a//b` on a share would never match.
+        let inner = storage.store_dir.trim_matches('/');
+        if !inner.is_empty()
+            && inner.split('/').any(|part| {
+                part.is_empty()
+                    || part == "."
+                    || part == ".."
+                    || part.trim() != part
+                    || part.contains(|c: char| c.is_control() || c == '\\')
+            })
         {
             return Err(invalid(
                 "StorageConfig.StoreDir",
-                "must not contain '.' or '..'",
+                "must be plain names joined by '/' (no '.', '..', empty parts, backslashes, control characters or surrounding spaces)",
             ));
         }
         if storage.presigned_url_expire_seconds == 0
@@ -969,6 +984,31 @@ CoreSight:
     fn an_empty_file_is_the_default_config() {
         let err = Config::from_yaml("").unwrap_err().to_string();
         assert!(err.contains("S3Bucket"), "{err}");
+    }
+
+    #[test]
+    fn store_dirs_and_endpoints_are_plain() {
+        let config =
+            |storage: &str| Config::from_yaml(&format!("StorageConfig:\n  S3Bucket: b\n{storage}"));
+        for fine in ["StoreDir: corefiles", "StoreDir: /a/b/", "StoreDir: \"\""] {
+            assert!(config(&format!("  {fine}\n")).is_ok(), "{fine}");
+        }
+        for refused in [
+            "StoreDir: a//b",
+            "StoreDir: a/../b",
+            "StoreDir: \"a\\\\b\"",
+            "StoreDir: \"a/ b\"",
+        ] {
+            let err = config(&format!("  {refused}\n")).unwrap_err().to_string();
+            assert!(err.contains("StoreDir"), "{refused}: {err}");
+        }
+        let err = config("  S3Endpoint: http://user:secret@minio:9000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("user and password") && !err.contains("secret@"),
+            "{err}"
+        );
     }
 
     #[test]
