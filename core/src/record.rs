@@ -41,9 +41,10 @@ pub struct DumpRecord {
 
     /// The crashed executable (a path where the core says it, else the command name).
     pub exe: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `null` when unknown, never left out: every record has the fields `list -o json` names.
+    #[serde(default)]
     pub pid: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub signal: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal_name: Option<String>,
@@ -160,13 +161,20 @@ pub(crate) mod tests {
         assert_eq!(record.pod_ref(), "shop/web");
     }
 
+    /// Unknown facts are left out, but for the pid and signal every record lists (`null`).
     #[test]
-    fn unknown_facts_are_omitted() {
+    fn unknown_facts_are_omitted_or_null() {
         let mut record = sample();
         record.pid = None;
+        record.signal = None;
+        record.image = None;
         record.labels.clear();
         let value: serde_json::Value = serde_json::from_slice(&record.to_json()).unwrap();
-        assert!(value.get("pid").is_none());
+        assert_eq!(value["pid"], serde_json::Value::Null);
+        assert!(value.as_object().unwrap().contains_key("pid"));
+        assert!(value.as_object().unwrap().contains_key("signal"));
+        assert!(value.get("image").is_none());
         assert!(value.get("labels").is_none());
+        assert_eq!(DumpRecord::from_json(&record.to_json()).unwrap(), record);
     }
 }
