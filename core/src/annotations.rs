@@ -108,8 +108,11 @@ pub fn read_opt_in_with<'a>(
     };
     match inject {
         "true" => {}
-        "false" | "" => return Ok(None),
-        other => return Err(OptInError::InjectNotTrue(other.to_owned())),
+        "" => return Ok(None),
+        // `False`, `FALSE`: an opt-out, however it is spelt, is no reason to warn.
+        other if other.trim().eq_ignore_ascii_case("false") => return Ok(None),
+        // Said back in a warning and a log line: a few words of it, not all of a huge value.
+        other => return Err(OptInError::InjectNotTrue(shortened(other, 64))),
     }
     let raw_path = annotation(PATH).ok_or(OptInError::MissingPath)?;
     let path = MountPath::parse(raw_path)?;
@@ -118,9 +121,34 @@ pub fn read_opt_in_with<'a>(
     Ok(Some(InjectionRequest { path, containers }))
 }
 
+/// `text`, cut to at most `limit` characters with `…` where it was cut.
+fn shortened(text: &str, limit: usize) -> String {
+    match text.char_indices().nth(limit) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_opt_out_is_silent_and_a_stray_value_said_in_brief() {
+        for spelt in ["false", "False", "FALSE", " false "] {
+            assert_eq!(
+                read_opt_in(&annotations(&[(INJECT, spelt)])),
+                Ok(None),
+                "{spelt:?}"
+            );
+        }
+        let long = "x".repeat(10_000);
+        let Err(OptInError::InjectNotTrue(said)) = read_opt_in(&annotations(&[(INJECT, &long)]))
+        else {
+            panic!("a stray value is an error");
+        };
+        assert_eq!(said.chars().count(), 65);
+    }
 
     #[test]
     fn every_key_is_under_the_prefix() {
