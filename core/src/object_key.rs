@@ -38,6 +38,8 @@ use sha2::{Digest, Sha256};
 pub const RECORD_SUFFIX: &str = ".json";
 const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 const MAX_EXE_LEN: usize = 64;
+/// The longest id index entry name written (see [`CoreKey::id_index_entry_fits`]).
+pub const MAX_ID_INDEX_NAME: usize = 200;
 
 /// The short, stable identity of one dump: 16 hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -176,6 +178,17 @@ impl CoreKey {
         record_key_for(&self.to_key())
     }
 
+    /// Whether the dump's id index entry is short enough to be a file name on a share: the
+    /// namespace, pod, container and executable it repeats can make it longer than the 255
+    /// bytes a filesystem allows (a CFS write adds a temporary name's ~30 more). A dump without
+    /// its entry is found by listing instead.
+    pub fn id_index_entry_fits(&self) -> bool {
+        self.id_index_key()
+            .rsplit('/')
+            .next()
+            .is_some_and(|name| name.len() <= MAX_ID_INDEX_NAME)
+    }
+
     /// The dump's entry in the id index (see the module documentation).
     pub fn id_index_key(&self) -> String {
         let key = self.to_key();
@@ -288,6 +301,20 @@ mod tests {
             id: DumpId::derive("node-1", "/corefile/shop/web/app/core", 10, 5),
             compression: Compression::Zstd,
         }
+    }
+
+    #[test]
+    fn an_id_index_entry_fits_a_file_name_or_is_not_written() {
+        assert!(key().id_index_entry_fits());
+        let long = CoreKey {
+            namespace: "n".repeat(63),
+            pod: "p".repeat(63),
+            container: "c".repeat(63),
+            exe: format!("/{}", "e".repeat(80)),
+            ..key()
+        };
+        assert!(long.to_key().rsplit('/').next().unwrap().len() < 200);
+        assert!(!long.id_index_entry_fits());
     }
 
     #[test]

@@ -453,13 +453,17 @@ impl Shipper {
                     pid,
                 );
                 // The id index entry before the record: a complete dump is always findable
-                // by its id.
-                self.store
-                    .put_bytes(&key.id_index_key(), &[], "application/octet-stream")
-                    .await
-                    .map_err(|err| {
-                        ShipError::Failed(format!("storing the id index entry: {err}"))
-                    })?;
+                // by its id (one whose entry would be too long a name by a listing).
+                if key.id_index_entry_fits() {
+                    self.store
+                        .put_bytes(&key.id_index_key(), &[], "application/octet-stream")
+                        .await
+                        .map_err(|err| {
+                            ShipError::Failed(format!("storing the id index entry: {err}"))
+                        })?;
+                } else {
+                    debug!(key = %core_key, "no id index entry: its name would be too long");
+                }
                 self.store
                     .put_bytes(&record_key, &record.to_json(), "application/json")
                     .await
