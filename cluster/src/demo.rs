@@ -58,6 +58,7 @@ fn core_source() -> CoreSource {
 /// Runs the demo and prints what happened. Returns the stored record.
 pub async fn run(options: DemoOptions) -> anyhow::Result<DumpRecord> {
     let started = Instant::now();
+    let started_at = jiff::Timestamp::now();
     // The directory is kept afterwards, so that the plugin commands printed at the end work.
     let base = match options.dir {
         Some(dir) => dir,
@@ -81,7 +82,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DumpRecord> {
         }
     };
     let config = Config::from_yaml(&yaml).context("invalid demo configuration")?;
-    std::fs::write(&config_path, &yaml)?;
+    write_private(&config_path, &yaml)?;
     let store = Arc::new(Store::from_config(&config.storage).context("cannot open storage")?);
     println!("CoreDog demo in {}", base.display());
     println!("  node dump directory  {}", node_dir.display());
@@ -138,14 +139,16 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DumpRecord> {
         Some(NAMESPACE),
         Some(POD),
     );
-    let record = wait_for_record(&store, &prefix, Duration::from_secs(45)).await;
+    let record = wait_for_record(&store, &prefix, started_at, Duration::from_secs(45)).await;
     let _ = stop_tx.send(());
     let _ = watching.await;
     discovery.abort();
     let record = record?;
 
     print_record(&record, &store).await;
-    let local_gone = !container_dir.join("core").exists();
+    let local_gone = std::fs::read_dir(&container_dir)
+        .map(|mut entries| entries.next().is_none())
+        .unwrap_or(false);
     println!(
         "\nlocal core removed from the node directory: {}",
         if local_gone {
@@ -168,21 +171,48 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DumpRecord> {
     Ok(record)
 }
 
+/// A new directory of a name nobody could have guessed, readable by its owner only: it holds a
+/// core and, with `--config`, storage keys.
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("coredog-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir)
+    let dir = tempfile::Builder::new()
+        .prefix("coredog-demo-")
+        .tempdir()
+        .context("cannot create a directory for the demo")?;
+    Ok(dir.keep())
+}
+
+/// Writes `text` to a file only its owner may read, never through a link someone left there.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn crash(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::process::ExitStatusExt as _;
     let status = std::process::Command::new("sh")
         .arg("-c")
         .arg("ulimit -c unlimited; kill -SEGV $$")
         .current_dir(dir)
         .status()
         .context("cannot run sh")?;
-    if std::os::unix::process::ExitStatusExt::signal(&status) != Some(11) {
+    if status.signal() != Some(11) {
         bail!("the demo process did not crash with SIGSEGV ({status})");
+    }
+    if !status.core_dumped() {
+        bail!(
+            "the kernel wrote no core for the crash: the hard core size limit may be 0 (`ulimit -Hc`), or kernel.core_pattern {:?} names a directory that does not exist",
+            std::fs::read_to_string("/proc/sys/kernel/core_pattern")
+                .unwrap_or_default()
+                .trim()
+        );
     }
     Ok(())
 }
@@ -212,18 +242,30 @@ fn gcore(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The record of this run's dump: one stored after `since` (a store used before holds earlier
+/// runs' dumps under the same pod).
 async fn wait_for_record(
     store: &Store,
     prefix: &str,
+    since: jiff::Timestamp,
     timeout: Duration,
 ) -> anyhow::Result<DumpRecord> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(page) = store.list_page(prefix, None).await {
-            for object in page.objects.iter().filter(|o| o.key.ends_with(".json")) {
+            // Keys start with the crash's time: the newest last.
+            for object in page
+                .objects
+                .iter()
+                .rev()
+                .filter(|o| o.key.ends_with(".json"))
+            {
                 if let Ok(bytes) = store.get_bytes(&object.key).await {
-                    return DumpRecord::from_json(&bytes)
-                        .context("the stored record does not parse");
+                    let record = DumpRecord::from_json(&bytes)
+                        .context("the stored record does not parse")?;
+                    if record.uploaded_at >= since {
+                        return Ok(record);
+                    }
                 }
             }
         }

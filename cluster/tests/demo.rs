@@ -49,7 +49,37 @@ fn the_demo_ships_a_real_crash_and_says_how_to_fetch_it() {
         1,
         "{stored:?}"
     );
-    assert!(dir.path().join("config.yaml").exists());
+    // It may hold storage keys: its owner's alone.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("config.yaml"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+
+    // Again on the same storage: this run's dump is the one shown, not the first run's.
+    let fetched_id = |stdout: &str| {
+        stdout
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("kubectl coredog fetch "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+            .unwrap()
+    };
+    let again = Command::new(env!("CARGO_BIN_EXE_coredog"))
+        .args(["demo", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    let second = String::from_utf8_lossy(&again.stdout);
+    assert_ne!(fetched_id(&stdout), fetched_id(&second), "{second}");
+    let stored = walk(&dir.path().join("storage"));
+    assert_eq!(
+        stored.iter().filter(|p| p.ends_with(".core.zst")).count(),
+        2,
+        "{stored:?}"
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<String> {
