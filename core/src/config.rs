@@ -187,7 +187,7 @@ impl CompressionSetting {
 /// The highest zstd level the watcher compresses at.
 pub const MAX_COMPRESSION_LEVEL_IN_USE: i32 = 19;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// Kept for old values files; storage cannot be turned off.
@@ -327,6 +327,46 @@ pub struct Endpoint {
     pub url: String,
     pub host: String,
     pub path_style: bool,
+}
+
+// The three holding secrets show what they are without them: a `?config` in a log line, or a
+// failed assertion, must not print a storage key, a chat robot's key (in its URL) or a token.
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |value: &Option<String>| non_empty(value).map(|_| "<set>");
+        f.debug_struct("StorageConfig")
+            .field("protocol", &self.protocol)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("store_dir", &self.store_dir)
+            .field("cfs_mount_path", &self.cfs_mount_path)
+            .field("access_key_id", &set(&self.access_key_id))
+            .field("secret_access_key", &set(&self.secret_access_key))
+            .field("access_key_id_file", &self.access_key_id_file)
+            .field("secret_access_key_file", &self.secret_access_key_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for NoticeChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NoticeChannel")
+            .field("chan", &self.chan)
+            .field("keyword", &self.keyword)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for CoreSight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoreSight")
+            .field("enabled", &self.enabled)
+            .field("api_url", &self.api_url)
+            .field("token_file", &self.token_file)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Access keys given in the config, in files or in the environment.
@@ -506,7 +546,7 @@ pub enum ChannelKind {
     Webhook,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoticeChannel {
     pub chan: ChannelKind,
@@ -532,7 +572,7 @@ fn default_aggregate_window() -> u32 {
     300
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CoreSight {
     #[serde(default)]
@@ -1049,6 +1089,24 @@ CoreSight:
         assert_eq!(in_use(22), 19);
         let err = with_level(23).unwrap_err().to_string();
         assert!(err.contains("StorageConfig.compressionLevel"), "{err}");
+    }
+
+    #[test]
+    fn a_config_shown_for_debugging_shows_no_secret() {
+        let config = Config::from_yaml(
+            "StorageConfig:\n  S3Bucket: b\n  s3AccesskeyID: AKIDSHOWN\n  s3SecretAccessKey: storage-secret\nNoticeChannel:\n  - chan: wechat\n    webhookurl: https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=robot-secret\nCoreSight:\n  enabled: true\n  apiUrl: http://coresight:8000\n  token: token-secret\n",
+        )
+        .unwrap();
+        let shown = format!("{config:?}");
+        for secret in [
+            "AKIDSHOWN",
+            "storage-secret",
+            "robot-secret",
+            "token-secret",
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("bucket: Some(\"b\")"), "{shown}");
     }
 
     #[test]
