@@ -241,7 +241,8 @@ async fn a_storage_flag_on_an_upgrade_changes_that_setting_only() {
         no_env,
     )
     .await;
-    assert!(said.contains("no longer get the keys"), "{said}");
+    // No credentials Secret here: nothing to say of one.
+    assert!(!said.contains("are removed"), "{said}");
     // A share has no region or endpoint.
     let refused = upgrade_refused(share, &["--region", "us-east-1"]).await;
     assert!(refused.contains("pass --bucket NAME"), "{refused}");
@@ -877,5 +878,64 @@ async fn an_invalid_object_is_left_to_the_api_servers_message() {
             .to_string()
             .contains("spec.minAvailable: Invalid value"),
         "{explained}"
+    );
+}
+
+/// Moving to another kind of store: the old store's keys are not given to the watchers, and
+/// their Secret, which `list` and `fetch` would read, is removed once the rest is applied.
+#[tokio::test]
+async fn another_kind_of_store_removes_the_old_keys() {
+    let installed = "StorageConfig:\n  S3Bucket: old\n  s3Region: us-east-1\n";
+    let config = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "coredog-config", "namespace": "coredog-system"},
+        "data": {"config.yaml": k8s_openapi::ByteString(installed.as_bytes().to_vec())}
+    });
+    let keys = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "coredog-storage-credentials", "namespace": "coredog-system"},
+        "data": {"AWS_ACCESS_KEY_ID": "YWs=", "AWS_SECRET_ACCESS_KEY": "c2s="}
+    });
+    let (client, server) = api_server(move |request| match request.method.as_str() {
+        "GET" if request.path.ends_with("/secrets/coredog-config") => ok(config.clone()),
+        "GET"
+            if request
+                .path
+                .ends_with("/secrets/coredog-storage-credentials") =>
+        {
+            ok(keys.clone())
+        }
+        "GET" => not_found("not installed"),
+        "DELETE" => ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
+        _ => echo_apply(request),
+    });
+    let no_env = |_: &str| None;
+    let mut captured = Captured::default();
+    install(
+        Some(&client),
+        &install_args(&["--protocol", "oss", "--region", "oss-cn-hangzhou"]),
+        &no_env,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    drop(client);
+    let log = server.await.unwrap();
+    let daemon_set = log
+        .iter()
+        .find(|r| r.path.ends_with("/daemonsets/coredog-watcher") && r.method == "PATCH")
+        .unwrap();
+    let env = daemon_set.body["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+    assert!(!env.contains("AWS_ACCESS_KEY_ID"), "{env}");
+    assert!(
+        log.iter().any(|r| r.method == "DELETE"
+            && r.path == "/api/v1/namespaces/coredog-system/secrets/coredog-storage-credentials"),
+        "{:?}",
+        log.iter().map(Recorded::line).collect::<Vec<_>>()
+    );
+    assert!(
+        captured.stderr().contains("are removed"),
+        "{}",
+        captured.stderr()
     );
 }

@@ -99,6 +99,7 @@ mod tests {
             config_text: "StorageConfig:\n  protocol: cfs\n  CFSMountPath: /mnt/cfs\n".into(),
             credentials: None,
             cfs_share: Some(manifests::CfsShare::new("/mnt/cfs", Some("10.0.0.9:/dumps")).unwrap()),
+            stale_credentials: false,
         }
     }
 
@@ -131,6 +132,7 @@ mod tests {
         let plain = Settings {
             core_pattern: None,
             cfs_share: None,
+            stale_credentials: false,
             failure_policy: FailurePolicy::Ignore,
             ..settings()
         };

@@ -358,20 +358,25 @@ async fn existing_config(client: Option<&Client>) -> anyhow::Result<Option<Strin
 }
 
 /// Storage keys from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, or (on an upgrade that
-/// keeps its kind of store) the Secret the last install wrote.
+/// keeps its kind of store) the Secret the last install wrote; and whether that Secret holds
+/// another kind of store's keys, to be removed.
 async fn credentials(
     env: Env<'_>,
     client: Option<&Client>,
     same_store: bool,
     console: &mut Console<'_>,
-) -> anyhow::Result<Option<Credentials>> {
+) -> anyhow::Result<(Option<Credentials>, bool)> {
     let value = |name: &str| env(name).filter(|value| !value.trim().is_empty());
     match (value(ACCESS_KEY_ID), value(SECRET_ACCESS_KEY)) {
+        // Written over whatever the Secret held.
         (Some(access_key_id), Some(secret_access_key)) => {
-            return Ok(Some(Credentials {
-                access_key_id,
-                secret_access_key,
-            }));
+            return Ok((
+                Some(Credentials {
+                    access_key_id,
+                    secret_access_key,
+                }),
+                false,
+            ));
         }
         (None, None) => {}
         _ => {
@@ -381,17 +386,20 @@ async fn credentials(
             ));
         }
     }
-    let Some(client) = client else {
-        return Ok(None);
-    };
     if !same_store {
-        console.note(&format!(
-            "another kind of store: the watchers no longer get the keys of Secret {NAMESPACE}/{CREDENTIALS_SECRET} (set {ACCESS_KEY_ID} and {SECRET_ACCESS_KEY} for the new store, or leave it to the provider chain; `kubectl -n {NAMESPACE} delete secret {CREDENTIALS_SECRET}` removes the old keys)"
-        ));
-        return Ok(None);
+        let stale = stored_keys(client).await?;
+        if stale {
+            console.note(&format!(
+                "another kind of store: the old one's keys in Secret {NAMESPACE}/{CREDENTIALS_SECRET} are removed (set {ACCESS_KEY_ID} and {SECRET_ACCESS_KEY} for the new store, or leave it to the provider chain)"
+            ));
+        }
+        return Ok((None, stale));
     }
+    let Some(client) = client else {
+        return Ok((None, false));
+    };
     let Some(secret) = read_secret(client, CREDENTIALS_SECRET).await? else {
-        return Ok(None);
+        return Ok((None, false));
     };
     match (
         secret_text(&secret, ACCESS_KEY_ID),
@@ -401,12 +409,23 @@ async fn credentials(
             console.note(&format!(
                 "keeping the storage keys of Secret {NAMESPACE}/{CREDENTIALS_SECRET} (to use the provider chain instead, delete it and install again)"
             ));
-            Ok(Some(Credentials {
-                access_key_id,
-                secret_access_key,
-            }))
+            Ok((
+                Some(Credentials {
+                    access_key_id,
+                    secret_access_key,
+                }),
+                false,
+            ))
         }
-        _ => Ok(None),
+        _ => Ok((None, false)),
+    }
+}
+
+/// Whether the credentials Secret an earlier install wrote is there.
+async fn stored_keys(client: Option<&Client>) -> anyhow::Result<bool> {
+    match client {
+        Some(client) => Ok(read_secret(client, CREDENTIALS_SECRET).await?.is_some()),
+        None => Ok(false),
     }
 }
 
@@ -421,7 +440,7 @@ pub async fn settings(
     let (config_text, config, other_store) = config_text(args, client, console).await?;
     let installed = Installed::read(client).await?;
     let cfs_share = cfs_share(args, &config, &installed, console)?;
-    let credentials = credentials(env, client, !other_store, console).await?;
+    let (credentials, stale_credentials) = credentials(env, client, !other_store, console).await?;
     let inline_keys = [
         &config.storage.access_key_id,
         &config.storage.access_key_id_file,
@@ -443,6 +462,7 @@ pub async fn settings(
         config_text,
         credentials,
         cfs_share,
+        stale_credentials,
     })
 }
 
@@ -516,6 +536,20 @@ pub async fn install(
             ))?;
         }
         applied.push(object);
+    }
+    if settings.stale_credentials {
+        let (resource, namespace, name) = manifests::removal_order(true)
+            .into_iter()
+            .find(|(_, _, name)| *name == CREDENTIALS_SECRET)
+            .context("the credentials Secret is one of install's objects")?;
+        apply::delete(client, &resource, namespace, name, dry_run)
+            .await
+            .map_err(|err| {
+                UserError::new(format!(
+                    "cannot remove the old store's keys in Secret {NAMESPACE}/{CREDENTIALS_SECRET}"
+                ))
+                .cause(err)
+            })?;
     }
     if let Some(format) = args.output {
         print_objects(&applied, format, console)?;

@@ -89,6 +89,8 @@ pub struct Settings {
     pub credentials: Option<Credentials>,
     /// With protocol `cfs`: the share the watchers write to.
     pub cfs_share: Option<CfsShare>,
+    /// The credentials Secret holds another kind of store's keys: removed once applied.
+    pub stale_credentials: bool,
 }
 
 /// Where a watcher of protocol `cfs` finds the share it writes to, at the config's
@@ -384,6 +386,7 @@ mod tests {
             config_text: "StorageConfig:\n  S3Bucket: b\n".into(),
             credentials: None,
             cfs_share: None,
+            stale_credentials: false,
         }
     }
 
