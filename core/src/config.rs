@@ -692,21 +692,22 @@ impl Config {
                 storage.endpoint()?;
             }
         }
-        // Parts as keys and directories name them: listings compare keys with the prefix as
-        // written, which `a//b` on a share would never match.
+        // On a share the parts are directories, whose names the walk compares with the prefix
+        // as written: `a//b` or ` a` would never be found again. Object stores keep keys as
+        // they are, so only what no key should hold is refused there.
         let inner = storage.store_dir.trim_matches('/');
+        let on_share = storage.protocol == Protocol::Cfs;
         if !inner.is_empty()
             && inner.split('/').any(|part| {
-                part.is_empty()
-                    || part == "."
+                part == "."
                     || part == ".."
-                    || part.trim() != part
-                    || part.contains(|c: char| c.is_control() || c == '\\')
+                    || part.contains(char::is_control)
+                    || (on_share && (part.is_empty() || part.trim() != part || part.contains('\\')))
             })
         {
             return Err(invalid(
                 "StorageConfig.StoreDir",
-                "must be plain names joined by '/' (no '.', '..', empty parts, backslashes, control characters or surrounding spaces)",
+                "must be names joined by '/', without '.', '..' or control characters (and, on a share, without empty parts, backslashes or surrounding spaces)",
             ));
         }
         if storage.presigned_url_expire_seconds == 0
@@ -1033,15 +1034,22 @@ CoreSight:
         for fine in ["StoreDir: corefiles", "StoreDir: /a/b/", "StoreDir: \"\""] {
             assert!(config(&format!("  {fine}\n")).is_ok(), "{fine}");
         }
-        for refused in [
-            "StoreDir: a//b",
-            "StoreDir: a/../b",
-            "StoreDir: \"a\\\\b\"",
-            "StoreDir: \"a/ b\"",
-        ] {
+        for refused in ["StoreDir: a/../b", "StoreDir: \"a/\\tb\""] {
             let err = config(&format!("  {refused}\n")).unwrap_err().to_string();
             assert!(err.contains("StoreDir"), "{refused}: {err}");
         }
+        // Keys as written on object storage, as before; directories on a share must be found
+        // again.
+        assert!(config("  StoreDir: a//b\n").is_ok());
+        let share = |store_dir: &str| {
+            Config::from_yaml(&format!(
+                "StorageConfig:\n  protocol: cfs\n  CFSMountPath: /mnt/cfs\n  StoreDir: {store_dir}\n"
+            ))
+        };
+        for refused in ["a//b", "\"a\\\\b\"", "\"a/ b\""] {
+            assert!(share(refused).is_err(), "{refused}");
+        }
+        assert!(share("a/b").is_ok());
         let err = config("  S3Endpoint: http://user:secret@minio:9000\n")
             .unwrap_err()
             .to_string();
