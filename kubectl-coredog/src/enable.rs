@@ -298,14 +298,15 @@ pub async fn run(
     if matches!(change, Change::Enable { .. }) {
         let namespaces: std::collections::BTreeSet<String> =
             workloads.iter().map(Workload::namespace).collect();
-        let selector = installed_namespace_selector(client).await;
+        // The installed one; where it cannot be read, the one `install` and the chart write.
+        let selector = installed_namespace_selector(client)
+            .await
+            .unwrap_or_else(crate::install::manifests::namespace_selector);
         for namespace in &namespaces {
             let why = if EXCLUDED_NAMESPACES.contains(&namespace.as_str()) {
                 Some("always".to_owned())
-            } else if let Some(selector) = &selector {
-                left_out_by(selector, client, namespace).await
             } else {
-                None
+                left_out_by(&selector, client, namespace).await
             };
             if let Some(why) = why {
                 console.warn(&format!(

@@ -57,12 +57,14 @@ async fn enable_merge_patches_the_pod_template() {
         lines,
         [
             "GET /apis/apps/v1/namespaces/shop/deployments/web",
-            // Whether the webhook's namespaceSelector leaves the namespace out (none here).
+            // Whether the webhook's namespaceSelector leaves the namespace out: the installed one,
+            // else (unreadable here) the default one, against the namespace's labels.
             "GET /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/coredog-webhook",
+            "GET /api/v1/namespaces/shop",
             "PATCH /apis/apps/v1/namespaces/shop/deployments/web",
         ]
     );
-    let patch = &log[2];
+    let patch = &log[3];
     assert_eq!(
         patch.content_type.as_deref(),
         Some("application/merge-patch+json")
@@ -123,15 +125,18 @@ async fn enable_again_changes_only_what_is_given() {
         lines,
         [
             "GET /apis/apps/v1/namespaces/shop/deployments/web",
-            // Whether the webhook's namespaceSelector leaves the namespace out (none here).
+            // Whether the webhook's namespaceSelector leaves the namespace out: the installed one,
+            // else (unreadable here) the default one, against the namespace's labels.
             "GET /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/coredog-webhook",
+            "GET /api/v1/namespaces/shop",
             "PATCH /apis/apps/v1/namespaces/shop/deployments/web",
             "GET /apis/apps/v1/namespaces/shop/deployments/web",
             "GET /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/coredog-webhook",
+            "GET /api/v1/namespaces/shop",
         ]
     );
     assert_eq!(
-        log[2].body,
+        log[3].body,
         json!({"spec": {"template": {"metadata": {"annotations": {
             "coredog.io/inject": "true",
             "coredog.io/path": "/data/dumps",
@@ -240,16 +245,17 @@ async fn a_selector_patches_only_what_changes() {
         log[0].query.get("labelSelector").map(String::as_str),
         Some("app=db")
     );
-    assert_eq!(log.len(), 3);
+    assert_eq!(log.len(), 4);
     assert_eq!(
         log[1].line(),
         "GET /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/coredog-webhook"
     );
+    assert_eq!(log[2].line(), "GET /api/v1/namespaces/shop");
     assert_eq!(
-        log[2].line(),
+        log[3].line(),
         "PATCH /apis/apps/v1/namespaces/shop/statefulsets/db-b"
     );
-    assert_eq!(log[2].query.get("dryRun").map(String::as_str), Some("All"));
+    assert_eq!(log[3].query.get("dryRun").map(String::as_str), Some("All"));
     assert_eq!(
         captured.stdout(),
         "statefulset.apps/db-a unchanged (already enabled)\nstatefulset.apps/db-b enabled (server dry run): coredog.io/inject=true, coredog.io/path=/corefile; a rollout of its pods follows\n"
@@ -386,6 +392,7 @@ async fn a_selector_with_all_namespaces_patches_each_in_its_namespace() {
         [
             "GET /apis/apps/v1/deployments",
             "GET /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/coredog-webhook",
+            "GET /api/v1/namespaces/shop",
             "PATCH /apis/apps/v1/namespaces/shop/deployments/web",
             "PATCH /apis/apps/v1/namespaces/kube-system/deployments/coredns",
         ]
@@ -486,8 +493,10 @@ async fn a_workload_an_operator_controls_is_patched_with_a_warning() {
         lines,
         [
             "GET /apis/apps/v1/namespaces/shop/deployments/web",
-            // Whether the webhook's namespaceSelector leaves the namespace out (none here).
+            // Whether the webhook's namespaceSelector leaves the namespace out: the installed one,
+            // else (unreadable here) the default one, against the namespace's labels.
             "GET /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/coredog-webhook",
+            "GET /api/v1/namespaces/shop",
             "PATCH /apis/apps/v1/namespaces/shop/deployments/web",
         ]
     );
@@ -581,4 +590,35 @@ async fn enabling_in_a_namespace_the_webhook_leaves_out_warns() {
             None => assert!(!stderr.contains("leaves namespace"), "{stderr}"),
         }
     }
+
+    // A configuration this user may not read: the selector install writes.
+    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop",
+        "labels": {"pod-security.kubernetes.io/enforce": "baseline"}}});
+    let (client, _server) = api_server(move |request| {
+        if request.path == "/api/v1/namespaces/shop" {
+            ok(namespace.clone())
+        } else if request.path.contains("/mutatingwebhookconfigurations/") {
+            status(403, "Forbidden", "forbidden")
+        } else {
+            ok(deployment("web", json!({})))
+        }
+    });
+    let mut captured = Captured::default();
+    run(
+        &client,
+        &shop(),
+        &refs(&["deploy/web"]),
+        &Change::enable(Some("/corefile"), None).unwrap(),
+        DryRun::None,
+        &mut captured.console(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        captured.stderr().contains(
+            "the webhook leaves namespace shop out (pod-security.kubernetes.io/enforce NotIn"
+        ),
+        "{}",
+        captured.stderr()
+    );
 }

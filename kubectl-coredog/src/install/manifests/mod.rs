@@ -7,6 +7,8 @@ mod parts;
 mod watcher;
 mod webhook;
 
+pub use webhook::namespace_selector;
+
 use std::collections::BTreeMap;
 use std::fmt;
 

@@ -223,29 +223,35 @@ pub(super) fn webhook_configuration(
                 resources: Some(strings(&["pods"])),
                 scope: Some("Namespaced".into()),
             }]),
-            namespace_selector: Some(LabelSelector {
-                match_labels: None,
-                match_expressions: Some(vec![
-                    LabelSelectorRequirement {
-                        key: "kubernetes.io/metadata.name".into(),
-                        operator: "NotIn".into(),
-                        values: Some(strings(&["kube-system", NAMESPACE])),
-                    },
-                    LabelSelectorRequirement {
-                        key: coredog_core::annotations::WEBHOOK_NAMESPACE_LABEL.into(),
-                        operator: "NotIn".into(),
-                        values: Some(strings(&[coredog_core::annotations::WEBHOOK_DISABLED])),
-                    },
-                    LabelSelectorRequirement {
-                        key: coredog_core::annotations::POD_SECURITY_ENFORCE_LABEL.into(),
-                        operator: "NotIn".into(),
-                        values: Some(strings(
-                            &coredog_core::annotations::LEVELS_FORBIDDING_HOST_PATH,
-                        )),
-                    },
-                ]),
-            }),
+            namespace_selector: Some(namespace_selector()),
             ..MutatingWebhook::default()
         }]),
+    }
+}
+
+/// The namespaces the webhook is sent pods of: not kube-system's or CoreDog's, not those
+/// labelled `coredog.io/webhook=disabled`, not those whose Pod Security level forbids hostPath.
+pub fn namespace_selector() -> LabelSelector {
+    LabelSelector {
+        match_labels: None,
+        match_expressions: Some(vec![
+            LabelSelectorRequirement {
+                key: "kubernetes.io/metadata.name".into(),
+                operator: "NotIn".into(),
+                values: Some(strings(&["kube-system", NAMESPACE])),
+            },
+            LabelSelectorRequirement {
+                key: coredog_core::annotations::WEBHOOK_NAMESPACE_LABEL.into(),
+                operator: "NotIn".into(),
+                values: Some(strings(&[coredog_core::annotations::WEBHOOK_DISABLED])),
+            },
+            LabelSelectorRequirement {
+                key: coredog_core::annotations::POD_SECURITY_ENFORCE_LABEL.into(),
+                operator: "NotIn".into(),
+                values: Some(strings(
+                    &coredog_core::annotations::LEVELS_FORBIDDING_HOST_PATH,
+                )),
+            },
+        ]),
     }
 }
