@@ -220,8 +220,20 @@ pub async fn maintain(
         match ensure(&client, &settings).await {
             Ok(key) => {
                 wait = settings.check_every;
-                if key.cert != resolver.current().cert {
-                    tokio::time::sleep(settings.trust_delay).await;
+                let serving = resolver.current();
+                if key.cert != serving.cert {
+                    // Unless the one serving is no good by then anyway.
+                    let good_until = serving
+                        .cert
+                        .first()
+                        .and_then(|cert| validity(cert))
+                        .map(|(_, not_after)| not_after);
+                    let waited = Timestamp::now()
+                        .checked_add(settings.trust_delay)
+                        .unwrap_or(Timestamp::MAX);
+                    if good_until.is_some_and(|not_after| waited < not_after) {
+                        tokio::time::sleep(settings.trust_delay).await;
+                    }
                     resolver.replace(key);
                     info!(secret = %settings.secret_ref(), "serving the certificate now in the Secret");
                 }

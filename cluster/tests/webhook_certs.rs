@@ -660,8 +660,14 @@ async fn maintain_follows_a_renewal_elsewhere_and_repairs_the_ca_bundle() {
         state.secret = Some(secret(&second, "43", true));
         state.mwc = Some(mwc(None));
     }
-    // Found, and not served yet: the API servers may not have its CA for a while.
+    // Found (the caBundle written again), and not served yet: the API servers may not have
+    // its CA for a while.
     tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        state.lock().unwrap().mwc.as_ref().unwrap()["webhooks"][0]["clientConfig"]["caBundle"],
+        json!(b64(second.ca.as_bytes())),
+        "not looked at yet"
+    );
     assert_eq!(
         resolver.current().cert,
         vec![der(first.cert.as_bytes())],
