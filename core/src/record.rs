@@ -3,7 +3,8 @@
 //! It is stored next to the dump (see [`crate::object_key`]) and is the single source for
 //! notifications, CoreSight, Kubernetes Events and the plugin's `list`, `info` and `fetch`.
 //! Fields are camelCase; optional facts (what the core's notes or the Kubernetes API could not
-//! tell) are omitted rather than invented.
+//! tell) are omitted rather than invented, but for `pid` and `signal`, which every record lists
+//! and which are `null` when unknown.
 
 use std::collections::BTreeMap;
 

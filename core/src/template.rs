@@ -42,7 +42,7 @@ File: {corefile.filename} ({corefile.size})
 Download: {corefile.url}";
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("messageTemplate uses unknown variable {{{0}}}; known variables: {known}", known = VARIABLES.join(", "))]
+#[error("messageTemplate uses unknown variable {{{0}}}; known variables: {known}, and the keys of messageLabels", known = VARIABLES.join(", "))]
 pub struct UnknownVariable(pub String);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +83,11 @@ impl MessageTemplate {
             let after = &rest[open + 1..];
             let name = after.find('}').map(|close| &after[..close]);
             match name {
-                Some(name) if labels.contains_key(name) && !VARIABLES.contains(&name) => {
+                Some(name)
+                    if !name.is_empty()
+                        && labels.contains_key(name)
+                        && !VARIABLES.contains(&name) =>
+                {
                     literal.push_str(&rest[..open]);
                     literal.push_str(&labels[name]);
                     labels_used.insert(name.to_owned());

@@ -451,7 +451,7 @@ pub async fn settings(
     .any(|value| value.as_deref().is_some_and(|value| !value.is_empty()));
     if credentials.is_some() && inline_keys {
         console.warn(&format!(
-            "the configuration names its own keys (s3AccesskeyID or s3AccesskeyIDFile), which come before {ACCESS_KEY_ID}: the keys stored in Secret {NAMESPACE}/{CREDENTIALS_SECRET} are not used"
+            "the configuration names its own keys (s3AccesskeyID, s3SecretAccessKey or their File forms), which come before {ACCESS_KEY_ID}: the keys stored in Secret {NAMESPACE}/{CREDENTIALS_SECRET} are not used"
         ));
     }
     Ok(Settings {
