@@ -174,8 +174,10 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DumpRecord> {
 /// A new directory of a name nobody could have guessed, readable by its owner only: it holds a
 /// core and, with `--config`, storage keys.
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::Builder::new()
         .prefix("coredog-demo-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir()
         .context("cannot create a directory for the demo")?;
     Ok(dir.keep())
