@@ -447,11 +447,16 @@ impl SeaweedFs {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        assert!(
-            weed_stores(&self.ports),
-            "SeaweedFS on port {s3} cannot store a file; free disk under {} is the usual cause",
-            self.dir.path().display()
-        );
+        // S3 answers before a volume server restarted on old data has registered again: a
+        // store fails for a moment then.
+        while !weed_stores(&self.ports) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "SeaweedFS on port {s3} cannot store a file; free disk under {} is the usual cause",
+                self.dir.path().display()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 }
 
