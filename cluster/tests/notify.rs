@@ -965,32 +965,10 @@ async fn a_full_queue_drops_rather_than_waits() {
     assert_eq!(webhook.count(), 4);
 }
 
-/// Log lines, collected in memory.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn logs_name_receivers_by_host_never_by_their_secrets() {
-    let logs = LogBuffer::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
     // This test's runtime has one thread: every task logs through this subscriber.
-    let _logging = tracing::subscriber::set_default(subscriber);
+    let (logs, _logging) = coredog_tests::CapturedLogs::start(tracing::Level::DEBUG);
 
     let wecom = Receiver::start(|_| wecom_error(93000, "invalid webhook url")).await;
     let core_sight =
@@ -1041,7 +1019,7 @@ async fn logs_name_receivers_by_host_never_by_their_secrets() {
     }
     notifier.shutdown(Duration::from_secs(1)).await;
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(!text.contains("SECRET"), "{text}");
     assert!(text.contains(&wecom.address.to_string()), "{text}");
     assert!(text.contains(&dead.to_string()), "{text}");

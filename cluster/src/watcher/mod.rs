@@ -938,32 +938,11 @@ mod tests {
         watching.await.unwrap();
     }
 
-    /// Log lines, kept for a test to read.
-    #[derive(Clone, Default)]
-    struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     /// A tenant rewriting a file that is no core, over and over: refused each time, warned of
     /// once.
     #[tokio::test]
     async fn a_file_refused_again_and_again_is_warned_of_once() {
-        let lines = Lines::default();
-        let writer = lines.clone();
-        let _logging = tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::WARN)
-                .with_writer(move || writer.clone())
-                .finish(),
-        );
+        let (logs, _logging) = coredog_tests::CapturedLogs::start(tracing::Level::WARN);
         let dir = tempfile::tempdir().unwrap();
         let (root, storage) = (dir.path().join("node"), dir.path().join("storage"));
         std::fs::create_dir_all(root.join("shop/web-1/app")).unwrap();
@@ -989,7 +968,7 @@ mod tests {
         }
         let _ = stop.send(());
         watching.await.unwrap();
-        let logged = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let logged = logs.text();
         assert_eq!(logged.matches("refused file").count(), 1, "{logged}");
         assert!(root.join(&relative).exists(), "never removed");
     }
