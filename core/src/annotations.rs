@@ -108,9 +108,7 @@ pub fn read_opt_in_with<'a>(
     };
     match inject {
         "true" => {}
-        "" => return Ok(None),
-        // `False`, `FALSE`: an opt-out, however it is spelt, is no reason to warn.
-        other if other.trim().eq_ignore_ascii_case("false") => return Ok(None),
+        other if is_opt_out(other) => return Ok(None),
         // Said back in a warning and a log line: a few words of it, not all of a huge value.
         other => return Err(OptInError::InjectNotTrue(shortened(other, 64))),
     }
@@ -119,6 +117,13 @@ pub fn read_opt_in_with<'a>(
     let containers =
         annotation(CONTAINER).map_or(ContainerSelection::All, ContainerSelection::parse);
     Ok(Some(InjectionRequest { path, containers }))
+}
+
+/// Whether a `coredog.io/inject` value says no: empty, or `false` however it is spelt
+/// (`False`, ` FALSE `), which is no reason to warn. Anything else but `"true"` asked for
+/// injection and is told why it got none.
+pub fn is_opt_out(inject: &str) -> bool {
+    inject.is_empty() || inject.trim().eq_ignore_ascii_case("false")
 }
 
 /// `text`, cut to at most `limit` characters with `…` where it was cut.

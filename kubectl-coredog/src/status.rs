@@ -230,7 +230,7 @@ pub fn asks_for_injection(pod: &Pod) -> bool {
 fn opted_in(annotations: &BTreeMap<String, String>) -> bool {
     annotations
         .get(INJECT)
-        .is_some_and(|value| !value.is_empty() && !value.trim().eq_ignore_ascii_case("false"))
+        .is_some_and(|value| !coredog_core::annotations::is_opt_out(value))
 }
 
 /// A pod's workload, following ReplicaSets to their Deployment and Jobs to their CronJob.
