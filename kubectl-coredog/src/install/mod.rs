@@ -538,18 +538,21 @@ pub async fn install(
         applied.push(object);
     }
     if settings.stale_credentials {
-        let (resource, namespace, name) = manifests::removal_order(true)
-            .into_iter()
-            .find(|(_, _, name)| *name == CREDENTIALS_SECRET)
-            .context("the credentials Secret is one of install's objects")?;
-        apply::delete(client, &resource, namespace, name, dry_run)
-            .await
-            .map_err(|err| {
-                UserError::new(format!(
-                    "cannot remove the old store's keys in Secret {NAMESPACE}/{CREDENTIALS_SECRET}"
-                ))
-                .cause(err)
-            })?;
+        let secret = kube::core::ApiResource::erase::<Secret>(&());
+        apply::delete(
+            client,
+            &secret,
+            Some(NAMESPACE),
+            CREDENTIALS_SECRET,
+            dry_run,
+        )
+        .await
+        .map_err(|err| {
+            UserError::new(format!(
+                "cannot remove the old store's keys in Secret {NAMESPACE}/{CREDENTIALS_SECRET}"
+            ))
+            .cause(err)
+        })?;
     }
     if let Some(format) = args.output {
         print_objects(&applied, format, console)?;
