@@ -38,7 +38,7 @@ use sha2::{Digest, Sha256};
 pub const RECORD_SUFFIX: &str = ".json";
 const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 const MAX_EXE_LEN: usize = 64;
-/// The longest id index entry name written (see [`CoreKey::id_index_entry_fits`]).
+/// The longest id index entry name written (see [`CoreKey::id_index_key_that_fits`]).
 pub const MAX_ID_INDEX_NAME: usize = 200;
 
 /// The short, stable identity of one dump: 16 hex digits.
@@ -178,15 +178,14 @@ impl CoreKey {
         record_key_for(&self.to_key())
     }
 
-    /// Whether the dump's id index entry is short enough to be a file name on a share: the
+    /// [`Self::id_index_key`] when its name is short enough to be a file name on a share: the
     /// namespace, pod, container and executable it repeats can make it longer than the 255
     /// bytes a filesystem allows (a CFS write adds a temporary name's ~30 more). A dump without
     /// its entry is found by listing instead.
-    pub fn id_index_entry_fits(&self) -> bool {
-        self.id_index_key()
-            .rsplit('/')
-            .next()
-            .is_some_and(|name| name.len() <= MAX_ID_INDEX_NAME)
+    pub fn id_index_key_that_fits(&self) -> Option<String> {
+        let key = self.id_index_key();
+        let name_len = key.rsplit('/').next().map_or(0, str::len);
+        (name_len <= MAX_ID_INDEX_NAME).then_some(key)
     }
 
     /// The dump's entry in the id index (see the module documentation).
@@ -305,7 +304,7 @@ mod tests {
 
     #[test]
     fn an_id_index_entry_fits_a_file_name_or_is_not_written() {
-        assert!(key().id_index_entry_fits());
+        assert_eq!(key().id_index_key_that_fits(), Some(key().id_index_key()));
         let long = CoreKey {
             namespace: "n".repeat(63),
             pod: "p".repeat(63),
@@ -314,7 +313,7 @@ mod tests {
             ..key()
         };
         assert!(long.to_key().rsplit('/').next().unwrap().len() < 200);
-        assert!(!long.id_index_entry_fits());
+        assert_eq!(long.id_index_key_that_fits(), None);
     }
 
     #[test]

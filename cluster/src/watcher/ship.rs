@@ -454,9 +454,9 @@ impl Shipper {
                 );
                 // The id index entry before the record: a complete dump is always findable
                 // by its id (one whose entry would be too long a name by a listing).
-                if key.id_index_entry_fits() {
+                if let Some(index_key) = key.id_index_key_that_fits() {
                     self.store
-                        .put_bytes(&key.id_index_key(), &[], "application/octet-stream")
+                        .put_bytes(&index_key, &[], "application/octet-stream")
                         .await
                         .map_err(|err| {
                             ShipError::Failed(format!("storing the id index entry: {err}"))
