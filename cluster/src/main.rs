@@ -101,7 +101,7 @@ struct WatcherArgs {
     daemonset: Option<String>,
     /// On SIGTERM, how long the uploads in flight may take to finish. Keep it below the pod's
     /// terminationGracePeriodSeconds, leaving time for the last notices.
-    #[arg(long, default_value_t = 45, value_name = "SECONDS")]
+    #[arg(long, default_value_t = coredog::watcher::DEFAULT_SHUTDOWN_DRAIN_SECONDS, value_name = "SECONDS")]
     drain_seconds: u64,
 }
 

@@ -118,6 +118,10 @@ impl WatcherMetrics {
     }
 }
 
+/// How long a stopping watcher lets its uploads in flight finish, unless told otherwise: a
+/// pod's default grace period (60 s in the chart) less the time the last notices take.
+pub const DEFAULT_SHUTDOWN_DRAIN_SECONDS: u64 = 45;
+
 /// How the watcher paces itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Pacing {
@@ -143,7 +147,7 @@ impl Pacing {
             failure_notice_after: Duration::from_secs(u64::from(
                 config.watcher.failure_notice_after_seconds,
             )),
-            shutdown_drain: Duration::from_secs(45),
+            shutdown_drain: Duration::from_secs(DEFAULT_SHUTDOWN_DRAIN_SECONDS),
         }
     }
 }
