@@ -881,10 +881,54 @@ async fn an_invalid_object_is_left_to_the_api_servers_message() {
     );
 }
 
-/// Moving to another kind of store: the old store's keys are not given to the watchers, and
-/// their Secret, which `list` and `fetch` would read, is removed once the rest is applied.
+/// Moving to another kind of store, by flags or by a configuration file: the old store's keys
+/// are not given to the watchers, and their Secret, which `list` and `fetch` would read, is
+/// removed once the rest is applied.
 #[tokio::test]
 async fn another_kind_of_store_removes_the_old_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let new_config = dir.path().join("config.yaml");
+    std::fs::write(
+        &new_config,
+        "StorageConfig:\n  protocol: oss\n  S3Bucket: new\n  S3Endpoint: oss-cn-hangzhou.aliyuncs.com\n",
+    )
+    .unwrap();
+    let by_flags = ["--protocol", "oss", "--region", "oss-cn-hangzhou"].map(String::from);
+    let by_file = ["--config".to_owned(), new_config.display().to_string()];
+    for flags in [&by_flags[..], &by_file[..]] {
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let (log, said) = upgrade_with_stored_keys(&flags).await;
+        let daemon_set = log
+            .iter()
+            .find(|r| r.path.ends_with("/daemonsets/coredog-watcher") && r.method == "PATCH")
+            .unwrap();
+        let env = daemon_set.body["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+        assert!(!env.contains("AWS_ACCESS_KEY_ID"), "{flags:?}: {env}");
+        assert!(
+            log.iter().any(|r| r.method == "DELETE"
+                && r.path
+                    == "/api/v1/namespaces/coredog-system/secrets/coredog-storage-credentials"),
+            "{flags:?}: {:?}",
+            log.iter().map(Recorded::line).collect::<Vec<_>>()
+        );
+        assert!(said.contains("are removed"), "{flags:?}: {said}");
+    }
+
+    // The same kind of store from a file keeps the keys.
+    std::fs::write(
+        &new_config,
+        "StorageConfig:\n  S3Bucket: new\n  s3Region: eu-west-1\n",
+    )
+    .unwrap();
+    let (log, said) =
+        upgrade_with_stored_keys(&["--config", &new_config.display().to_string()]).await;
+    assert!(!log.iter().any(|r| r.method == "DELETE"), "{said}");
+    assert!(said.contains("keeping the storage keys"), "{said}");
+}
+
+/// An install with `flags` over an S3 install whose keys are in the credentials Secret: the
+/// requests it made and what it said.
+async fn upgrade_with_stored_keys(flags: &[&str]) -> (Vec<Recorded>, String) {
     let installed = "StorageConfig:\n  S3Bucket: old\n  s3Region: us-east-1\n";
     let config = json!({
         "apiVersion": "v1", "kind": "Secret",
@@ -913,29 +957,12 @@ async fn another_kind_of_store_removes_the_old_keys() {
     let mut captured = Captured::default();
     install(
         Some(&client),
-        &install_args(&["--protocol", "oss", "--region", "oss-cn-hangzhou"]),
+        &install_args(flags),
         &no_env,
         &mut captured.console(),
     )
     .await
     .unwrap();
     drop(client);
-    let log = server.await.unwrap();
-    let daemon_set = log
-        .iter()
-        .find(|r| r.path.ends_with("/daemonsets/coredog-watcher") && r.method == "PATCH")
-        .unwrap();
-    let env = daemon_set.body["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
-    assert!(!env.contains("AWS_ACCESS_KEY_ID"), "{env}");
-    assert!(
-        log.iter().any(|r| r.method == "DELETE"
-            && r.path == "/api/v1/namespaces/coredog-system/secrets/coredog-storage-credentials"),
-        "{:?}",
-        log.iter().map(Recorded::line).collect::<Vec<_>>()
-    );
-    assert!(
-        captured.stderr().contains("are removed"),
-        "{}",
-        captured.stderr()
-    );
+    (server.await.unwrap(), captured.stderr())
 }

@@ -28,7 +28,7 @@ pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The watcher's configuration text, from `--config FILE`, the storage flags, or (on an
 /// upgrade without either) the Secret the last install wrote; what it says; and whether the
-/// flags moved the dumps to another kind of store, whose keys the stored ones are not.
+/// flags or the file moved the dumps to another kind of store, whose keys the stored ones are not.
 async fn config_text(
     args: &InstallArgs,
     client: Option<&Client>,
@@ -73,6 +73,13 @@ async fn config_text(
         UserError::new(format!("the storage configuration is not valid: {err}"))
             .hint("fix the key it names (README \"Configuration\" lists them)")
     })?;
+    if args.config.is_some() {
+        // An installed configuration that no longer loads says nothing of its store.
+        let installed = existing_config(client).await?;
+        other_store = installed
+            .and_then(|text| Config::from_yaml(&text).ok())
+            .is_some_and(|installed| installed.storage.protocol != config.storage.protocol);
+    }
     Ok((text, config, other_store))
 }
 
