@@ -126,25 +126,49 @@ impl MessageTemplate {
         self.labels_used.contains(key)
     }
 
-    /// Fills the template for one dump; `url` is where people download it. A value cannot
-    /// start a line of its own: the executable's path and the core's file name are the
-    /// tenant's to choose, and a newline in one would let it write a line of the message
-    /// (`Download: <another link>`). Control characters in values become `?`.
+    /// Fills the template for one dump; `url` is where people download it. The values are
+    /// made [`inert`]: the executable's path and the core's file name are the tenant's to
+    /// choose, and must not write a line or a link of the message.
     pub fn render(&self, record: &DumpRecord, url: &str) -> String {
         let mut out = String::new();
         for piece in &self.pieces {
             match piece {
                 Piece::Text(text) => out.push_str(text),
-                Piece::Variable(name) => out.push_str(&on_one_line(&value(name, record, url))),
+                // The link is the store's: an IPv6 endpoint's brackets are part of it.
+                Piece::Variable("corefile.url") => out.push_str(&on_one_line(url)),
+                Piece::Variable(name) => out.push_str(&inert(&value(name, record, url))),
             }
         }
         out
     }
 }
 
-/// `text` with its control characters (newlines among them) as `?`: a value the tenant chose
-/// (an executable's path, a core's file name) put into a message, where it must not start a
-/// line of its own.
+/// A value the tenant chose (an executable's path, a core's file name), made fit to put into a
+/// chat message: control characters (newlines among them) become `?`, so that it cannot write
+/// a line of its own (`Download: <another link>`), and the brackets of chat markup become
+/// their full-width forms (`<` `>` `[` `]` → `＜` `＞` `［` `］`), so that it cannot make a
+/// link (`[Download](https://elsewhere)`), a mention (`<@all>`, `<!channel>`) or a tag
+/// (`<font>`) in WeCom's markdown or Slack's mrkdwn.
+pub fn inert(text: &str) -> std::borrow::Cow<'_, str> {
+    let active = |c: char| c.is_control() || matches!(c, '<' | '>' | '[' | ']');
+    if !text.chars().any(active) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| match c {
+                '<' => '＜',
+                '>' => '＞',
+                '[' => '［',
+                ']' => '］',
+                c if c.is_control() => '?',
+                c => c,
+            })
+            .collect(),
+    )
+}
+
+/// `text` with its control characters (newlines among them) as `?`: it stays on its line.
 pub fn on_one_line(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return std::borrow::Cow::Borrowed(text);
@@ -213,6 +237,26 @@ mod tests {
         assert_eq!(
             text,
             "Exe: /app/x?Download: https://elsewhere.example/?\nDownload: https://example/dl"
+        );
+    }
+
+    /// Neither a link, a mention nor a tag: the value shows as written, in other brackets. The
+    /// download link keeps its own, an IPv6 endpoint's.
+    #[test]
+    fn a_value_cannot_write_markup() {
+        let mut record = sample();
+        record.exe =
+            "/app/[Download](https://elsewhere.example/)<@all><font color=\"warning\">".to_owned();
+        let text = MessageTemplate::parse("Exe: {process.exe} {corefile.url}", &BTreeMap::new())
+            .unwrap()
+            .render(&record, "http://[fd00::1]:9000/dumps/a%5B1%5D");
+        assert_eq!(
+            text,
+            "Exe: /app/［Download］(https://elsewhere.example/)＜@all＞＜font color=\"warning\"＞ http://[fd00::1]:9000/dumps/a%5B1%5D"
+        );
+        assert_eq!(
+            inert("/usr/bin/server"),
+            std::borrow::Cow::Borrowed("/usr/bin/server")
         );
     }
 

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use coredog_core::record::DumpRecord;
-use coredog_core::template::on_one_line;
+use coredog_core::template::inert;
 
 /// Whether a channel with `keyword` announces this crash. The keyword is a case-sensitive
 /// substring of one of the crash's names or label values, or a whole label written
@@ -135,13 +135,13 @@ pub fn follow_up_text(
         key.workload,
         key.namespace,
         human_duration(span),
-        on_one_line(latest_file)
+        inert(latest_file)
     );
     let _ = write!(
         text,
         "\nContainer: {}\nExecutable: {}",
         key.container,
-        on_one_line(&key.exe)
+        inert(&key.exe)
     );
     if !latest_url.is_empty() {
         let _ = write!(text, "\nDownload: {latest_url}");
@@ -153,9 +153,9 @@ pub fn follow_up_text(
 pub fn upload_failing_text(host_path: &str, reason: &str, failing_for: Duration) -> String {
     format!(
         "CoreDog cannot store {} for {}: {}. The file stays on the node and is retried.",
-        on_one_line(host_path),
+        inert(host_path),
         human_duration(failing_for),
-        on_one_line(reason)
+        inert(reason)
     )
 }
 
