@@ -90,6 +90,32 @@ fn without_url(err: reqwest::Error) -> reqwest::Error {
     err.without_url()
 }
 
+/// The most of an error answer's body read: an S3 error document is a few hundred bytes, and
+/// whatever else answers (a proxy's page, an object sent whole) is not worth holding.
+const MAX_ERROR_BODY: usize = 8 * 1024;
+
+/// The start of an error answer's body, as text, read within [`READ_TIMEOUT`].
+async fn error_text(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    let read = async {
+        while body.len() < MAX_ERROR_BODY {
+            match response.chunk().await {
+                Ok(Some(bytes)) => body.extend_from_slice(&bytes),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(READ_TIMEOUT, read).await;
+    body.truncate(MAX_ERROR_BODY);
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// The first byte of a `Content-Range: bytes FIRST-LAST/SIZE` header.
+fn range_start(header: &str) -> Option<u64> {
+    let (first, _) = header.strip_prefix("bytes ")?.split_once('-')?;
+    first.trim().parse().ok()
+}
+
 fn is_not_found(err: &S3Error) -> bool {
     matches!(err, S3Error::HttpFailWithBody(404, _))
 }
@@ -557,13 +583,29 @@ impl S3Store {
             .map_err(|_| S3Error::HttpFail)?
             .map_err(without_url)?;
         let status = response.status();
+        if status == reqwest::StatusCode::OK {
+            // The whole object, from a server or proxy that ignores ranges: not read.
+            return Err(S3Error::HttpFailWithBody(
+                status.as_u16(),
+                "the server sent the whole object where a range was asked for".to_owned(),
+            ));
+        }
         if status != reqwest::StatusCode::PARTIAL_CONTENT {
-            let body = tokio::time::timeout(READ_TIMEOUT, response.text())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default();
-            return Err(S3Error::HttpFailWithBody(status.as_u16(), body));
+            return Err(S3Error::HttpFailWithBody(
+                status.as_u16(),
+                error_text(response).await,
+            ));
+        }
+        let starts_at = response
+            .headers()
+            .get(reqwest::header::CONTENT_RANGE)
+            .and_then(|range| range.to_str().ok())
+            .and_then(range_start);
+        if starts_at != Some(*at) {
+            return Err(S3Error::HttpFailWithBody(
+                status.as_u16(),
+                format!("the answer is not the range asked for, from byte {}", *at),
+            ));
         }
         // A whole part may take long on a slow link; a stall of READ_TIMEOUT is a failure,
         // resumed from where it stopped.
@@ -648,8 +690,10 @@ impl PartUploader {
             .map_err(without_url)?;
         let status = response.status();
         if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(S3Error::HttpFailWithBody(status.as_u16(), body));
+            return Err(S3Error::HttpFailWithBody(
+                status.as_u16(),
+                error_text(response).await,
+            ));
         }
         let etag = response
             .headers()
@@ -721,6 +765,78 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
         );
+    }
+
+    /// A server on loopback that answers every request with `answer` (its status line and
+    /// headers) and then `body_bytes` bytes of `x`; its address.
+    async fn answering(answer: &'static str, body_bytes: usize) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut connection, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = connection.read(&mut request).await;
+                    let head = format!("{answer}\r\ncontent-length: {body_bytes}\r\n\r\n");
+                    let _ = connection.write_all(head.as_bytes()).await;
+                    let chunk = vec![b'x'; 64 * 1024];
+                    let mut left = body_bytes;
+                    while left > 0 {
+                        let n = left.min(chunk.len());
+                        if connection.write_all(&chunk[..n]).await.is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    fn store_at(address: std::net::SocketAddr) -> S3Store {
+        let yaml = format!(
+            "StorageConfig:\n  s3AccesskeyID: AKIDCOREDOGTEST\n  s3SecretAccessKey: secret\n  s3Region: us-east-1\n  S3Bucket: dumps\n  S3Endpoint: http://{address}\n"
+        );
+        let config = coredog_core::config::Config::from_yaml(&yaml).unwrap();
+        S3Store::from_config(&config.storage).unwrap()
+    }
+
+    /// A range read answered with the whole object (a proxy that ignores ranges), a range that
+    /// starts elsewhere, or a large error page: a failure that says so, without holding the
+    /// answer.
+    #[tokio::test]
+    async fn a_range_read_takes_only_the_range_asked_for() {
+        let (to, _from) = tokio::sync::mpsc::channel(4);
+        let key = "corefiles/ns/pod/a.core";
+        let whole = store_at(answering("HTTP/1.1 200 OK", 256 << 20).await);
+        let err = whole
+            .read_range(key, 0, 9, &to)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sent the whole object"), "{err}");
+
+        let elsewhere = answering(
+            "HTTP/1.1 206 Partial Content\r\ncontent-range: bytes 5-14/100",
+            10,
+        );
+        let err = store_at(elsewhere.await)
+            .read_range(key, 0, 9, &to)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not the range asked for"), "{err}");
+
+        let page = store_at(answering("HTTP/1.1 403 Forbidden", 1 << 20).await);
+        let err = page
+            .read_range(key, 0, 9, &to)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("xxxx"), "{err}");
+        assert!(err.len() < 2 * MAX_ERROR_BODY, "{} bytes", err.len());
     }
 
     #[test]
