@@ -231,7 +231,7 @@ pub struct StorageConfig {
     )]
     pub endpoint: Option<String>,
     /// Path-style addressing (`https://host/bucket/key`). Automatic for IP-address and
-    /// `localhost` endpoints when unset.
+    /// `localhost` endpoints, and for bucket names with dots over https, when unset.
     #[serde(
         rename = "s3ForcePathStyle",
         default,
@@ -404,6 +404,10 @@ impl StorageConfig {
         let configured = non_empty(&self.endpoint).map(str::to_owned);
         let raw = match (configured, self.protocol, self.region()) {
             (Some(endpoint), _, _) => endpoint,
+            // AWS's China regions are a partition of their own, with their own domain.
+            (None, Protocol::S3, Some(region)) if region.starts_with("cn-") => {
+                format!("s3.{region}.amazonaws.com.cn")
+            }
             (None, Protocol::S3, Some(region)) => format!("s3.{region}.amazonaws.com"),
             (None, Protocol::Cos, Some(region)) => format!("cos.{region}.myqcloud.com"),
             (None, Protocol::Oss, Some(region)) => format!("oss-{region}.aliyuncs.com"),
@@ -446,8 +450,18 @@ impl StorageConfig {
                 format!("{raw:?} is not a host[:port]"),
             ));
         }
+        // A scheme's own port, spelt out, is dropped: HTTP clients send `Host: host` for it, and
+        // a server that checks the signed host literally would refuse every presigned request
+        // signed for `host:443`.
+        let default_port = if scheme == "https" { ":443" } else { ":80" };
+        let authority = authority.strip_suffix(default_port).unwrap_or(authority);
         let host = host_of(authority).to_owned();
-        let automatic_path_style = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok();
+        // A bucket name with dots is no DNS label of the endpoint's certificate
+        // (`my.bucket.s3.amazonaws.com` is not covered by `*.s3.amazonaws.com`): over https it is
+        // addressed by path, as the AWS SDKs (and the system this replaces) do.
+        let dotted_bucket = scheme == "https" && self.bucket().is_some_and(|b| b.contains('.'));
+        let automatic_path_style =
+            host == "localhost" || host.parse::<std::net::IpAddr>().is_ok() || dotted_bucket;
         Ok(Endpoint {
             url: format!("{scheme}://{authority}"),
             path_style: self.force_path_style.unwrap_or(automatic_path_style),
@@ -966,6 +980,41 @@ CoreSight:
         )
         .unwrap();
         assert!(from_yaml.storage.endpoint().unwrap().path_style);
+
+        // A scheme's own port is dropped; another is kept.
+        let e = storage("https://s3.example:443", Protocol::S3)
+            .endpoint()
+            .unwrap();
+        assert_eq!(
+            (e.url.as_str(), e.host.as_str()),
+            ("https://s3.example", "s3.example")
+        );
+        let e = storage("http://[fd00::1]:80/", Protocol::S3)
+            .endpoint()
+            .unwrap();
+        assert_eq!(e.url, "http://[fd00::1]");
+        let e = storage("http://s3.example:443", Protocol::S3)
+            .endpoint()
+            .unwrap();
+        assert_eq!(e.url, "http://s3.example:443");
+
+        // A dotted bucket over https goes by path; over http, or when set, as configured.
+        let mut dotted = storage("s3.eu-west-1.amazonaws.com", Protocol::S3);
+        dotted.bucket = Some("dumps.example.com".to_owned());
+        assert!(dotted.endpoint().unwrap().path_style);
+        dotted.force_path_style = Some(false);
+        assert!(!dotted.endpoint().unwrap().path_style);
+        let mut plain_http = storage("http://minio.local:9000", Protocol::S3);
+        plain_http.bucket = Some("dumps.example.com".to_owned());
+        assert!(!plain_http.endpoint().unwrap().path_style);
+
+        // China's regions have their own domain.
+        let mut china = storage("", Protocol::S3);
+        china.region = Some("cn-northwest-1".to_owned());
+        assert_eq!(
+            china.endpoint().unwrap().url,
+            "https://s3.cn-northwest-1.amazonaws.com.cn"
+        );
     }
 
     #[test]
