@@ -44,6 +44,12 @@ fn upload_timeout(bytes: u64) -> Duration {
     REQUEST_TIMEOUT + Duration::from_secs(bytes / SLOWEST_UPLOAD_BYTES_PER_SECOND)
 }
 
+/// How long a CompleteMultipartUpload may take: S3 assembles the parts before it answers,
+/// which for thousands of them takes minutes.
+fn complete_timeout(parts: usize) -> Duration {
+    REQUEST_TIMEOUT + Duration::from_millis(60 * parts as u64)
+}
+
 pub struct S3Store {
     bucket: Box<Bucket>,
     http: reqwest::Client,
@@ -114,6 +120,14 @@ async fn error_text(mut response: reqwest::Response) -> String {
 fn range_start(header: &str) -> Option<u64> {
     let (first, _) = header.strip_prefix("bytes ")?.split_once('-')?;
     first.trim().parse().ok()
+}
+
+/// The `<Code>` of an S3 error answer.
+fn error_code_of(err: &S3Error) -> Option<&str> {
+    match err {
+        S3Error::HttpFailWithBody(_, body) => error_code(body),
+        _ => None,
+    }
 }
 
 fn is_not_found(err: &S3Error) -> bool {
@@ -255,18 +269,30 @@ impl S3Store {
                 return Err(err);
             }
         };
+        let part_count = completed_parts.len();
         let completed = options
             .retry
-            .run_while("complete multipart upload", is_transient, || {
+            .run_while("complete multipart upload", is_transient, || async {
                 self.bucket
+                    .with_request_timeout(complete_timeout(part_count))?
                     .complete_multipart_upload(key, &upload_id, completed_parts.clone())
+                    .await
             })
             .await;
-        if let Err(err) = completed {
-            self.abort(key, &upload_id).await;
-            return Err(s3_error("complete multipart upload", key)(err));
+        match completed {
+            Ok(_) => Ok(size),
+            // A try whose answer was lost (a timeout, a connection cut) may have completed the
+            // upload, which the next try then no longer finds: the object is there if its
+            // size is the core's, and storing it all again would not make it more so.
+            Err(err) if error_code_of(&err) == Some("NoSuchUpload") => match self.head(key).await {
+                Ok(Some(object)) if object.size == size => Ok(size),
+                _ => Err(s3_error("complete multipart upload", key)(err)),
+            },
+            Err(err) => {
+                self.abort(key, &upload_id).await;
+                Err(s3_error("complete multipart upload", key)(err))
+            }
         }
-        Ok(size)
     }
 
     async fn upload_parts(
@@ -728,6 +754,8 @@ fn parse_http_date(text: &str) -> Option<Timestamp> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     /// Its URLs are presigned: an error that showed one would put a working signature (and the
@@ -801,6 +829,113 @@ mod tests {
         );
         let config = coredog_core::config::Config::from_yaml(&yaml).unwrap();
         S3Store::from_config(&config.storage).unwrap()
+    }
+
+    /// An S3 whose first CompleteMultipartUpload completes the upload but never answers (its
+    /// answer lost to a timeout): the try after it finds no such upload, and the object stored.
+    async fn completing_silently(
+        stored: Arc<std::sync::atomic::AtomicU64>,
+    ) -> std::net::SocketAddr {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        tokio::spawn(async move {
+            while let Ok((connection, _)) = listener.accept().await {
+                let (stored, received) = (stored.clone(), received.clone());
+                tokio::spawn(async move {
+                    let mut connection = tokio::io::BufReader::new(connection);
+                    let mut head = String::new();
+                    let mut length = 0u64;
+                    loop {
+                        let mut line = String::new();
+                        if connection.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(value) =
+                            line.to_ascii_lowercase().strip_prefix("content-length:")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.push_str(&line);
+                    }
+                    let mut body = vec![0; length as usize];
+                    connection.read_exact(&mut body).await.unwrap();
+                    let request_line = head.lines().next().unwrap_or_default().to_owned();
+                    let (status, headers, body) = if request_line.starts_with("POST")
+                        && request_line.contains("uploads")
+                    {
+                        ("200 OK", String::new(), "<InitiateMultipartUploadResult><Bucket>dumps</Bucket><Key>k</Key><UploadId>u-1</UploadId></InitiateMultipartUploadResult>".to_owned())
+                    } else if request_line.starts_with("GET") && request_line.contains("uploads") {
+                        (
+                            "200 OK",
+                            String::new(),
+                            "<ListMultipartUploadsResult></ListMultipartUploadsResult>".to_owned(),
+                        )
+                    } else if request_line.starts_with("PUT") {
+                        received.fetch_add(length, Ordering::SeqCst);
+                        ("200 OK", "etag: \"e\"\r\n".to_owned(), String::new())
+                    } else if request_line.starts_with("POST") {
+                        if stored.load(Ordering::SeqCst) == 0 {
+                            stored.store(received.load(Ordering::SeqCst), Ordering::SeqCst);
+                            return;
+                        }
+                        ("404 Not Found", String::new(), "<Error><Code>NoSuchUpload</Code><Message>The specified upload does not exist.</Message></Error>".to_owned())
+                    } else if request_line.starts_with("HEAD") {
+                        let size = stored.load(Ordering::SeqCst);
+                        let found = if size == 0 { "404 Not Found" } else { "200 OK" };
+                        let _ = connection.get_mut().write_all(format!("HTTP/1.1 {found}\r\ncontent-length: {size}\r\nconnection: close\r\n\r\n").as_bytes()).await;
+                        return;
+                    } else {
+                        ("400 Bad Request", String::new(), String::new())
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = connection.get_mut().write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn an_upload_completed_by_a_try_whose_answer_was_lost_is_stored() {
+        let stored = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let store = store_at(completing_silently(stored.clone()).await);
+        let (sender, receiver) = crate::part_channel();
+        let feed = tokio::spawn(async move {
+            for _ in 0..2 {
+                sender.send(vec![7; 1024]).await.unwrap();
+            }
+            sender.finish();
+        });
+        let options = UploadOptions {
+            parts_in_flight: 2,
+            retry: RetryPolicy {
+                attempts: 3,
+                base: Duration::from_millis(10),
+                max: Duration::from_millis(10),
+            },
+            multipart_at_once: false,
+        };
+        let size = store
+            .upload(
+                "corefiles/ns/pod/a.core",
+                "application/zstd",
+                receiver,
+                options,
+            )
+            .await
+            .unwrap();
+        feed.await.unwrap();
+        assert_eq!(size, 2048);
+        assert_eq!(stored.load(std::sync::atomic::Ordering::SeqCst), 2048);
     }
 
     /// A range read answered with the whole object (a proxy that ignores ranges), a range that
