@@ -172,6 +172,11 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+/// How long a stopping webhook goes on serving, unready: the time for the endpoint controller
+/// and the API servers to stop sending it requests. Within the pods' 30 s of grace with the
+/// connections' drain.
+const WEBHOOK_ENDPOINTS_SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn run_webhook(args: WebhookArgs) -> anyhow::Result<()> {
     let cert = match (args.cert_secret, args.tls_cert, args.tls_key) {
         (Some(secret), _, _) => {
@@ -219,13 +224,18 @@ async fn run_webhook(args: WebhookArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     info!(address = %listener.local_addr()?, "webhook serving HTTPS");
     readiness.set(true);
-    tls::serve(
-        listener,
-        cert.server_config()?,
-        app,
-        coredog::shutdown_signal(),
-    )
-    .await;
+    let shutdown = async move {
+        coredog::shutdown_signal().await;
+        // The API servers still pick this pod until they see its endpoint go: answer them
+        // meanwhile, or pods created then miss their dump directory.
+        readiness.set(false);
+        info!(
+            seconds = WEBHOOK_ENDPOINTS_SETTLE.as_secs(),
+            "stopping: not ready, serving on while the endpoints change"
+        );
+        tokio::time::sleep(WEBHOOK_ENDPOINTS_SETTLE).await;
+    };
+    tls::serve(listener, cert.server_config()?, app, shutdown).await;
     info!("webhook stopped");
     Ok(())
 }

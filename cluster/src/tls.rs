@@ -29,6 +29,9 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long open connections are given to finish the requests they are serving once serving
+/// stops: twice the longest an API server waits for a webhook (`timeoutSeconds` 5 here).
+const CONNECTION_DRAIN: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Error)]
 pub enum TlsError {
@@ -226,7 +229,10 @@ fn reload(cert: &ReloadingCert, files: &CertificateFiles) {
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` resolves. Each connection is served
-/// with keep-alive; a client that does not finish its handshake in time is dropped.
+/// with keep-alive; a client that does not finish its handshake in time is dropped. Once
+/// `shutdown` resolves, no connection is accepted, and the open ones finish the requests they
+/// are serving (within [`CONNECTION_DRAIN`]) and close: an API server's request in flight is
+/// answered, not cut off.
 pub async fn serve(
     listener: TcpListener,
     config: Arc<ServerConfig>,
@@ -234,6 +240,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(config);
+    let (stop_connections, stopping) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -248,9 +256,11 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        while connections.try_join_next().is_some() {}
         let acceptor = acceptor.clone();
         let app = app.clone();
-        tokio::spawn(async move {
+        let mut stopping = stopping.clone();
+        connections.spawn(async move {
             let _ = stream.set_nodelay(true);
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
@@ -264,22 +274,99 @@ pub async fn serve(
                 }
             };
             let service = TowerToHyperService::new(app);
-            let result = hyper::server::conn::http1::Builder::new()
+            let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(30))
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(tls), service)
-                .await;
+                .serve_connection(TokioIo::new(tls), service);
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = async { drop(stopping.wait_for(|&stop| stop).await) } => {
+                    // Closes at once when idle, else after the request being served.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
             if let Err(err) = result {
                 debug!(%peer, error = %err, "connection ended with an error");
             }
         });
+    }
+    drop(listener);
+    let _ = stop_connections.send(true);
+    let drained = tokio::time::timeout(CONNECTION_DRAIN, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            open = connections.len(),
+            "connections still open after {CONNECTION_DRAIN:?}; closing them"
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request being served when serving stops is answered; the next connection is refused.
+    #[tokio::test]
+    async fn a_request_in_flight_when_serving_stops_is_answered() {
+        let issued = crate::certs::issue(&["localhost".to_owned()], 1).unwrap();
+        let key = certified_key_from_pem(
+            issued.cert_pem.as_bytes(),
+            issued.key_pem.as_bytes(),
+            "test",
+        )
+        .unwrap();
+        let config = ReloadingCert::new(key).server_config().unwrap();
+        let (begun, begun_rx) = tokio::sync::oneshot::channel::<()>();
+        let begun = Arc::new(std::sync::Mutex::new(Some(begun)));
+        let answered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let answered_in_handler = answered.clone();
+        let app = Router::new().route(
+            "/slow",
+            axum::routing::get(move || {
+                let (begun, answered) = (begun.clone(), answered_in_handler.clone());
+                async move {
+                    if let Some(begun) = begun.lock().unwrap().take() {
+                        let _ = begun.send(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    answered.store(true, std::sync::atomic::Ordering::SeqCst);
+                    "done"
+                }
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve(listener, config, app, async move {
+            let _ = begun_rx.await;
+        }));
+        let client = || {
+            reqwest::Client::builder()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(
+                    reqwest::Certificate::from_pem(issued.ca_pem.as_bytes()).unwrap(),
+                )
+                .resolve("localhost", address)
+                .build()
+                .unwrap()
+        };
+        let url = format!("https://localhost:{}/slow", address.port());
+        let request = tokio::spawn(client().get(&url).send());
+        // Serving stops while the request is being served, and returns once it is answered.
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(answered.load(std::sync::atomic::Ordering::SeqCst));
+        let answer = request.await.unwrap().unwrap();
+        assert_eq!(answer.text().await.unwrap(), "done");
+        assert!(client().get(&url).send().await.is_err());
+    }
 
     fn files(cert: &str, key: &str) -> CertificateFiles {
         CertificateFiles {

@@ -17,7 +17,7 @@ const V1: &str = "admission.k8s.io/v1";
 const V1BETA1: &str = "admission.k8s.io/v1beta1";
 
 struct Webhook {
-    _process: ChildGuard,
+    process: ChildGuard,
     /// What the webhook logs after its ready line.
     logs: LogLines,
     address: SocketAddr,
@@ -91,7 +91,7 @@ impl Webhook {
         };
         let address: SocketAddr = address.unwrap().parse().unwrap();
         Self {
-            _process: process,
+            process,
             logs,
             address,
             client: client_trusting(&issued.ca_pem, address),
@@ -536,6 +536,38 @@ async fn json_logs_are_one_object_a_line() {
             && message.contains("missing"),
         "{line}"
     );
+}
+
+/// Stopping (SIGTERM from the kubelet), the webhook is unready at once but answers the API
+/// servers that have not yet seen its endpoint go, on the connections they hold and on new
+/// ones; then it exits.
+#[tokio::test]
+async fn a_stopping_webhook_answers_until_its_endpoint_is_gone() {
+    let webhook = Webhook::start();
+    let pod = fixture("deployment-pod.json");
+    // A keep-alive connection, open before the signal.
+    webhook.review(V1, "CREATE", &pod).await;
+    webhook.process.signal("TERM");
+    webhook.logs.wait_for("not ready", Duration::from_secs(5));
+    let ready = webhook
+        .client
+        .get(webhook.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let answer = webhook.review(V1, "CREATE", &pod).await;
+    assert!(answer.get("patch").is_some(), "{answer}");
+    let new_connection = client_trusting(&webhook.ca_pem, webhook.address);
+    let healthy = new_connection
+        .get(webhook.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(healthy.status(), 200);
+    webhook
+        .logs
+        .wait_for("webhook stopped", Duration::from_secs(20));
 }
 
 #[tokio::test]
