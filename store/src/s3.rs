@@ -40,6 +40,10 @@ const PAGE_SIZE: usize = 1000;
 const REQUEST_URL_EXPIRY_SECONDS: u32 = 3600;
 
 /// The time a request sending `bytes` may take in all.
+/// The bucket the documented example (and the chart's default values) name. Bucket names are
+/// global: whoever owns this one would receive the cores of every cluster that kept it.
+pub const PLACEHOLDER_BUCKET: &str = "my-bucket-1234567890";
+
 fn upload_timeout(bytes: u64) -> Duration {
     REQUEST_TIMEOUT + Duration::from_secs(bytes / SLOWEST_UPLOAD_BYTES_PER_SECOND)
 }
@@ -174,6 +178,11 @@ impl S3Store {
         let name = storage
             .bucket()
             .ok_or_else(|| StoreError::Config("StorageConfig.S3Bucket is required".to_owned()))?;
+        if name == PLACEHOLDER_BUCKET {
+            return Err(StoreError::Config(format!(
+                "StorageConfig.S3Bucket is still the example's {PLACEHOLDER_BUCKET}, a bucket anyone may own: name your own"
+            )));
+        }
         let region = Region::Custom {
             region: storage.region().unwrap_or("us-east-1").to_owned(),
             endpoint: endpoint.url.clone(),
@@ -936,6 +945,17 @@ mod tests {
         feed.await.unwrap();
         assert_eq!(size, 2048);
         assert_eq!(stored.load(std::sync::atomic::Ordering::SeqCst), 2048);
+    }
+
+    #[test]
+    fn the_examples_bucket_is_refused() {
+        let yaml = "StorageConfig:\n  s3Region: ap-nanjing\n  S3Bucket: \"my-bucket-1234567890\"\n";
+        let config = coredog_core::config::Config::from_yaml(yaml).unwrap();
+        let err = S3Store::from_config(&config.storage)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("a bucket anyone may own"), "{err}");
     }
 
     /// A range read answered with the whole object (a proxy that ignores ranges), a range that
