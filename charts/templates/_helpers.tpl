@@ -47,7 +47,7 @@ so it is cut short enough for them.
 helm.sh/chart: {{ include "coredog.chart" . }}
 app.kubernetes.io/name: {{ include "coredog.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/version: {{ include "coredog.imageTag" . | quote }}
+app.kubernetes.io/version: {{ include "coredog.versionLabel" . | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: coredog
 {{- end }}
@@ -81,7 +81,20 @@ The image. Values files of the Go CoreDog chart name its image (coderflyfyf/core
 takes none of this chart's arguments: that image and its tag are replaced by this chart's own.
 */}}
 {{- define "coredog.goImage" -}}
-{{- eq .Values.image.repository "coderflyfyf/coredog" }}
+{{- regexMatch "^([^/]+/)?(library/)?coderflyfyf/coredog$" .Values.image.repository }}
+{{- end }}
+
+{{/*
+The image's tag as a label value (at most 63 of [A-Za-z0-9._-], alphanumeric at both ends);
+the chart's appVersion when the tag cannot be one, e.g. "1.2.3@sha256:...".
+*/}}
+{{- define "coredog.versionLabel" -}}
+{{- $tag := include "coredog.imageTag" . }}
+{{- if regexMatch "^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$" $tag }}
+{{- $tag }}
+{{- else }}
+{{- .Chart.AppVersion }}
+{{- end }}
 {{- end }}
 
 {{- define "coredog.imageTag" -}}
@@ -109,6 +122,9 @@ credentials belong in a Secret, which is where this text goes.
 {{- $parsed := fromYaml $text }}
 {{- if hasKey $parsed "Error" }}
 {{- fail (printf "config.coredog is not valid YAML: %s" (get $parsed "Error")) }}
+{{- end }}
+{{- if hasKey $parsed "CustomHandler" }}
+{{- fail "config.coredog: CustomHandler is not supported (CoreDog runs no scripts); remove it, and add a NoticeChannel with chan: webhook to receive every dump's record" }}
 {{- end }}
 {{- $text }}
 {{- end }}

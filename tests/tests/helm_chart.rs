@@ -434,10 +434,26 @@ fn a_values_file_of_the_go_chart_installs_unchanged() {
         serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     let render = render(Some(&file), &[]);
 
-    // The Go image takes none of these arguments: CoreDog's runs instead.
+    // The Go image takes none of these arguments: CoreDog's runs instead, however its
+    // registry is spelt.
     for workload in [render.watcher_container(), render.webhook_container()] {
         let image = workload["image"].as_str().unwrap();
         assert!(image.starts_with("ghcr.io/coredog-io/coredog:"), "{image}");
+    }
+    for spelt in [
+        "docker.io/coderflyfyf/coredog",
+        "mirror.example:5000/coderflyfyf/coredog",
+    ] {
+        let repository = format!("image.repository={spelt}");
+        let render = self::render(Some(&file), &[&repository, "image.tag=v1.0.7"]);
+        let image = render.watcher_container()["image"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            image.starts_with("ghcr.io/coredog-io/coredog:"),
+            "{spelt}: {image}"
+        );
     }
     // corefileVolume.hostPath.path is the dump directory, for the watcher and the webhook.
     assert_eq!(
@@ -879,11 +895,21 @@ fn the_schema_holds_the_core_pattern_to_what_the_kernel_accepts() {
         format!("/{}", "c".repeat(127)),
         "core.%e.%p".to_owned(),
         "|/usr/bin/handler %p".to_owned(),
+        // A directory, which the watcher refuses to set.
+        "/corefile/".to_owned(),
     ] {
         let err = template(RELEASE, None, &[&format!("nodeSetup.corePattern={bad}")])
             .expect_err(&format!("corePattern {bad:?} must be refused"));
         assert!(err.contains("corePattern"), "{err}");
     }
+    // The Go system's script hook, which the watcher would refuse at start.
+    let err = template(
+        RELEASE,
+        None,
+        &["config.coredog=CustomHandler:\n  enabled: false\n"],
+    )
+    .unwrap_err();
+    assert!(err.contains("CustomHandler is not supported"), "{err}");
     for bad in [
         "hostDir=relative/dir",
         "hostDir=/",
@@ -954,6 +980,18 @@ fn cert_manager_mode_mounts_the_issued_certificate() {
     let issuer = &certificates[0]["spec"]["issuerRef"];
     assert_eq!(issuer["name"], "corporate-ca");
     assert_eq!(issuer["kind"], "ClusterIssuer");
+
+    // An external issuer, of its own group and kind.
+    let render = self::render(
+        Some(&values("cert-manager-issuer")),
+        &[
+            "certManager.issuerRef.kind=AWSPCAClusterIssuer",
+            "certManager.issuerRef.group=awspca.cert-manager.io",
+        ],
+    );
+    let issuer = &render.all("Certificate")[0]["spec"]["issuerRef"];
+    assert_eq!(issuer["kind"], "AWSPCAClusterIssuer");
+    assert_eq!(issuer["group"], "awspca.cert-manager.io");
 }
 
 #[test]
@@ -1104,6 +1142,29 @@ fn every_object_carries_the_standard_labels() {
         let watcher_pod_labels = &render.watcher()["spec"]["template"]["metadata"]["labels"];
         assert_eq!(watcher_pod_labels["app.kubernetes.io/component"], "watcher");
     }
+}
+
+/// An image pinned by digest: its tag is no label value, the chart's version is.
+#[test]
+fn an_image_pinned_by_digest_is_labelled_with_the_charts_version() {
+    let digest = format!("image.tag=0.1.0@sha256:{}", "0".repeat(64));
+    let render = render(None, &[&digest]);
+    let image = render.watcher_container()["image"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(image.ends_with(&digest["image.tag=".len()..]), "{image}");
+    for object in &render.objects {
+        assert_eq!(
+            object["metadata"]["labels"]["app.kubernetes.io/version"],
+            "0.1.0"
+        );
+    }
+    let render = self::render(None, &["image.tag=1.2.3-rc.1"]);
+    assert_eq!(
+        render.watcher()["metadata"]["labels"]["app.kubernetes.io/version"],
+        "1.2.3-rc.1"
+    );
 }
 
 #[test]
