@@ -18,7 +18,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use coredog_core::node_status::core_pattern_argument;
+use coredog_core::node_status::{core_pattern_argument, core_pattern_problem};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::Api;
 use thiserror::Error;
@@ -29,9 +29,6 @@ pub const PROC_CORE_PATTERN: &str = "/proc/sys/kernel/core_pattern";
 
 /// The file in the state directory that remembers the node's original pattern.
 pub const PREVIOUS_PATTERN_FILE: &str = "previous-core-pattern";
-
-/// The kernel keeps the pattern in a 128-byte buffer that includes the terminating NUL.
-pub const MAX_PATTERN_BYTES: usize = 127;
 
 /// How long the question to the API server may take: the kubelet's grace period is short and the
 /// watcher still has to drain its uploads.
@@ -127,34 +124,16 @@ pub fn read_core_pattern(path: &Path) -> Option<String> {
         .map(|text| strip_newline(&text).to_owned())
 }
 
-/// Checks that `pattern` makes the kernel write a file CoreDog can pick up: an absolute path
-/// (a `|` pipe hands the core to a program instead) that fits the kernel's buffer, in printable
-/// ASCII so it survives logs, YAML and the sysctl interface unchanged.
+/// Checks that `pattern` makes the kernel write a file CoreDog can pick up
+/// ([`core_pattern_problem`]).
 pub fn validate_pattern(pattern: &str) -> Result<(), NodeSetupError> {
-    let invalid = |reason| {
-        Err(NodeSetupError::InvalidPattern {
+    match core_pattern_problem(pattern) {
+        Some(reason) => Err(NodeSetupError::InvalidPattern {
             pattern: pattern.to_owned(),
             reason,
-        })
-    };
-    if pattern.starts_with('|') {
-        return invalid("pipes cores to a program; CoreDog needs a file path");
+        }),
+        None => Ok(()),
     }
-    if !pattern.starts_with('/') {
-        return invalid(
-            "is not an absolute path; the kernel would write into the crashing process's working directory",
-        );
-    }
-    if pattern.ends_with('/') {
-        return invalid("ends with '/' and so names no file");
-    }
-    if pattern.len() > MAX_PATTERN_BYTES {
-        return invalid("is longer than the kernel's 127 bytes");
-    }
-    if !pattern.bytes().all(|byte| (0x20..=0x7e).contains(&byte)) {
-        return invalid("contains a character that is not printable ASCII");
-    }
-    Ok(())
 }
 
 /// Sets the kernel's pattern to `desired`, first saving the node's original pattern unless one

@@ -64,8 +64,35 @@ pub fn pattern_writes_into(core_pattern: &str, mount_path: &str) -> bool {
         return false;
     }
     match pattern.rsplit_once('/') {
-        Some((dir, _file)) => dir.trim_end_matches('/') == mount_path.trim_end_matches('/'),
+        Some((dir, _file)) => {
+            crate::mount_path::same_directory(dir, mount_path.trim_end_matches('/'))
+        }
         None => false,
+    }
+}
+
+/// The kernel keeps `kernel.core_pattern` in a 128-byte buffer that includes the closing NUL.
+pub const MAX_CORE_PATTERN_BYTES: usize = 127;
+
+/// Why `pattern` cannot be the `kernel.core_pattern` node setup sets, if it cannot: it must make
+/// the kernel write a file CoreDog can pick up, an absolute path (a `|` pipe hands the core to a
+/// program instead) naming a file, that fits the kernel's buffer, in printable ASCII so that it
+/// survives logs, YAML and the sysctl interface unchanged.
+pub fn core_pattern_problem(pattern: &str) -> Option<&'static str> {
+    if pattern.starts_with('|') {
+        Some("pipes cores to a program; CoreDog needs a file path")
+    } else if !pattern.starts_with('/') {
+        Some(
+            "is not an absolute path; the kernel would write into the crashing process's working directory",
+        )
+    } else if pattern.ends_with('/') {
+        Some("ends with '/' and so names no file")
+    } else if pattern.len() > MAX_CORE_PATTERN_BYTES {
+        Some("is longer than the kernel's 127 bytes")
+    } else if !pattern.bytes().all(|byte| (0x20..=0x7e).contains(&byte)) {
+        Some("contains a character that is not printable ASCII")
+    } else {
+        None
     }
 }
 
@@ -110,6 +137,19 @@ mod tests {
         ));
         assert!(!pattern_writes_into("core", "/corefile"));
         assert!(!pattern_writes_into("/corefile/sub/core", "/corefile"));
+        // The kernel resolves the pattern's directory as a path: spellings of one directory.
+        for spelt in ["//corefile/core.%p", "/corefile/./core.%p", "/x/../corefile/core"] {
+            assert!(pattern_writes_into(spelt, "/corefile"), "{spelt}");
+        }
+    }
+
+    #[test]
+    fn core_patterns_node_setup_may_set() {
+        assert_eq!(core_pattern_problem("/corefile/core.%e.%p.%h.%t"), None);
+        for bad in ["|/bin/handler %p", "core", "/corefile/", "/corefile/core\u{e9}"] {
+            assert!(core_pattern_problem(bad).is_some(), "{bad}");
+        }
+        assert!(core_pattern_problem(&format!("/{}", "c".repeat(127))).is_some());
     }
 
     #[test]

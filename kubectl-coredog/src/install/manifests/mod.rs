@@ -62,8 +62,6 @@ pub const HOST_DUMPS_VOLUME: &str = "corefile";
 /// Where the watcher container mounts its own volumes: a CFS share may not go there.
 const WATCHER_OWN_PATHS: [&str; 4] = ["/corefile", "/etc/coredog", "/tmp", STATE_HOST_DIR];
 const LOG_FORMAT: &str = "logfmt";
-/// The kernel truncates longer patterns.
-const MAX_CORE_PATTERN_LEN: usize = 127;
 
 /// Static storage keys, given to the watcher through their own Secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -148,10 +146,10 @@ impl Settings {
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ManifestError {
-    #[error("--host-dir {0:?} must be an absolute path other than /")]
+    #[error("--host-dir {0:?} must be an absolute path other than /, without '.', '..' or '//'")]
     HostDir(String),
-    #[error("--core-pattern {0:?} must be an absolute path (no pipe) of at most 127 characters")]
-    CorePattern(String),
+    #[error("--core-pattern {0:?} {1}")]
+    CorePattern(String, &'static str),
     #[error("--image must not be empty")]
     Image,
     #[error("--cfs-nfs {0:?} must be SERVER:/EXPORT")]
@@ -209,14 +207,14 @@ pub fn display_name(resource: &ApiResource, name: &str) -> String {
 /// Every object install creates, in the order it applies them: what others refer to first, the
 /// webhook configuration last (the API server should call only a webhook that exists).
 pub fn build(settings: &Settings) -> Result<Vec<Manifest>, ManifestError> {
-    let host_dir = settings.host_dir.trim_end_matches('/');
-    if !settings.host_dir.starts_with('/') || host_dir.is_empty() {
-        return Err(ManifestError::HostDir(settings.host_dir.clone()));
-    }
+    // Checked as the webhook and the watcher check them at start: refused here, not in a
+    // crash loop on every node.
+    let host_dir = coredog_core::layout::parse_host_dir(&settings.host_dir)
+        .map_err(|_| ManifestError::HostDir(settings.host_dir.clone()))?;
     if let Some(pattern) = &settings.core_pattern
-        && (!pattern.starts_with('/') || pattern.len() > MAX_CORE_PATTERN_LEN)
+        && let Some(problem) = coredog_core::node_status::core_pattern_problem(pattern)
     {
-        return Err(ManifestError::CorePattern(pattern.clone()));
+        return Err(ManifestError::CorePattern(pattern.clone(), problem));
     }
     if settings.image.trim().is_empty() {
         return Err(ManifestError::Image);
@@ -242,8 +240,8 @@ pub fn build(settings: &Settings) -> Result<Vec<Manifest>, ManifestError> {
         Manifest::new(&role_binding(WEBHOOK, labels.webhook()))?,
         Manifest::new(&role_binding(WATCHER, labels.watcher()))?,
         Manifest::new(&webhook_service(&labels))?,
-        Manifest::new(&watcher_daemon_set(settings, host_dir, &labels))?,
-        Manifest::new(&webhook_deployment(settings, host_dir, &labels))?,
+        Manifest::new(&watcher_daemon_set(settings, &host_dir, &labels))?,
+        Manifest::new(&webhook_deployment(settings, &host_dir, &labels))?,
         Manifest::new(&webhook_configuration(settings, &labels))?,
     ]);
     Ok(manifests)
@@ -554,7 +552,14 @@ mod tests {
         assert!(matches!(build(&bad), Err(ManifestError::HostDir(_))));
         let mut bad = settings();
         bad.core_pattern = Some("|/usr/lib/systemd/systemd-coredump".into());
-        assert!(matches!(build(&bad), Err(ManifestError::CorePattern(_))));
+        assert!(matches!(build(&bad), Err(ManifestError::CorePattern(..))));
+        // What the webhook and the watcher would refuse at start.
+        let mut bad = settings();
+        bad.core_pattern = Some("/corefile/".into());
+        assert!(matches!(build(&bad), Err(ManifestError::CorePattern(..))));
+        let mut bad = settings();
+        bad.host_dir = "/data/../dumps".into();
+        assert!(matches!(build(&bad), Err(ManifestError::HostDir(_))));
     }
 
     #[test]
