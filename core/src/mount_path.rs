@@ -151,8 +151,16 @@ pub fn same_directory(mount_path: &str, path: &str) -> bool {
     if plain {
         return mount_path == path;
     }
+    resolved_parts(mount_path)
+        .into_iter()
+        .eq(path.split('/').filter(|part| !part.is_empty()))
+}
+
+/// The directory names `path` comes to from `/`, as the kernel and the container runtime
+/// resolve it: `//corefile/./x/..` is `["corefile"]`.
+fn resolved_parts(path: &str) -> Vec<&str> {
     let mut resolved: Vec<&str> = Vec::new();
-    for part in mount_path.split('/') {
+    for part in path.split('/') {
         match part {
             "" | "." => {}
             ".." => {
@@ -162,8 +170,11 @@ pub fn same_directory(mount_path: &str, path: &str) -> bool {
         }
     }
     resolved
-        .into_iter()
-        .eq(path.split('/').filter(|part| !part.is_empty()))
+}
+
+/// `path` resolved from `/` and spelt plainly: `//corefile/./x/..` is `/corefile`.
+pub fn resolved(path: &str) -> String {
+    ["/", &resolved_parts(path).join("/")].concat()
 }
 
 /// Whether the absolute `path` is `dir` or lies below it (`/corefiles` is not under `/corefile`).

@@ -138,7 +138,11 @@ mod tests {
         assert!(!pattern_writes_into("core", "/corefile"));
         assert!(!pattern_writes_into("/corefile/sub/core", "/corefile"));
         // The kernel resolves the pattern's directory as a path: spellings of one directory.
-        for spelt in ["//corefile/core.%p", "/corefile/./core.%p", "/x/../corefile/core"] {
+        for spelt in [
+            "//corefile/core.%p",
+            "/corefile/./core.%p",
+            "/x/../corefile/core",
+        ] {
             assert!(pattern_writes_into(spelt, "/corefile"), "{spelt}");
         }
     }
@@ -146,7 +150,12 @@ mod tests {
     #[test]
     fn core_patterns_node_setup_may_set() {
         assert_eq!(core_pattern_problem("/corefile/core.%e.%p.%h.%t"), None);
-        for bad in ["|/bin/handler %p", "core", "/corefile/", "/corefile/core\u{e9}"] {
+        for bad in [
+            "|/bin/handler %p",
+            "core",
+            "/corefile/",
+            "/corefile/core\u{e9}",
+        ] {
             assert!(core_pattern_problem(bad).is_some(), "{bad}");
         }
         assert!(core_pattern_problem(&format!("/{}", "c".repeat(127))).is_some());

@@ -413,10 +413,12 @@ async fn a_broken_cluster_fails_with_a_fix_for_each_problem() {
         app_pods: vec![
             app_pod("web-1", "node-1", true),
             app_pod("web-2", "node-3", false),
+            app_pod("web-3", "node-2", true),
         ],
     }));
     let probe = Probe {
         answers: vec![
+            ("web-3", main_process(CoreSizeLimit::Unlimited)),
             ("web-1", main_process(CoreSizeLimit::Off)),
             (
                 "web-2",
@@ -461,9 +463,11 @@ async fn a_broken_cluster_fails_with_a_fix_for_each_problem() {
 ✔ deployment.apps/web opted in: dump directory at /corefile for every container
 ✘ namespace shop enforces Pod Security \"baseline\", which forbids the dump directory's hostPath volume: injected pods are rejected
     fix: kubectl label namespace shop pod-security.kubernetes.io/enforce=privileged --overwrite
-✘ 1 of 2 running pods of deployment.apps/web have no dump directory
+✘ 1 of 3 running pods of deployment.apps/web have no dump directory
     web-2: created before the webhook or while it was unreachable (restart it), or in a namespace the webhook leaves out
     fix: kubectl -n shop rollout restart deployment.apps/web (the webhook injects the new pods)
+✘ pods of deployment.apps/web run on node node-2 without a watcher: their dumps are not shipped
+    fix: let the DaemonSet coredog-system/coredog-watcher run there (its nodeSelector, affinity and tolerations; the chart's watcher.nodeSelector and watcher.tolerations), or keep deployment.apps/web off those nodes
 ✘ kernel.core_pattern on node node-1 does not write into /corefile: dumps of deployment.apps/web never reach CoreDog
     kernel.core_pattern=|/usr/lib/systemd/systemd-coredump %P %u %g %s %t %c %h on node-1
     fix: on each of those nodes run `sysctl -w kernel.core_pattern=/corefile/core.%e.%p.%h.%t` (and persist it in /etc/sysctl.d/), or let the watchers set it: kubectl coredog install --node-setup
@@ -471,10 +475,10 @@ async fn a_broken_cluster_fails_with_a_fix_for_each_problem() {
     web-2/app: exec: \"sh\": executable file not found in $PATH
     fix: raise the limit where the process starts, e.g. command: [\"sh\", \"-c\", \"ulimit -c unlimited && exec ./server\"]
 
-9 problems and 2 warnings found.
+10 problems and 2 warnings found.
 "
     );
-    assert_eq!(verdict.failures, 9);
+    assert_eq!(verdict.failures, 10);
     assert_eq!(verdict.exit_code(), 1);
 }
 

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::when::age;
 use coredog_core::node_status::{NODE_STATUS_ANNOTATION, NodeStatus};
 use coredog_core::template::human_bytes;
 use k8s_openapi::api::core::v1::{
@@ -266,6 +267,10 @@ pub(super) fn watchers(snapshot: &ClusterSnapshot) -> Check {
                 tainted |= reason.starts_with("taint");
                 problems.push(format!("node {name}: no watcher: {reason}"));
             }
+            // Its pod's phase is the last the node reported: the node is what to look at.
+            Some(_) if !node_ready(node) => {
+                problems.push(format!("node {name}: the node is NotReady"));
+            }
             Some(pod) if !pod_ready(pod) => problems.push(format!(
                 "node {name}: watcher {} is not ready ({})",
                 pod.name_any(),
@@ -358,6 +363,27 @@ pub(super) fn node_reports(pods: &[Pod]) -> BTreeMap<String, Option<NodeStatus>>
         .collect()
 }
 
+/// Why the directory of the absolute `pattern` can hold no pod's dump directory, if it cannot:
+/// the webhook mounts none at a system directory (`/var/crash`), and the kernel makes no
+/// directory, so one named by a specifier (`/corefile/%h`) never exists.
+fn unmountable(pattern: &str) -> Option<String> {
+    let (dir, _) = pattern.rsplit_once('/')?;
+    if dir.contains('%') {
+        return Some(format!(
+            "its directory {dir} holds a specifier, and the kernel creates no directory"
+        ));
+    }
+    // The kernel resolves `//corefile/.` as `/corefile`: only where it ends up matters.
+    let resolved = coredog_core::mount_path::resolved(dir);
+    coredog_core::mount_path::MountPath::parse(&resolved)
+        .err()
+        .map(|err| err.to_string())
+}
+
+/// A watcher writes its report every minute: one older than this comes from a watcher that
+/// stopped (its node down, or its API access gone) and says nothing of now.
+const STALE_REPORT: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
+
 pub(super) fn pattern_fix() -> String {
     format!(
         "on each of those nodes run `sysctl -w kernel.core_pattern={DEFAULT_CORE_PATTERN}` (and persist it in /etc/sysctl.d/), or let the watchers set it: kubectl coredog install --node-setup"
@@ -373,6 +399,7 @@ pub(super) fn node_statuses(snapshot: &ClusterSnapshot) -> Vec<Check> {
         return Vec::new();
     }
     let mut unknown = Vec::new();
+    let mut stale = Vec::new();
     let mut patterns: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut storage_failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut storage_ok = 0usize;
@@ -382,6 +409,14 @@ pub(super) fn node_statuses(snapshot: &ClusterSnapshot) -> Vec<Check> {
             unknown.push(node.clone());
             continue;
         };
+        let report_age = snapshot.now.duration_since(report.updated_at);
+        if report_age > STALE_REPORT {
+            stale.push(format!(
+                "node {node}: last report {} ago",
+                age(report_age.unsigned_abs())
+            ));
+            continue;
+        }
         match &report.core_pattern {
             Some(pattern) => patterns
                 .entry(pattern.clone())
@@ -435,6 +470,11 @@ pub(super) fn node_statuses(snapshot: &ClusterSnapshot) -> Vec<Check> {
                 ),
                 pattern_fix(),
             )
+        } else if let Some(why) = unmountable(trimmed) {
+            Check::fail(
+                format!("kernel.core_pattern {pattern} on {on} writes where no pod's dump directory can be: {why}"),
+                pattern_fix(),
+            )
         } else {
             Check::ok(format!("kernel.core_pattern is {pattern} on {on}"))
         });
@@ -445,6 +485,19 @@ pub(super) fn node_statuses(snapshot: &ClusterSnapshot) -> Vec<Check> {
             if unknown.len() == 1 { "" } else { "s" },
             names(&unknown)
         )));
+    }
+    if !stale.is_empty() {
+        checks.push(
+            Check::warn(format!(
+                "{} watcher{} stopped reporting (every minute when running): {} node{} down, or the watcher without API access; what {} last said is not counted",
+                stale.len(),
+                if stale.len() == 1 { " has" } else { "s have" },
+                if stale.len() == 1 { "its" } else { "their" },
+                if stale.len() == 1 { " may be" } else { "s may be" },
+                if stale.len() == 1 { "it" } else { "they" },
+            ))
+            .details(stale),
+        );
     }
     for (reason, nodes) in &storage_failures {
         checks.push(Check::fail(
@@ -581,6 +634,82 @@ mod tests {
             nodes: Lookup::Found(nodes),
             watcher_pods: Lookup::Found(pods),
         }
+    }
+
+    /// A watcher on `node` whose last report, at `at`, says `pattern`.
+    fn reporting(node: &str, pattern: &str, at: &str) -> Pod {
+        let mut pod = watcher_on(node);
+        let status = serde_json::json!({"node": node, "corePattern": pattern, "corefileDir": "/corefile", "storage": "ok", "backlogFiles": 0, "backlogBytes": 0, "updatedAt": at});
+        pod.metadata.annotations = Some(BTreeMap::from([(
+            NODE_STATUS_ANNOTATION.to_owned(),
+            status.to_string(),
+        )]));
+        pod
+    }
+
+    /// Absolute patterns the kernel follows, but into no directory a pod can mount there.
+    #[test]
+    fn a_pattern_into_a_system_directory_fails() {
+        let verdict = |pattern: &str| {
+            let snapshot = snapshot(
+                &[],
+                vec![node("node-1", &[])],
+                vec![reporting("node-1", pattern, "2026-06-01T00:00:00Z")],
+            );
+            node_statuses(&snapshot).remove(0)
+        };
+        for unmountable in ["/var/crash/core.%e.%p", "/corefile/%h/core", "/core.%p"] {
+            let check = verdict(unmountable);
+            assert_eq!(check.level, crate::doctor::Level::Fail, "{check:?}");
+            assert!(
+                check
+                    .title
+                    .contains("writes where no pod's dump directory can be"),
+                "{check:?}"
+            );
+        }
+        for mountable in ["/corefile/core.%e.%p", "//data/dumps/./core"] {
+            let check = verdict(mountable);
+            assert_eq!(check.level, crate::doctor::Level::Ok, "{check:?}");
+        }
+    }
+
+    /// A node that went down keeps its watcher pod as it last was: the node is named, not the
+    /// pod, and what its watcher last reported is not taken for now.
+    #[test]
+    fn a_node_that_went_down_is_named_and_its_last_report_not_counted() {
+        let mut down = node("node-2", &[]);
+        if let Some(status) = down.status.as_mut() {
+            status.conditions = Some(vec![k8s_openapi::api::core::v1::NodeCondition {
+                type_: "Ready".into(),
+                status: "Unknown".into(),
+                ..Default::default()
+            }]);
+        }
+        let reporting = |node: &str, at: &str| reporting(node, "/corefile/core.%p", at);
+        let snapshot = snapshot(
+            &[],
+            vec![node("node-1", &[]), down],
+            vec![
+                reporting("node-1", "2026-05-31T23:59:30Z"),
+                reporting("node-2", "2026-05-31T23:40:00Z"),
+            ],
+        );
+        let check = watchers(&snapshot);
+        assert_eq!(check.level, crate::doctor::Level::Fail, "{check:?}");
+        assert_eq!(check.details, ["node node-2: the node is NotReady"]);
+
+        let checks = node_statuses(&snapshot);
+        let titles: Vec<&str> = checks.iter().map(|check| check.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            [
+                "kernel.core_pattern is /corefile/core.%p on node node-1",
+                "1 watcher has stopped reporting (every minute when running): its node may be down, or the watcher without API access; what it last said is not counted",
+                "storage is reachable from 1 node",
+            ]
+        );
+        assert_eq!(checks[1].details, ["node node-2: last report 20m0s ago"]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::nodes::{node_reports, pattern_fix, pod_node};
 use super::{denied, names, set_operator_holds};
 use crate::doctor::exec::{CoreSizeLimit, LimitSource};
 use crate::doctor::{Check, ClusterSnapshot, Level, Lookup, WorkloadSnapshot};
-use crate::install::manifests::{NAMESPACE, WEBHOOK_NAME};
+use crate::install::manifests::{NAMESPACE, WATCHER, WEBHOOK_NAME};
 use crate::status::{NotInjected, PREDATES_OPT_IN, asks_for_injection, injection, live};
 use crate::workload::{Workload, WorkloadKind};
 
@@ -70,6 +70,12 @@ pub fn workload_checks(cluster: &ClusterSnapshot, snapshot: &WorkloadSnapshot) -
         checks.push(injected_pods(snapshot, workload));
     }
     // Without its pods, the nodes they run on are unknown.
+    if request.is_some()
+        && snapshot.pods_denied.is_none()
+        && let Some(check) = pods_without_a_watcher(cluster, snapshot)
+    {
+        checks.push(check);
+    }
     if let Some(request) = &request
         && snapshot.pods_denied.is_none()
         && let Some(check) = pattern_matches_path(cluster, snapshot, request.path.as_str())
@@ -274,13 +280,8 @@ fn injected_pods(snapshot: &WorkloadSnapshot, workload: &Workload) -> Check {
     .details(missing)
 }
 
-/// Whether the core_pattern of the nodes its pods run on writes into the workload's path.
-fn pattern_matches_path(
-    cluster: &ClusterSnapshot,
-    snapshot: &WorkloadSnapshot,
-    path: &str,
-) -> Option<Check> {
-    let reports = node_reports(cluster.watcher_pods.found()?);
+/// The nodes the workload's pods run on, each once.
+fn nodes_of_running_pods(snapshot: &WorkloadSnapshot) -> Vec<String> {
     let mut nodes: Vec<String> = snapshot
         .pods
         .iter()
@@ -289,6 +290,38 @@ fn pattern_matches_path(
         .collect();
     nodes.sort();
     nodes.dedup();
+    nodes
+}
+
+/// The nodes its running pods are on that have no watcher: their dumps stay there.
+fn pods_without_a_watcher(cluster: &ClusterSnapshot, snapshot: &WorkloadSnapshot) -> Option<Check> {
+    let watched = node_reports(cluster.watcher_pods.found()?);
+    let mut unwatched = nodes_of_running_pods(snapshot);
+    unwatched.retain(|node| !watched.contains_key(node));
+    (!unwatched.is_empty()).then(|| {
+        Check::fail(
+            format!(
+                "pods of {} run on node{} {} without a watcher: their dumps are not shipped",
+                snapshot.reference,
+                if unwatched.len() == 1 { "" } else { "s" },
+                names(&unwatched)
+            ),
+            format!(
+                "let the DaemonSet {NAMESPACE}/{WATCHER} run there (its nodeSelector, affinity and tolerations; the chart's watcher.nodeSelector and watcher.tolerations), or keep {} off those nodes",
+                snapshot.reference
+            ),
+        )
+    })
+}
+
+/// Whether the core_pattern of the nodes its pods run on writes into the workload's path.
+fn pattern_matches_path(
+    cluster: &ClusterSnapshot,
+    snapshot: &WorkloadSnapshot,
+    path: &str,
+) -> Option<Check> {
+    let reports = node_reports(cluster.watcher_pods.found()?);
+    let mut nodes = nodes_of_running_pods(snapshot);
     if nodes.is_empty() {
         nodes = reports.keys().cloned().collect();
     }
@@ -296,9 +329,12 @@ fn pattern_matches_path(
     let mut wrong: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut right = Vec::new();
     for node in nodes {
-        match reports
-            .get(&node)
-            .and_then(|report| report.as_ref())
+        // A node without a watcher is a check of its own.
+        let Some(report) = reports.get(&node) else {
+            continue;
+        };
+        match report
+            .as_ref()
             .and_then(|report| report.core_pattern.clone())
         {
             None => unknown.push(node),
@@ -307,11 +343,12 @@ fn pattern_matches_path(
         }
     }
     if let Some((pattern, nodes)) = wrong.iter().next() {
+        // A directory with a specifier is one the kernel does not make: no path to offer.
         let directory = pattern
             .trim()
             .rsplit_once('/')
             .map(|(dir, _)| dir.to_owned())
-            .filter(|dir| MountPath::parse(dir).is_ok());
+            .filter(|dir| !dir.contains('%') && MountPath::parse(dir).is_ok());
         let fix = match directory {
             Some(dir) => format!(
                 "kubectl coredog enable {} -n {} --path {dir} (or change kernel.core_pattern on those nodes)",
