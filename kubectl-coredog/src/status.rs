@@ -155,13 +155,8 @@ pub fn live(pod: &Pod) -> bool {
 
 /// How a workload's pods are re-created with the pod template it has now.
 fn recreate_hint(workload: &Workload) -> String {
-    if workload.rolls_out() {
-        format!(
-            "kubectl -n {} rollout restart {}/{}",
-            workload.namespace(),
-            workload.kind.resource_name(),
-            workload.name()
-        )
+    if let Some(command) = workload.rollout_command() {
+        command
     } else {
         match workload.kind {
             WorkloadKind::Job | WorkloadKind::CronJob => "its next pods get it".to_owned(),

@@ -221,7 +221,9 @@ impl Workload {
             self.kind,
             WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::DaemonSet
         );
-        if rolling_kind && !self.rolls_out() {
+        if self.paused() {
+            "it is paused: its pods get it once it is resumed (kubectl rollout resume)"
+        } else if rolling_kind && !self.rolls_out() {
             "its update strategy is OnDelete: pods get it when they are deleted and re-created"
         } else {
             self.kind.rollout_note()
@@ -234,6 +236,30 @@ impl Workload {
             self.kind,
             WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::DaemonSet
         ) && self.object.data["spec"]["updateStrategy"]["type"] != "OnDelete"
+            && !self.paused()
+    }
+
+    /// A paused Deployment rolls nothing out, and refuses `rollout restart`, until resumed.
+    pub fn paused(&self) -> bool {
+        self.kind == WorkloadKind::Deployment && self.object.data["spec"]["paused"] == true
+    }
+
+    /// How to have its pods re-created with its pod template as it is now, when a rollout
+    /// does it: `rollout restart`, or `rollout resume` for a paused Deployment.
+    pub fn rollout_command(&self) -> Option<String> {
+        let verb = if self.paused() {
+            "resume"
+        } else if self.rolls_out() {
+            "restart"
+        } else {
+            return None;
+        };
+        Some(format!(
+            "kubectl -n {} rollout {verb} {}/{}",
+            self.namespace(),
+            self.kind.resource_name(),
+            self.name()
+        ))
     }
 
     pub fn name(&self) -> String {

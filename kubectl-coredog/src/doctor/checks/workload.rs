@@ -254,12 +254,8 @@ fn injected_pods(snapshot: &WorkloadSnapshot, workload: &Workload) -> Check {
         format!(
             "correct coredog.io/container or coredog.io/path (kubectl coredog enable {reference} -n {namespace} --path PATH --container NAMES), then re-create the pods"
         )
-    } else if workload.rolls_out() {
-        format!(
-            "kubectl -n {namespace} rollout restart {}/{} (the webhook injects the new pods)",
-            kind.resource_name(),
-            reference.name
-        )
+    } else if let Some(command) = workload.rollout_command() {
+        format!("{command} (the webhook injects the new pods)")
     } else if kind == WorkloadKind::CronJob {
         "its next runs get the dump directory".to_owned()
     } else if kind == WorkloadKind::Job {
@@ -553,6 +549,22 @@ mod tests {
         assert!(
             check.fix.as_deref().unwrap().contains("delete those pods"),
             "{check:?}"
+        );
+
+        // A paused Deployment refuses a restart, and its ReplicaSet would re-create deleted
+        // pods as they were: it rolls out once resumed.
+        let mut paused = workload(WorkloadKind::Deployment, "RollingUpdate");
+        paused.object.data["spec"]["paused"] = serde_json::json!(true);
+        let check = injected_pods(&missed, &paused);
+        assert_eq!(
+            check.fix.as_deref(),
+            Some(
+                "kubectl -n shop rollout resume deployment.apps/db (the webhook injects the new pods)"
+            )
+        );
+        assert_eq!(
+            paused.rollout_note(),
+            "it is paused: its pods get it once it is resumed (kubectl rollout resume)"
         );
 
         // The webhook refuses these pods as they are: re-creating them changes nothing.
