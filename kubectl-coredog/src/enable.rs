@@ -450,7 +450,7 @@ async fn apply_change(
     }
     api.patch(&reference.name, &params, &Patch::Merge(&patch))
         .await
-        .map_err(|err| patch_error(&reference, err))?;
+        .map_err(|err| patch_error(&reference, change, err))?;
     console.line(&format!(
         "{reference} {}{}: {}; {}",
         change.verb(),
@@ -468,13 +468,21 @@ fn where_(scope: &Scope) -> String {
     }
 }
 
-fn patch_error(reference: &WorkloadRef, err: kube::Error) -> anyhow::Error {
+fn patch_error(reference: &WorkloadRef, change: &Change, err: kube::Error) -> anyhow::Error {
     let invalid = matches!(&err, kube::Error::Api(status) if status.code == 422);
     if invalid && reference.kind == WorkloadKind::Job {
+        let hint = match change {
+            Change::Enable { .. } => {
+                "opt in the CronJob that creates it, or re-create the Job with the annotations"
+            }
+            Change::Disable => {
+                "opt out the CronJob that creates it, or re-create the Job without the annotations"
+            }
+        };
         return UserError::new(format!(
             "{reference}: Kubernetes does not let a Job's pod template change once it exists"
         ))
-        .hint("opt in the CronJob that creates it, or re-create the Job with the annotations")
+        .hint(hint)
         .into();
     }
     UserError::new(format!("{reference}: {}", kube_message(&err)))

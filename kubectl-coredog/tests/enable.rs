@@ -320,37 +320,55 @@ async fn missing_workloads_and_unknown_containers_fail_clearly() {
 
 #[tokio::test]
 async fn a_started_job_cannot_change_and_says_what_to_do() {
-    let job = json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": "once", "namespace": "shop"},
-        "spec": {"template": {"spec": {"containers": [{"name": "job", "image": "x"}], "restartPolicy": "Never"}}}
-    });
-    let (client, server) = api_server(move |request| match request.method.as_str() {
-        "GET" => ok(job.clone()),
-        _ => status(
-            422,
-            "Invalid",
-            "Job.batch \"once\" is invalid: spec.template: field is immutable",
+    let opted_in = json!({"coredog.io/inject": "true", "coredog.io/path": "/corefile"});
+    for (change, annotations, hint) in [
+        (
+            Change::enable(Some("/corefile"), Some(&[])).unwrap(),
+            json!({}),
+            "opt in the CronJob that creates it, or re-create the Job with the annotations",
         ),
-    });
-    let mut captured = Captured::default();
-    let change = Change::enable(Some("/corefile"), Some(&[])).unwrap();
-    let result = run(
-        &client,
-        &shop(),
-        &refs(&["job/once"]),
-        &change,
-        DryRun::None,
-        &mut captured.console(),
-    )
-    .await;
-    drop(client);
-    server.await.unwrap();
-    assert!(result.is_err());
-    assert_eq!(
-        captured.stderr(),
-        "error: job.batch/once: Kubernetes does not let a Job's pod template change once it exists\nhint: opt in the CronJob that creates it, or re-create the Job with the annotations\n"
-    );
+        (
+            Change::Disable,
+            opted_in.clone(),
+            "opt out the CronJob that creates it, or re-create the Job without the annotations",
+        ),
+    ] {
+        let job = json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "once", "namespace": "shop"},
+            "spec": {"template": {
+                "metadata": {"annotations": annotations},
+                "spec": {"containers": [{"name": "job", "image": "x"}], "restartPolicy": "Never"}
+            }}
+        });
+        let (client, server) = api_server(move |request| match request.method.as_str() {
+            "GET" => ok(job.clone()),
+            _ => status(
+                422,
+                "Invalid",
+                "Job.batch \"once\" is invalid: spec.template: field is immutable",
+            ),
+        });
+        let mut captured = Captured::default();
+        let result = run(
+            &client,
+            &shop(),
+            &refs(&["job/once"]),
+            &change,
+            DryRun::None,
+            &mut captured.console(),
+        )
+        .await;
+        drop(client);
+        server.await.unwrap();
+        assert!(result.is_err());
+        assert_eq!(
+            captured.stderr(),
+            format!(
+                "error: job.batch/once: Kubernetes does not let a Job's pod template change once it exists\nhint: {hint}\n"
+            )
+        );
+    }
 }
 
 #[tokio::test]
