@@ -114,13 +114,20 @@ impl KubeExec {
                 .exec(pod, command.iter().copied(), &params)
                 .await
                 .map_err(|err| crate::error::kube_message(&err))?;
-            let mut stdout = String::new();
-            if let Some(mut reader) = process.stdout() {
-                reader
-                    .read_to_string(&mut stdout)
-                    .await
-                    .map_err(|err| err.to_string())?;
-            }
+            // Both streams are read at once: the client buffers little of either, and a
+            // command that fills stderr would otherwise stall with its stdout unread.
+            let read = |stream: Option<tokio::io::ReadHalf<tokio::io::SimplexStream>>| async move {
+                let mut text = String::new();
+                if let Some(mut reader) = stream {
+                    reader
+                        .read_to_string(&mut text)
+                        .await
+                        .map_err(|err: std::io::Error| err.to_string())?;
+                }
+                Ok::<_, String>(text)
+            };
+            let (stdout, stderr) = tokio::join!(read(process.stdout()), read(process.stderr()));
+            let (stdout, stderr) = (stdout?, stderr.unwrap_or_default());
             let status = match process.take_status() {
                 Some(status) => status.await,
                 None => None,
@@ -135,7 +142,10 @@ impl KubeExec {
                     .unwrap_or_else(|| "the command failed".to_owned()));
             }
             if stdout.trim().is_empty() {
-                Err("no output".to_owned())
+                Err(match stderr.lines().find(|line| !line.trim().is_empty()) {
+                    Some(line) => line.trim().to_owned(),
+                    None => "no output".to_owned(),
+                })
             } else {
                 Ok(stdout)
             }
