@@ -2,7 +2,7 @@
 //! `~/.kube/config`, else the in-cluster service account), `--context` (else the current
 //! context), and `-n` (else the context's namespace).
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 use tracing::debug;
 
@@ -73,7 +73,7 @@ pub async fn config(global: &GlobalArgs) -> anyhow::Result<Config> {
                 .hint("pass a kubeconfig file kubectl can use")
                 .cause(err)
         })?),
-        None => Kubeconfig::read(),
+        None => read_kubeconfig(std::env::var_os("KUBECONFIG")),
     };
     let (mut config, kubeconfig_proxy) = match kubeconfig {
         Ok(kubeconfig) => {
@@ -100,6 +100,26 @@ pub async fn config(global: &GlobalArgs) -> anyhow::Result<Config> {
     });
     debug!(server = %config.cluster_url, proxy = ?config.proxy_url, namespace = %config.default_namespace, "kubeconfig loaded");
     Ok(config)
+}
+
+/// The kubeconfig as kubectl reads it: the files `KUBECONFIG` lists, merged, skipping those
+/// that do not exist (a list kept across machines often names one); without the variable,
+/// `~/.kube/config`.
+fn read_kubeconfig(listed: Option<std::ffi::OsString>) -> Result<Kubeconfig, KubeconfigError> {
+    let existing: Vec<std::path::PathBuf> = listed
+        .iter()
+        .flat_map(std::env::split_paths)
+        .filter(|path| !path.as_os_str().is_empty() && path.exists())
+        .collect();
+    if existing.is_empty() {
+        // No list, or none of it there: the default file, or the error that says why not.
+        return Kubeconfig::read();
+    }
+    existing
+        .iter()
+        .try_fold(Kubeconfig::default(), |merged, path| {
+            merged.merge(Kubeconfig::read_from(path)?)
+        })
 }
 
 /// The `proxy-url` of the cluster that `context` (else the current context) uses.
@@ -207,6 +227,29 @@ mod tests {
         global.all_namespaces = true;
         assert_eq!(scope(&global, "ctx"), Scope::All);
         assert_eq!(Scope::All.namespace(), None);
+    }
+
+    /// As kubectl: a file `KUBECONFIG` lists that is not there is skipped, the rest merged.
+    #[test]
+    fn a_kubeconfig_list_skips_files_that_are_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+        std::fs::write(
+            &first,
+            "apiVersion: v1\nkind: Config\ncurrent-context: a\ncontexts:\n  - name: a\n    context: {cluster: c, user: u}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &second,
+            "apiVersion: v1\nkind: Config\nclusters:\n  - name: c\n    cluster: {server: \"https://127.0.0.1:6443\"}\nusers:\n  - name: u\n    user: {token: t}\n",
+        )
+        .unwrap();
+        let gone = dir.path().join("gone");
+        let list = std::env::join_paths([&first, &gone, &second]).unwrap();
+        let merged = read_kubeconfig(Some(list)).unwrap();
+        assert_eq!(merged.current_context.as_deref(), Some("a"));
+        assert_eq!(merged.clusters.len(), 1);
+        assert_eq!(merged.auth_infos.len(), 1);
     }
 
     #[tokio::test]
