@@ -245,21 +245,24 @@ impl Workload {
     }
 
     /// How to have its pods re-created with its pod template as it is now, when a rollout
-    /// does it: `rollout restart`, or `rollout resume` for a paused Deployment.
+    /// does it: `rollout restart`, after `rollout resume` for a paused Deployment (which
+    /// refuses a restart, and rolls out by itself only a template changed while paused).
     pub fn rollout_command(&self) -> Option<String> {
-        let verb = if self.paused() {
-            "resume"
-        } else if self.rolls_out() {
-            "restart"
-        } else {
-            return None;
+        let rollout = |verb: &str| {
+            format!(
+                "kubectl -n {} rollout {verb} {}/{}",
+                self.namespace(),
+                self.kind.resource_name(),
+                self.name()
+            )
         };
-        Some(format!(
-            "kubectl -n {} rollout {verb} {}/{}",
-            self.namespace(),
-            self.kind.resource_name(),
-            self.name()
-        ))
+        if self.paused() {
+            Some(format!("{} && {}", rollout("resume"), rollout("restart")))
+        } else if self.rolls_out() {
+            Some(rollout("restart"))
+        } else {
+            None
+        }
     }
 
     pub fn name(&self) -> String {

@@ -384,6 +384,21 @@ fn unmountable(pattern: &str) -> Option<String> {
 /// stopped (its node down, or its API access gone) and says nothing of now.
 const STALE_REPORT: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
 
+/// Whether `report` speaks of now ([`STALE_REPORT`]).
+pub(super) fn is_current(report: &NodeStatus, now: jiff::Timestamp) -> bool {
+    now.duration_since(report.updated_at) <= STALE_REPORT
+}
+
+/// Whether `node` needs no watcher: a node whose `kubernetes.io/os` label names another
+/// operating system than Linux runs no Linux pod, and no watcher.
+pub(super) fn needs_no_watcher(cluster: &ClusterSnapshot, node: &str) -> bool {
+    cluster.nodes.found().is_some_and(|nodes| {
+        nodes
+            .iter()
+            .any(|known| known.name_any() == node && runs_another_os(known))
+    })
+}
+
 pub(super) fn pattern_fix() -> String {
     format!(
         "on each of those nodes run `sysctl -w kernel.core_pattern={DEFAULT_CORE_PATTERN}` (and persist it in /etc/sysctl.d/), or let the watchers set it: kubectl coredog install --node-setup"
@@ -409,8 +424,8 @@ pub(super) fn node_statuses(snapshot: &ClusterSnapshot) -> Vec<Check> {
             unknown.push(node.clone());
             continue;
         };
-        let report_age = snapshot.now.duration_since(report.updated_at);
-        if report_age > STALE_REPORT {
+        if !is_current(report, snapshot.now) {
+            let report_age = snapshot.now.duration_since(report.updated_at);
             stale.push(format!(
                 "node {node}: last report {} ago",
                 age(report_age.unsigned_abs())

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt as _;
 
-use super::nodes::{node_reports, pattern_fix, pod_node};
+use super::nodes::{is_current, needs_no_watcher, node_reports, pattern_fix, pod_node};
 use super::{denied, names, set_operator_holds};
 use crate::doctor::exec::{CoreSizeLimit, LimitSource};
 use crate::doctor::{Check, ClusterSnapshot, Level, Lookup, WorkloadSnapshot};
@@ -293,7 +293,7 @@ fn nodes_of_running_pods(snapshot: &WorkloadSnapshot) -> Vec<String> {
 fn pods_without_a_watcher(cluster: &ClusterSnapshot, snapshot: &WorkloadSnapshot) -> Option<Check> {
     let watched = node_reports(cluster.watcher_pods.found()?);
     let mut unwatched = nodes_of_running_pods(snapshot);
-    unwatched.retain(|node| !watched.contains_key(node));
+    unwatched.retain(|node| !watched.contains_key(node) && !needs_no_watcher(cluster, node));
     (!unwatched.is_empty()).then(|| {
         Check::fail(
             format!(
@@ -329,8 +329,10 @@ fn pattern_matches_path(
         let Some(report) = reports.get(&node) else {
             continue;
         };
+        // What a watcher that stopped reporting last said is not taken for now.
         match report
             .as_ref()
+            .filter(|report| is_current(report, cluster.now))
             .and_then(|report| report.core_pattern.clone())
         {
             None => unknown.push(node),
@@ -534,6 +536,51 @@ mod tests {
         assert_eq!(check.level, Level::Warn, "{check:?}");
     }
 
+    /// Pods on a Windows node need no watcher; a watcher that stopped reporting says nothing
+    /// of its node's core_pattern now.
+    #[test]
+    fn the_nodes_of_its_pods_are_judged_by_what_is_known_now() {
+        use coredog_core::node_status::NODE_STATUS_ANNOTATION;
+        let on = |pod: &mut Pod, node: &str| {
+            pod.spec.as_mut().unwrap().node_name = Some(node.to_owned());
+        };
+        let mut linux = pod("db-0", opted_in(&[]), false);
+        on(&mut linux, "linux-1");
+        let mut windows = pod("db-1", opted_in(&[]), false);
+        on(&mut windows, "windows-1");
+        let snapshot = snapshot(vec![linux, windows]);
+        let watcher: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "coredog-watcher-x", "annotations": {NODE_STATUS_ANNOTATION: serde_json::json!({
+                "node": "linux-1", "corePattern": "/corefile/core.%p", "corefileDir": "/corefile",
+                "storage": "ok", "backlogFiles": 0, "backlogBytes": 0, "updatedAt": "2026-06-01T00:00:00Z"
+            }).to_string()}},
+            "spec": {"nodeName": "linux-1", "containers": []}
+        }))
+        .unwrap();
+        let node = |name: &str, os: &str| -> k8s_openapi::api::core::v1::Node {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "labels": {"kubernetes.io/os": os}}
+            }))
+            .unwrap()
+        };
+        let cluster = |now: &str| ClusterSnapshot {
+            now: now.parse().unwrap(),
+            webhook_configuration: Lookup::Missing,
+            tls_secret: Lookup::Missing,
+            endpoint_slices: Lookup::Missing,
+            daemon_set: Lookup::Missing,
+            nodes: Lookup::Found(vec![node("linux-1", "linux"), node("windows-1", "windows")]),
+            watcher_pods: Lookup::Found(vec![watcher.clone()]),
+        };
+        let fresh = cluster("2026-06-01T00:01:00Z");
+        assert!(pods_without_a_watcher(&fresh, &snapshot).is_none());
+        let check = pattern_matches_path(&fresh, &snapshot, "/corefile").unwrap();
+        assert_eq!(check.level, Level::Ok, "{check:?}");
+        let later = cluster("2026-06-01T01:00:00Z");
+        let check = pattern_matches_path(&later, &snapshot, "/corefile").unwrap();
+        assert_eq!(check.level, Level::Warn, "{check:?}");
+    }
+
     #[test]
     fn the_fix_for_pods_without_the_directory_depends_on_why() {
         let rolling = workload(WorkloadKind::StatefulSet, "RollingUpdate");
@@ -552,14 +599,14 @@ mod tests {
         );
 
         // A paused Deployment refuses a restart, and its ReplicaSet would re-create deleted
-        // pods as they were: it rolls out once resumed.
+        // pods as they were: resumed first, then restarted.
         let mut paused = workload(WorkloadKind::Deployment, "RollingUpdate");
         paused.object.data["spec"]["paused"] = serde_json::json!(true);
         let check = injected_pods(&missed, &paused);
         assert_eq!(
             check.fix.as_deref(),
             Some(
-                "kubectl -n shop rollout resume deployment.apps/db (the webhook injects the new pods)"
+                "kubectl -n shop rollout resume deployment.apps/db && kubectl -n shop rollout restart deployment.apps/db (the webhook injects the new pods)"
             )
         );
         assert_eq!(
