@@ -395,6 +395,9 @@ async fn run_watcher(args: WatcherArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long the status report waits for storage to answer its probe.
+const STORAGE_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Writes this node's status on the watcher pod now and every minute, for `kubectl coredog doctor`.
 async fn report_node_status(
     link: KubeLink,
@@ -415,9 +418,18 @@ async fn report_node_status(
     let mut every = tokio::time::interval(Duration::from_secs(60));
     loop {
         every.tick().await;
-        let storage = match store.list_page(&probe_prefix, None).await {
-            Ok(_) => "ok".to_owned(),
-            Err(err) => format!("error: {err}"),
+        // One answer within the probe's time: a store that drops packets would hold the
+        // report for the request's retries (minutes), and doctor would take the silence for a
+        // watcher gone.
+        let probe =
+            tokio::time::timeout(STORAGE_PROBE_TIMEOUT, store.list_page(&probe_prefix, None));
+        let storage = match probe.await {
+            Ok(Ok(_)) => "ok".to_owned(),
+            Ok(Err(err)) => format!("error: {err}"),
+            Err(_) => format!(
+                "error: no answer within {}s",
+                STORAGE_PROBE_TIMEOUT.as_secs()
+            ),
         };
         let (backlog_files, backlog_bytes) = metrics.backlog();
         let status = NodeStatus {
