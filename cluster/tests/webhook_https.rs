@@ -556,6 +556,8 @@ async fn a_stopping_webhook_answers_until_its_endpoint_is_gone() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);
+    // Each connection is retired after its answer, so clients reconnect to pods that stay.
+    assert_eq!(ready.headers()["connection"], "close");
     let answer = webhook.review(V1, "CREATE", &pod).await;
     assert!(answer.get("patch").is_some(), "{answer}");
     let new_connection = client_trusting(&webhook.ca_pem, webhook.address);

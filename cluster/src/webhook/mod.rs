@@ -117,12 +117,29 @@ pub struct WebhookState {
     pub metrics: WebhookMetrics,
 }
 
-/// The webhook's routes: `/mutate` and the ops endpoints.
+/// The webhook's routes: `/mutate` and the ops endpoints. Once it is no longer ready (it is
+/// stopping), each answer closes its connection: an API server that keeps a connection to
+/// this pod opens its next one to a pod that stays, rather than lose a request to the close.
 pub fn router(state: WebhookState, registry: Arc<Registry>, readiness: Readiness) -> Router {
+    let stopping = readiness.clone();
     Router::new()
         .route("/mutate", post(mutate))
         .with_state(Arc::new(state))
         .merge(ops_routes(registry, readiness))
+        .layer(axum::middleware::map_response(
+            move |mut response: Response| {
+                let stopping = !stopping.is_ready();
+                async move {
+                    if stopping {
+                        response.headers_mut().insert(
+                            header::CONNECTION,
+                            header::HeaderValue::from_static("close"),
+                        );
+                    }
+                    response
+                }
+            },
+        ))
 }
 
 async fn mutate(State(state): State<Arc<WebhookState>>, body: Body) -> Response {
