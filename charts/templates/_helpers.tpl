@@ -81,7 +81,7 @@ The image. Values files of the Go CoreDog chart name its image (coderflyfyf/core
 takes none of this chart's arguments: that image and its tag are replaced by this chart's own.
 */}}
 {{- define "coredog.goImage" -}}
-{{- regexMatch "^([^/]+/)?(library/)?coderflyfyf/coredog$" .Values.image.repository }}
+{{- regexMatch "(^|/)coderflyfyf/coredog$" .Values.image.repository }}
 {{- end }}
 
 {{/*

@@ -443,6 +443,7 @@ fn a_values_file_of_the_go_chart_installs_unchanged() {
     for spelt in [
         "docker.io/coderflyfyf/coredog",
         "mirror.example:5000/coderflyfyf/coredog",
+        "harbor.corp/dockerhub-proxy/coderflyfyf/coredog",
     ] {
         let repository = format!("image.repository={spelt}");
         let render = self::render(Some(&file), &[&repository, "image.tag=v1.0.7"]);
