@@ -139,11 +139,14 @@ impl KubeExec {
                 return Err(status
                     .message
                     .filter(|message| !message.is_empty())
-                    .unwrap_or_else(|| "the command failed".to_owned()));
+                    .map_or_else(
+                        || "the command failed".to_owned(),
+                        |message| shown(&message),
+                    ));
             }
             if stdout.trim().is_empty() {
                 Err(match stderr.lines().find(|line| !line.trim().is_empty()) {
-                    Some(line) => line.trim().to_owned(),
+                    Some(line) => shown(line.trim()),
                     None => "no output".to_owned(),
                 })
             } else {
@@ -154,6 +157,12 @@ impl KubeExec {
             .await
             .unwrap_or_else(|_| Err("timed out".to_owned()))
     }
+}
+
+/// What a container printed, fit for the user's terminal: the container is the tenant's, and
+/// its control characters (escape sequences among them) show as `?`.
+fn shown(text: &str) -> String {
+    coredog_core::template::on_one_line(text).into_owned()
 }
 
 impl CoreLimitProbe for KubeExec {
