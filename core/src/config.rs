@@ -389,6 +389,11 @@ fn non_empty(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
+/// The bucket the documented example (and the chart's default values) name. Bucket names are
+/// global: whoever owns this one would receive the cores of every cluster that kept it, so the
+/// stores refuse it (it still parses, as the example must).
+pub const PLACEHOLDER_BUCKET: &str = "my-bucket-1234567890";
+
 impl StorageConfig {
     pub fn bucket(&self) -> Option<&str> {
         non_empty(&self.bucket)

@@ -569,6 +569,16 @@ async fn a_first_install_takes_the_defaults() {
     assert_eq!(choices(&log).1, json!("/corefile/core.%e.%p.%h.%t"));
 }
 
+/// The example's bucket is anyone's to own: refused here, rather than by every watcher.
+#[tokio::test]
+async fn the_examples_bucket_is_refused() {
+    let err = settings_of(&["--bucket", "my-bucket-1234567890"])
+        .await
+        .unwrap_err();
+    let explained = kubectl_coredog::error::explain(&err).to_string();
+    assert!(explained.contains("which anyone may own"), "{explained}");
+}
+
 #[tokio::test]
 async fn a_core_pattern_without_node_setup_is_refused() {
     for args in [

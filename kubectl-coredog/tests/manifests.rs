@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use coredog_core::config::PLACEHOLDER_BUCKET;
 use coredog_tests::{kubernetes_validate, tool, workspace_root};
 use serde_json::Value;
 
@@ -16,11 +17,26 @@ const NAMESPACE: &str = "coredog-system";
 
 fn helm(sets: &[&str]) -> String {
     let scratch = std::env::temp_dir().join("kubectl-coredog-helm");
+    // The chart's default configuration, in a bucket of the user's: the example's is refused.
+    let values: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(workspace_root().join("charts/values.yaml")).unwrap(),
+    )
+    .unwrap();
+    let default_config = values["config"]["coredog"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        default_config.replace(PLACEHOLDER_BUCKET, "dumps-1234567890"),
+    )
+    .unwrap();
     let mut command = Command::new(tool("helm"));
     command
         .args(["template", "coredog"])
         .arg(workspace_root().join("charts"))
         .args(["-n", NAMESPACE])
+        .arg("--set-file")
+        .arg(format!("config.coredog={}", config.display()))
         .env("HELM_CACHE_HOME", scratch.join("cache"))
         .env("HELM_CONFIG_HOME", scratch.join("config"))
         .env("HELM_DATA_HOME", scratch.join("data"));

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use coredog_core::config::StorageConfig;
+use coredog_core::config::{PLACEHOLDER_BUCKET, StorageConfig};
 use jiff::Timestamp;
 use s3::bucket::Bucket;
 use s3::creds::Credentials;
@@ -40,10 +40,6 @@ const PAGE_SIZE: usize = 1000;
 const REQUEST_URL_EXPIRY_SECONDS: u32 = 3600;
 
 /// The time a request sending `bytes` may take in all.
-/// The bucket the documented example (and the chart's default values) name. Bucket names are
-/// global: whoever owns this one would receive the cores of every cluster that kept it.
-pub const PLACEHOLDER_BUCKET: &str = "my-bucket-1234567890";
-
 fn upload_timeout(bytes: u64) -> Duration {
     REQUEST_TIMEOUT + Duration::from_secs(bytes / SLOWEST_UPLOAD_BYTES_PER_SECOND)
 }

@@ -6,7 +6,7 @@ pub mod manifests;
 pub mod wait;
 
 use anyhow::Context as _;
-use coredog_core::config::{Config, Protocol};
+use coredog_core::config::{Config, PLACEHOLDER_BUCKET, Protocol};
 use coredog_core::layout::DEFAULT_HOST_DIR;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
@@ -73,6 +73,16 @@ async fn config_text(
         UserError::new(format!("the storage configuration is not valid: {err}"))
             .hint("fix the key it names (README \"Configuration\" lists them)")
     })?;
+    if config.storage.protocol != Protocol::Cfs
+        && config.storage.bucket() == Some(PLACEHOLDER_BUCKET)
+    {
+        return Err(user(
+            format!(
+                "the storage configuration names the example's bucket {PLACEHOLDER_BUCKET}, which anyone may own and the watchers refuse"
+            ),
+            "name your own bucket: --bucket NAME, or S3Bucket in --config FILE",
+        ));
+    }
     if args.config.is_some() {
         // An installed configuration that no longer loads says nothing of its store.
         let installed = existing_config(client).await?;
