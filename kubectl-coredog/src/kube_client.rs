@@ -112,7 +112,8 @@ fn read_kubeconfig(listed: Option<std::ffi::OsString>) -> Result<Kubeconfig, Kub
         .filter(|path| !path.as_os_str().is_empty() && path.exists())
         .collect();
     if existing.is_empty() {
-        // No list, or none of it there: the default file, or the error that says why not.
+        // No list: the default file. None of it there: kube reads the list again and says
+        // which file is missing, and the caller turns to the pod's service account, as kubectl.
         return Kubeconfig::read();
     }
     existing
