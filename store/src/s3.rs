@@ -197,8 +197,15 @@ impl S3Store {
                 keys.session_token.as_deref(),
                 None,
             ),
-            // Web identity (IRSA), the shared profile, instance metadata.
-            None => Credentials::default(),
+            // The shared profile (`AWS_PROFILE`, as the AWS CLI reads it; `default` without
+            // it), web identity (IRSA), instance metadata.
+            None => Credentials::new(
+                None,
+                None,
+                None,
+                None,
+                std::env::var("AWS_PROFILE").ok().as_deref(),
+            ),
         }
         .map_err(|err| StoreError::Config(format!("no usable storage credentials: {err}")))?;
         let config_error = |err: S3Error| StoreError::Config(err.to_string());
