@@ -15,6 +15,20 @@ pub struct IssuedCertificates {
     pub not_after: jiff::Timestamp,
 }
 
+impl IssuedCertificates {
+    /// A TLS server configuration serving this certificate as it is (no reloading).
+    pub fn server_config(
+        &self,
+    ) -> Result<std::sync::Arc<rustls::ServerConfig>, crate::tls::TlsError> {
+        let key = crate::tls::certified_key_from_pem(
+            self.cert_pem.as_bytes(),
+            self.key_pem.as_bytes(),
+            "issued",
+        )?;
+        crate::tls::ReloadingCert::new(key).server_config()
+    }
+}
+
 impl std::fmt::Debug for IssuedCertificates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IssuedCertificates")
@@ -88,12 +102,7 @@ mod tests {
         let issued = issue(&service_dns_names("coredog-webhook", "coredog-system"), 365).unwrap();
         assert!(issued.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         assert_ne!(issued.ca_pem, issued.cert_pem);
-        crate::tls::certified_key_from_pem(
-            issued.cert_pem.as_bytes(),
-            issued.key_pem.as_bytes(),
-            "test",
-        )
-        .unwrap();
+        issued.server_config().unwrap();
         let days = (issued.not_after - jiff::Timestamp::now()).get_seconds() / 86_400;
         assert!((363..=365).contains(&days), "{days}");
         assert!(!format!("{issued:?}").contains("PRIVATE"));

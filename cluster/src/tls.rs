@@ -315,13 +315,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_in_flight_when_serving_stops_is_answered() {
         let issued = crate::certs::issue(&["localhost".to_owned()], 1).unwrap();
-        let key = certified_key_from_pem(
-            issued.cert_pem.as_bytes(),
-            issued.key_pem.as_bytes(),
-            "test",
-        )
-        .unwrap();
-        let config = ReloadingCert::new(key).server_config().unwrap();
+        let config = issued.server_config().unwrap();
         let (begun, begun_rx) = tokio::sync::oneshot::channel::<()>();
         let begun = Arc::new(std::sync::Mutex::new(Some(begun)));
         let answered = Arc::new(std::sync::atomic::AtomicBool::new(false));

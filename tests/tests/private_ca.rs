@@ -3,7 +3,6 @@
 //! `SSL_CERT_FILE`, as the AWS CLI and the system this replaces trust it. Its own test binary,
 //! since it sets `SSL_CERT_FILE` for the whole process.
 
-use coredog::tls::{ReloadingCert, certified_key_from_pem};
 use coredog_core::config::Config;
 use coredog_store::s3::S3Store;
 
@@ -15,13 +14,7 @@ async fn empty_listing() -> &'static str {
 #[tokio::test]
 async fn an_endpoint_signed_by_a_private_ca_in_ssl_cert_file_is_trusted() {
     let issued = coredog::certs::issue(&["localhost".to_owned()], 1).unwrap();
-    let key = certified_key_from_pem(
-        issued.cert_pem.as_bytes(),
-        issued.key_pem.as_bytes(),
-        "test",
-    )
-    .unwrap();
-    let config = ReloadingCert::new(key).server_config().unwrap();
+    let config = issued.server_config().unwrap();
     let app = axum::Router::new().fallback(empty_listing);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
