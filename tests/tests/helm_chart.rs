@@ -651,9 +651,11 @@ fn the_default_render_templates_no_certificate_and_lets_the_webhook_make_its_own
         if verbs == ["create"] {
             assert!(rule.get("resourceNames").is_none());
         } else {
-            // What the webhook does to its certificate Secret: read it and replace it.
+            // What the webhook does to its certificate Secret: read it and replace it, its
+            // owner reference included, which the OwnerReferencesPermissionEnforcement
+            // admission plugin (OpenShift) allows only to who may delete the Secret.
             assert_eq!(strings(&rule["resourceNames"]), ["coredog-webhook-tls"]);
-            assert_eq!(verbs, ["get", "update"]);
+            assert_eq!(verbs, ["get", "update", "delete"]);
         }
     }
     // Its own configuration, read and patched for the caBundle; no other, and no listing.

@@ -62,7 +62,14 @@ pub(super) fn webhook_role(labels: &Labels) -> Role {
         metadata: meta(WEBHOOK, true, labels.webhook()),
         rules: Some(vec![
             rule(&[""], &["secrets"], &[], &["create"]),
-            rule(&[""], &["secrets"], &[TLS_SECRET], &["get", "update"]),
+            // delete: an update that sets ownerReferences needs it where the
+            // OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift).
+            rule(
+                &[""],
+                &["secrets"],
+                &[TLS_SECRET],
+                &["get", "update", "delete"],
+            ),
         ]),
     }
 }
