@@ -174,10 +174,23 @@ fn app_pod(name: &str, node: &str, injected: bool) -> Value {
     };
     json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "shop", "labels": {"app": "web"}, "annotations": annotations},
+        "metadata": {
+            "name": name, "namespace": "shop",
+            "labels": {"app": "web", "pod-template-hash": "7d9f8b6c5d"},
+            "annotations": annotations,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9f8b6c5d", "uid": "rs-1", "controller": true}]
+        },
         "spec": {"nodeName": node, "containers": [{"name": "app", "image": "shop/web"}], "volumes": volumes},
         "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
     })
+}
+
+/// A pod of another Deployment, `web-canary`, whose pods carry `app=web` too.
+fn canary_pod(name: &str, node: &str) -> Value {
+    let mut pod = app_pod(name, node, false);
+    pod["metadata"]["labels"]["pod-template-hash"] = json!("5c6d7f8b9c");
+    pod["metadata"]["ownerReferences"][0]["name"] = json!("web-canary-5c6d7f8b9c");
+    pod
 }
 
 /// The objects of one cluster, answered by path.
@@ -414,6 +427,8 @@ async fn a_broken_cluster_fails_with_a_fix_for_each_problem() {
             app_pod("web-1", "node-1", true),
             app_pod("web-2", "node-3", false),
             app_pod("web-3", "node-2", true),
+            // Matches the selector; not the workload's, so neither counted nor probed.
+            canary_pod("web-canary-1", "node-1"),
         ],
     }));
     let probe = Probe {

@@ -22,7 +22,7 @@ use crate::error::{is_forbidden, is_not_found, kube_message};
 use crate::install::manifests::{NAMESPACE, RELEASE, TLS_SECRET, WATCHER, WEBHOOK};
 use crate::kube_client::list_all;
 use crate::output::Console;
-use crate::workload::{self, Workload, WorkloadKind, WorkloadRef, selector_query};
+use crate::workload::{self, Workload, WorkloadKind, WorkloadRef, controller_of, selector_query};
 use exec::CoreLimitProbe;
 
 /// Pods of a workload whose containers are probed for their core size limit: enough to see a pattern
@@ -224,7 +224,30 @@ async fn workload_pods(client: &Client, workload: &Workload) -> kube::Result<Vec
             None => return Ok(Vec::new()),
         }
     };
-    list_all(&pods, &ListParams::default().labels(&selector)).await
+    let mut found = list_all(&pods, &ListParams::default().labels(&selector)).await?;
+    // A selector may match other workloads' pods too (a canary sharing `app=web`): only the
+    // workload's own are judged.
+    if workload.kind != WorkloadKind::CronJob {
+        found.retain(|pod| controlled_by(pod, workload));
+    }
+    Ok(found)
+}
+
+/// Whether `workload` controls `pod`: directly, or for a Deployment through its ReplicaSet,
+/// which the Deployment controller names `<deployment>-<pod-template-hash>`.
+fn controlled_by(pod: &Pod, workload: &Workload) -> bool {
+    let Some((kind, name)) = controller_of(&pod.metadata) else {
+        return false;
+    };
+    if workload.kind != WorkloadKind::Deployment {
+        return kind == workload.kind.api_resource().kind && name == workload.name();
+    }
+    let hash = pod.labels().get("pod-template-hash");
+    kind == "ReplicaSet"
+        && name
+            .strip_prefix(&workload.name())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|rest| hash.is_some_and(|hash| hash == rest))
 }
 
 /// The containers of a running pod that the workload's annotation selects.
