@@ -1,6 +1,7 @@
 //! The endpoints every CoreDog server has: `/healthz`, `/readyz` and `/metrics` (Prometheus
 //! text format).
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -10,6 +11,36 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
+
+/// A listener on `address`. `[::]` is every address of both families (a pod of an IPv6-only
+/// or dual-stack cluster is reached on its IPv6 address, one of an IPv4 cluster on its IPv4
+/// one), whatever the node's `net.ipv6.bindv6only`; on a node without IPv6 it is `0.0.0.0`.
+pub async fn listen(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let any_ipv6 = matches!(address.ip(), IpAddr::V6(ip) if ip.is_unspecified());
+    if !any_ipv6 {
+        return tokio::net::TcpListener::bind(address).await;
+    }
+    match dual_stack(address) {
+        Ok(listener) => Ok(listener),
+        // The kernel has no IPv6 (`ipv6.disable=1`).
+        Err(err) if err.raw_os_error() == Some(rustix::io::Errno::AFNOSUPPORT.raw_os_error()) => {
+            let ipv4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), address.port());
+            tokio::net::TcpListener::bind(ipv4).await
+        }
+        Err(err) => Err(err),
+    }
+}
+
+fn dual_stack(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_only_v6(false)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    tokio::net::TcpListener::from_std(socket.into())
+}
 
 /// Whether the process is ready to serve; flipped by its owner.
 #[derive(Debug, Clone, Default)]
@@ -67,5 +98,27 @@ async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             "metrics encoding failed".to_owned(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[::]` takes connections of both families.
+    #[tokio::test]
+    async fn any_ipv6_address_is_both_families() {
+        let listener = listen("[::]:0".parse().unwrap()).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepting = tokio::spawn(async move {
+            for _ in 0..2 {
+                listener.accept().await.unwrap();
+            }
+        });
+        for client in ["127.0.0.1", "::1"] {
+            let address = SocketAddr::new(client.parse().unwrap(), port);
+            tokio::net::TcpStream::connect(address).await.unwrap();
+        }
+        accepting.await.unwrap();
     }
 }

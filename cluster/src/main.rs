@@ -82,7 +82,7 @@ struct WatcherArgs {
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Address for /healthz, /readyz and /metrics.
-    #[arg(long, default_value = "0.0.0.0:9090")]
+    #[arg(long, default_value = "[::]:9090")]
     listen: SocketAddr,
     /// This node's name, recorded with every dump.
     #[arg(long, env = "NODE_NAME")]
@@ -109,7 +109,7 @@ struct WatcherArgs {
 #[command(group = clap::ArgGroup::new("certificate").required(true).args(["tls_cert", "cert_secret"]))]
 struct WebhookArgs {
     /// Address to serve HTTPS on.
-    #[arg(long, default_value = "0.0.0.0:8443")]
+    #[arg(long, default_value = "[::]:8443")]
     listen: SocketAddr,
     /// PEM certificate chain (for example from cert-manager); reloaded when it changes.
     #[arg(long, requires = "tls_key")]
@@ -219,7 +219,7 @@ async fn run_webhook(args: WebhookArgs) -> anyhow::Result<()> {
     };
     let readiness = Readiness::default();
     let app = webhook::router(state, Arc::new(registry), readiness.clone());
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = coredog::http::listen(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     info!(address = %listener.local_addr()?, "webhook serving HTTPS");
@@ -312,7 +312,7 @@ async fn run_watcher(args: WatcherArgs) -> anyhow::Result<()> {
     );
     let readiness = Readiness::default();
     let ops = coredog::http::ops_routes(Arc::new(registry), readiness.clone());
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = coredog::http::listen(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     info!(address = %listener.local_addr()?, "watcher serving metrics");
@@ -480,7 +480,7 @@ mod tests {
             "coredog",
             "webhook",
             "--listen",
-            "0.0.0.0:8443",
+            "[::]:8443",
             "--host-dir",
             "/data/coredog-system/dumps",
             "--cert-secret",
@@ -502,7 +502,7 @@ mod tests {
             "--dir",
             "/corefile",
             "--listen",
-            "0.0.0.0:9090",
+            "[::]:9090",
             "--core-pattern",
             "/corefile/core.%e.%p.%h.%t",
             "--state-dir",

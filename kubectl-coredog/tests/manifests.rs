@@ -268,7 +268,7 @@ fn the_default_install_is_the_chart() {
             &serde_json::json!([
                 "webhook",
                 "--listen",
-                "0.0.0.0:8443",
+                "[::]:8443",
                 "--host-dir",
                 "/data/coredog-system/dumps",
                 "--cert-secret",

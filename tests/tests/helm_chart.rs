@@ -416,7 +416,7 @@ fn the_legacy_values_file_is_rendered_into_the_config_secret_unchanged() {
     let args = args(render.watcher_container());
     assert_eq!(flag(&args, "--config"), Some("/etc/coredog/config.yaml"));
     assert_eq!(flag(&args, "--dir"), Some("/corefile"));
-    assert_eq!(flag(&args, "--listen"), Some("0.0.0.0:9090"));
+    assert_eq!(flag(&args, "--listen"), Some("[::]:9090"));
     assert_eq!(args[0], "watcher");
     // Old values files hold no structured credentials: no credentials Secret, no env.
     assert!(
@@ -628,7 +628,7 @@ fn the_default_render_templates_no_certificate_and_lets_the_webhook_make_its_own
     let container = render.webhook_container();
     let args = args(container);
     assert_eq!(args[0], "webhook");
-    assert_eq!(flag(&args, "--listen"), Some("0.0.0.0:8443"));
+    assert_eq!(flag(&args, "--listen"), Some("[::]:8443"));
     assert_eq!(flag(&args, "--cert-secret"), Some("coredog-webhook-tls"));
     assert_eq!(
         flag(&args, "--webhook-configuration"),

@@ -85,7 +85,7 @@ pub(super) fn watcher_daemon_set(
         "--dir",
         "/corefile",
         "--listen",
-        "0.0.0.0:9090",
+        "[::]:9090",
     ]);
     // Uploads in flight get the grace period less the time the last notices take.
     args.extend([

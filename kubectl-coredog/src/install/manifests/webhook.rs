@@ -101,7 +101,7 @@ pub(super) fn webhook_deployment(
     let args = strings(&[
         "webhook",
         "--listen",
-        "0.0.0.0:8443",
+        "[::]:8443",
         "--host-dir",
         host_dir,
         "--cert-secret",
