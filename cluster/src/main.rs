@@ -213,12 +213,13 @@ async fn run_webhook(args: WebhookArgs) -> anyhow::Result<()> {
     };
 
     let mut registry = Registry::default();
+    let readiness = Readiness::default();
     let state = WebhookState {
         host_dir: args.host_dir.into(),
         metrics: WebhookMetrics::register(&mut registry),
+        readiness: readiness.clone(),
     };
-    let readiness = Readiness::default();
-    let app = webhook::router(state, Arc::new(registry), readiness.clone());
+    let app = webhook::router(state, Arc::new(registry));
     let listener = coredog::http::listen(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

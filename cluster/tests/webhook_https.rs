@@ -556,10 +556,13 @@ async fn a_stopping_webhook_answers_until_its_endpoint_is_gone() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);
-    // Each connection is retired after its answer, so clients reconnect to pods that stay.
-    assert_eq!(ready.headers()["connection"], "close");
     let answer = webhook.review(V1, "CREATE", &pod).await;
     assert!(answer.get("patch").is_some(), "{answer}");
+    // Each connection is retired after its answer, so clients reconnect to pods that stay.
+    let review = serde_json::to_vec(&review_request(V1, "CREATE", &pod)).unwrap();
+    let answered = webhook.post(review).await;
+    assert_eq!(answered.status(), 200);
+    assert_eq!(answered.headers()["connection"], "close");
     let new_connection = client_trusting(&webhook.ca_pem, webhook.address);
     let healthy = new_connection
         .get(webhook.url("/healthz"))

@@ -115,43 +115,37 @@ impl WebhookMetrics {
 pub struct WebhookState {
     pub host_dir: Arc<str>,
     pub metrics: WebhookMetrics,
+    /// False once the webhook is stopping (and before it serves).
+    pub readiness: Readiness,
 }
 
-/// The webhook's routes: `/mutate` and the ops endpoints. Once it is no longer ready (it is
-/// stopping), each answer closes its connection: an API server that keeps a connection to
-/// this pod opens its next one to a pod that stays, rather than lose a request to the close.
-pub fn router(state: WebhookState, registry: Arc<Registry>, readiness: Readiness) -> Router {
-    let stopping = readiness.clone();
+/// The webhook's routes: `/mutate` and the ops endpoints.
+pub fn router(state: WebhookState, registry: Arc<Registry>) -> Router {
+    let readiness = state.readiness.clone();
     Router::new()
         .route("/mutate", post(mutate))
         .with_state(Arc::new(state))
         .merge(ops_routes(registry, readiness))
-        .layer(axum::middleware::map_response(
-            move |mut response: Response| {
-                let stopping = !stopping.is_ready();
-                async move {
-                    if stopping {
-                        response.headers_mut().insert(
-                            header::CONNECTION,
-                            header::HeaderValue::from_static("close"),
-                        );
-                    }
-                    response
-                }
-            },
-        ))
 }
 
 async fn mutate(State(state): State<Arc<WebhookState>>, body: Body) -> Response {
     let started = Instant::now();
     let metrics = &state.metrics;
-    let (result, response) = match whole_body(body).await {
+    let (result, mut response) = match whole_body(body).await {
         // A body too large, cut off or too slow is not an AdmissionReview: 400 like any other.
         Err(reason) => not_a_review(format!("not an AdmissionReview: {reason}")),
         Ok(body) => answer(&body, &state.host_dir, metrics),
     };
     metrics.answered(result);
     metrics.latency.observe(started.elapsed().as_secs_f64());
+    // Stopping: the answer closes its connection, so that an API server that keeps one to this
+    // pod opens its next to a pod that stays, rather than lose a request to the close.
+    if !state.readiness.is_ready() {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
     response
 }
 
