@@ -8,14 +8,14 @@ use std::path::Path;
 use jiff::Timestamp;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, DryRun, GlobalArgs};
+use crate::cli::{Cli, Command, DryRun, GlobalArgs, ManifestFormat};
 use crate::doctor::exec::KubeExec;
 use crate::dumps::FetchScopes;
 use crate::enable::{self, Change, Targets};
 use crate::error::{explain, user};
 use crate::fetch::FetchOptions;
 use crate::kube_client::{self, Scope, connect};
-use crate::output::Console;
+use crate::output::{Console, to_json, to_yaml};
 use crate::status::StatusStorage;
 use crate::storage::{self, OpenedStorage};
 use crate::workload::WorkloadRef;
@@ -170,16 +170,26 @@ pub async fn run(cli: Cli, console: &mut Console<'_>) -> anyhow::Result<ExitCode
             let probe = KubeExec {
                 client: cluster.client.clone(),
             };
-            let verdict = doctor::run(
-                &cluster.client,
-                reference
-                    .as_ref()
-                    .map(|reference| (reference, namespace.as_str())),
-                &probe,
-                Timestamp::now(),
-                console,
-            )
-            .await?;
+            let workload = reference
+                .as_ref()
+                .map(|reference| (reference, namespace.as_str()));
+            let verdict = match args.output {
+                None => {
+                    doctor::run(&cluster.client, workload, &probe, Timestamp::now(), console)
+                        .await?
+                }
+                Some(format) => {
+                    let checks =
+                        doctor::check_all(&cluster.client, workload, &probe, Timestamp::now())
+                            .await?;
+                    let document = doctor::document(&checks);
+                    console.print(&match format {
+                        ManifestFormat::Json => to_json(&document)?,
+                        ManifestFormat::Yaml => to_yaml(&document)?,
+                    })?;
+                    doctor::Verdict::of(&checks)
+                }
+            };
             return Ok(ExitCode::from(verdict.exit_code()));
         }
         Command::List(args) => {

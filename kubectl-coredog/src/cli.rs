@@ -157,7 +157,7 @@ pub enum OutputFormat {
     Yaml,
 }
 
-/// How manifests are printed.
+/// A document's format: the manifests install prints, the checks doctor prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ManifestFormat {
     Yaml,
@@ -317,6 +317,9 @@ pub struct DoctorArgs {
     /// Also check this workload (TYPE/NAME, e.g. deploy/web).
     #[arg(value_name = "WORKLOAD")]
     pub workload: Option<String>,
+    /// Print the checks as one json or yaml document instead of the checklist.
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<ManifestFormat>,
 }
 
 /// Which dumps a listing selects.

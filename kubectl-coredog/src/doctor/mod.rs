@@ -396,6 +396,22 @@ pub fn render(checks: &[Check]) -> String {
     text
 }
 
+/// Runs every check.
+pub async fn check_all(
+    client: &Client,
+    workload: Option<(&WorkloadRef, &str)>,
+    probe: &impl CoreLimitProbe,
+    now: Timestamp,
+) -> anyhow::Result<Vec<Check>> {
+    let cluster = gather_cluster(client, now).await?;
+    let mut all = checks::cluster_checks(&cluster);
+    if let Some((reference, namespace)) = workload {
+        let snapshot = gather_workload(client, reference, namespace, probe).await?;
+        all.extend(checks::workload_checks(&cluster, &snapshot));
+    }
+    Ok(all)
+}
+
 /// Runs every check and prints the checklist.
 pub async fn run(
     client: &Client,
@@ -404,12 +420,50 @@ pub async fn run(
     now: Timestamp,
     console: &mut Console<'_>,
 ) -> anyhow::Result<Verdict> {
-    let cluster = gather_cluster(client, now).await?;
-    let mut all = checks::cluster_checks(&cluster);
-    if let Some((reference, namespace)) = workload {
-        let snapshot = gather_workload(client, reference, namespace, probe).await?;
-        all.extend(checks::workload_checks(&cluster, &snapshot));
-    }
+    let all = check_all(client, workload, probe, now).await?;
     console.print(&render(&all))?;
     Ok(Verdict::of(&all))
+}
+
+/// The checks as one document, for `-o json|yaml`: `checks` (each `level` ok, warn or fail,
+/// `title`, and `details` and `fix` when there are), and the counts of failures and warnings.
+pub fn document(checks: &[Check]) -> serde_json::Value {
+    let verdict = Verdict::of(checks);
+    serde_json::json!({
+        "checks": checks,
+        "failures": verdict.failures,
+        "warnings": verdict.warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `-o json`: the checks as they are, and the counts the exit code follows.
+    #[test]
+    fn the_checks_as_one_document() {
+        let checks = [
+            Check::ok("the webhook is ready"),
+            Check::fail("no watcher on node-2", "tolerate its taint").details(vec![
+                "node node-2: taint dedicated=gpu:NoSchedule".to_owned(),
+            ]),
+        ];
+        assert_eq!(
+            document(&checks),
+            serde_json::json!({
+                "checks": [
+                    {"level": "ok", "title": "the webhook is ready"},
+                    {
+                        "level": "fail",
+                        "title": "no watcher on node-2",
+                        "details": ["node node-2: taint dedicated=gpu:NoSchedule"],
+                        "fix": "tolerate its taint"
+                    }
+                ],
+                "failures": 1,
+                "warnings": 0
+            })
+        );
+    }
 }
