@@ -25,6 +25,7 @@ pub async fn listen(address: SocketAddr) -> std::io::Result<tokio::net::TcpListe
         // The kernel has no IPv6 (`ipv6.disable=1`).
         Err(err) if err.raw_os_error() == Some(rustix::io::Errno::AFNOSUPPORT.raw_os_error()) => {
             let ipv4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), address.port());
+            tracing::info!(%address, %ipv4, "no IPv6 on this node; listening on IPv4 only");
             tokio::net::TcpListener::bind(ipv4).await
         }
         Err(err) => Err(err),
@@ -74,11 +75,17 @@ pub fn ops_routes(registry: Arc<Registry>, readiness: Readiness) -> Router {
         })
 }
 
-async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
+async fn readyz(State(state): State<OpsState>) -> axum::response::Response {
     if state.readiness.is_ready() {
-        (StatusCode::OK, "ok")
+        (StatusCode::OK, "ok").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+        // Not ready, or stopping: the connection is not kept for another request.
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONNECTION, "close")],
+            "not ready",
+        )
+            .into_response()
     }
 }
 
@@ -105,19 +112,25 @@ async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
 mod tests {
     use super::*;
 
-    /// `[::]` takes connections of both families.
+    /// `[::]` takes connections of both families, whatever `net.ipv6.bindv6only` says.
     #[tokio::test]
     async fn any_ipv6_address_is_both_families() {
         let listener = listen("[::]:0".parse().unwrap()).await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let address = listener.local_addr().unwrap();
+        let mut clients = vec!["127.0.0.1"];
+        if address.is_ipv6() {
+            assert!(!socket2::SockRef::from(&listener).only_v6().unwrap());
+            clients.push("::1");
+        }
+        let expected = clients.len();
         let accepting = tokio::spawn(async move {
-            for _ in 0..2 {
+            for _ in 0..expected {
                 listener.accept().await.unwrap();
             }
         });
-        for client in ["127.0.0.1", "::1"] {
-            let address = SocketAddr::new(client.parse().unwrap(), port);
-            tokio::net::TcpStream::connect(address).await.unwrap();
+        for client in clients {
+            let to = SocketAddr::new(client.parse().unwrap(), address.port());
+            tokio::net::TcpStream::connect(to).await.unwrap();
         }
         accepting.await.unwrap();
     }

@@ -290,7 +290,8 @@ pub async fn serve(
     })
     .await;
     if drained.is_err() {
-        debug!(
+        // Clients' idle keep-alive connections, mostly: nothing was being served on them.
+        info!(
             open = connections.len(),
             "connections still open after {CONNECTION_DRAIN:?}; closing them"
         );
