@@ -204,7 +204,10 @@ impl S3Store {
                 None,
                 None,
                 None,
-                std::env::var("AWS_PROFILE").ok().as_deref(),
+                std::env::var("AWS_PROFILE")
+                    .ok()
+                    .filter(|profile| !profile.is_empty())
+                    .as_deref(),
             ),
         }
         .map_err(|err| StoreError::Config(format!("no usable storage credentials: {err}")))?;
