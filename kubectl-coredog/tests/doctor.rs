@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use jiff::Timestamp;
 use kubectl_coredog::doctor::exec::{CoreLimitProbe, CoreLimitReading, CoreSizeLimit, LimitSource};
-use kubectl_coredog::doctor::run;
+use kubectl_coredog::doctor::{Verdict, run};
 use kubectl_coredog::workload::WorkloadRef;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use serde_json::{Value, json};
@@ -497,12 +497,20 @@ async fn a_broken_cluster_fails_with_a_fix_for_each_problem() {
     assert_eq!(verdict.exit_code(), 1);
 }
 
-#[tokio::test]
-async fn a_cluster_without_coredog_says_install_it() {
-    let (client, server) = api_server(|request| match request.path.as_str() {
-        "/api/v1/nodes" => list("Node", vec![node("node-1", json!([]))]),
-        path if path.ends_with("s") && !path.contains("/coredog-") => list("Any", vec![]),
-        _ => not_found("anything"),
+/// Doctor without a workload against a cluster without CoreDog under its default names, whose
+/// lists (but for `answer`'s) are empty: what it printed, and its verdict.
+async fn without_default_names(
+    answer: impl Fn(&Recorded) -> Option<(u16, Value)> + Send + 'static,
+) -> (String, Verdict) {
+    let (client, server) = api_server(move |request| {
+        if let Some(answered) = answer(request) {
+            return answered;
+        }
+        match request.path.as_str() {
+            "/api/v1/nodes" => list("Node", vec![node("node-1", json!([]))]),
+            path if path.ends_with("s") && !path.contains("/coredog-") => list("Any", vec![]),
+            _ => not_found("anything"),
+        }
     });
     let probe = Probe {
         answers: vec![],
@@ -520,12 +528,55 @@ async fn a_cluster_without_coredog_says_install_it() {
     .unwrap();
     drop(client);
     server.await.unwrap();
-    let stdout = captured.stdout();
+    (captured.stdout(), verdict)
+}
+
+#[tokio::test]
+async fn a_cluster_without_coredog_says_install_it() {
+    let (stdout, verdict) = without_default_names(|_| None).await;
     assert!(
         stdout.starts_with("✘ MutatingWebhookConfiguration coredog-webhook is missing: no pod gets a dump directory\n    fix: kubectl coredog install\n"),
         "{stdout}"
     );
     assert!(stdout.contains("✘ DaemonSet coredog-system/coredog-watcher is missing: no node ships its dumps\n    fix: kubectl coredog install\n"));
+    assert_eq!(verdict.exit_code(), 1);
+}
+
+/// A Helm release of another name, in another namespace: said so, and that another install
+/// would make a second CoreDog, rather than "install it".
+#[tokio::test]
+async fn coredog_under_other_names_is_named_not_installed_again() {
+    let elsewhere = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "obs-coredog-webhook", "labels": {
+            "app.kubernetes.io/part-of": "coredog", "app.kubernetes.io/instance": "obs"
+        }},
+        "webhooks": [{
+            "name": "inject.coredog.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "clientConfig": {"service": {"name": "obs-coredog-webhook", "namespace": "observability"}}
+        }]
+    });
+    let (stdout, verdict) = without_default_names(move |request| {
+        (request.path == "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations")
+            .then(|| {
+                assert_eq!(
+                    request.query.get("labelSelector").map(String::as_str),
+                    Some("app.kubernetes.io/part-of=coredog")
+                );
+                list("MutatingWebhookConfiguration", vec![elsewhere.clone()])
+            })
+    })
+    .await;
+    assert_eq!(
+        stdout,
+        "\
+✘ CoreDog is installed under other names than the plugin reads (MutatingWebhookConfiguration coredog-webhook in namespace coredog-system): it cannot check it
+    obs-coredog-webhook (release obs, namespace observability)
+    fix: doctor, status, list and fetch read the default names: install the chart as release coredog in namespace coredog-system; do not also run `kubectl coredog install`, which adds a second CoreDog
+
+1 problem found.
+"
+    );
     assert_eq!(verdict.exit_code(), 1);
 }
 

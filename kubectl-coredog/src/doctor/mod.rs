@@ -131,6 +131,10 @@ async fn lookup<T>(
 pub struct ClusterSnapshot {
     pub now: Timestamp,
     pub webhook_configuration: Lookup<MutatingWebhookConfiguration>,
+    /// When CoreDog's webhook configuration is not under its default name: the CoreDog
+    /// installations found under others (a Helm release of another name), as
+    /// `<configuration> (release R, namespace N)`.
+    pub installed_elsewhere: Vec<String>,
     pub tls_secret: Lookup<Secret>,
     pub endpoint_slices: Lookup<Vec<EndpointSlice>>,
     pub daemon_set: Lookup<DaemonSet>,
@@ -166,13 +170,19 @@ pub async fn gather_cluster(client: &Client, now: Timestamp) -> anyhow::Result<C
     let daemon_sets: Api<DaemonSet> = Api::namespaced(client.clone(), NAMESPACE);
     let nodes: Api<Node> = Api::all(client.clone());
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let webhook_configuration = lookup(
+        "the MutatingWebhookConfiguration",
+        configurations.get(WEBHOOK),
+    )
+    .await?;
+    let installed_elsewhere = match webhook_configuration {
+        Lookup::Missing => installations_elsewhere(&configurations).await,
+        _ => Vec::new(),
+    };
     Ok(ClusterSnapshot {
         now,
-        webhook_configuration: lookup(
-            "the MutatingWebhookConfiguration",
-            configurations.get(WEBHOOK),
-        )
-        .await?,
+        webhook_configuration,
+        installed_elsewhere,
         tls_secret: lookup("the webhook's TLS Secret", secrets.get(TLS_SECRET)).await?,
         endpoint_slices: lookup("the webhook's endpoints", async {
             slices
@@ -196,6 +206,37 @@ pub async fn gather_cluster(client: &Client, now: Timestamp) -> anyhow::Result<C
         )
         .await?,
     })
+}
+
+/// CoreDog's webhook configurations under other names than the default (the chart's labels
+/// say whose); none when they cannot be listed.
+async fn installations_elsewhere(
+    configurations: &Api<MutatingWebhookConfiguration>,
+) -> Vec<String> {
+    let part_of = ListParams::default().labels("app.kubernetes.io/part-of=coredog");
+    let Ok(found) = configurations.list(&part_of).await else {
+        return Vec::new();
+    };
+    found
+        .items
+        .iter()
+        .map(|configuration| {
+            let release = configuration
+                .labels()
+                .get("app.kubernetes.io/instance")
+                .map_or("?", String::as_str);
+            let namespace = configuration
+                .webhooks
+                .iter()
+                .flatten()
+                .find_map(|webhook| webhook.client_config.service.as_ref())
+                .map_or("?", |service| service.namespace.as_str());
+            format!(
+                "{} (release {release}, namespace {namespace})",
+                configuration.name_any()
+            )
+        })
+        .collect()
 }
 
 /// The pods of a workload: by its selector, or for a CronJob through the Jobs it created.

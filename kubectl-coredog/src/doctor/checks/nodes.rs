@@ -643,6 +643,7 @@ mod tests {
         ClusterSnapshot {
             now: "2026-06-01T00:00:00Z".parse().unwrap(),
             webhook_configuration: Lookup::Missing,
+            installed_elsewhere: Vec::new(),
             tls_secret: Lookup::Missing,
             endpoint_slices: Lookup::Missing,
             daemon_set: Lookup::Found(daemon_set),

@@ -20,6 +20,26 @@ fn renew_certificate() -> String {
     )
 }
 
+/// CoreDog installed under other names than the ones the plugin reads (a Helm release not
+/// named `coredog`, or another namespace): what it found, and that another install would
+/// make a second CoreDog.
+pub(super) fn installed_elsewhere(snapshot: &ClusterSnapshot) -> Option<Check> {
+    if snapshot.installed_elsewhere.is_empty() {
+        return None;
+    }
+    Some(
+        Check::fail(
+            format!(
+                "CoreDog is installed under other names than the plugin reads (MutatingWebhookConfiguration {WEBHOOK} in namespace {NAMESPACE}): it cannot check it"
+            ),
+            format!(
+                "doctor, status, list and fetch read the default names: install the chart as release coredog in namespace {NAMESPACE}; do not also run `kubectl coredog install`, which adds a second CoreDog"
+            ),
+        )
+        .details(snapshot.installed_elsewhere.clone()),
+    )
+}
+
 pub(super) fn webhook_configuration(snapshot: &ClusterSnapshot) -> Check {
     let title = format!("MutatingWebhookConfiguration {WEBHOOK}");
     let configuration = match &snapshot.webhook_configuration {

@@ -566,6 +566,7 @@ mod tests {
         let cluster = |now: &str| ClusterSnapshot {
             now: now.parse().unwrap(),
             webhook_configuration: Lookup::Missing,
+            installed_elsewhere: Vec::new(),
             tls_secret: Lookup::Missing,
             endpoint_slices: Lookup::Missing,
             daemon_set: Lookup::Missing,
@@ -655,6 +656,7 @@ mod selector_tests {
         let cluster = ClusterSnapshot {
             now: jiff::Timestamp::UNIX_EPOCH,
             webhook_configuration: Lookup::Found(configuration),
+            installed_elsewhere: Vec::new(),
             tls_secret: Lookup::Missing,
             endpoint_slices: Lookup::Missing,
             daemon_set: Lookup::Missing,
