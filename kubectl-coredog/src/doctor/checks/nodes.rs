@@ -504,12 +504,9 @@ pub(super) fn node_statuses(snapshot: &ClusterSnapshot) -> Vec<Check> {
     if !stale.is_empty() {
         checks.push(
             Check::warn(format!(
-                "{} watcher{} stopped reporting (every minute when running): {} node{} down, or the watcher without API access; what {} last said is not counted",
+                "watchers stopped reporting (every minute when running) on {} node{}: a node down, or a watcher without API access; a report that old is not counted",
                 stale.len(),
-                if stale.len() == 1 { " has" } else { "s have" },
-                if stale.len() == 1 { "its" } else { "their" },
-                if stale.len() == 1 { " may be" } else { "s may be" },
-                if stale.len() == 1 { "it" } else { "they" },
+                if stale.len() == 1 { "" } else { "s" },
             ))
             .details(stale),
         );
@@ -721,7 +718,7 @@ mod tests {
             titles,
             [
                 "kernel.core_pattern is /corefile/core.%p on node node-1",
-                "1 watcher has stopped reporting (every minute when running): its node may be down, or the watcher without API access; what it last said is not counted",
+                "watchers stopped reporting (every minute when running) on 1 node: a node down, or a watcher without API access; a report that old is not counted",
                 "storage is reachable from 1 node",
             ]
         );
