@@ -34,7 +34,7 @@ async fn config_text(
     client: Option<&Client>,
     console: &mut Console<'_>,
 ) -> anyhow::Result<(String, Config, bool)> {
-    let mut other_store = false;
+    let existing = existing_config(client).await?;
     let text = if let Some(path) = &args.config {
         std::fs::read_to_string(path).map_err(|err| {
             UserError::new(format!("cannot read --config {}", path.display()))
@@ -47,22 +47,20 @@ async fn config_text(
         || args.region.is_some()
         || args.store_dir.is_some()
     {
-        match existing_config(client).await? {
+        match &existing {
             Some(existing) => {
                 console.note(&format!(
                     "changing the storage settings the flags name; the rest of Secret {NAMESPACE}/{CONFIG_SECRET} (notice channels, tuning; the keys unless the protocol changes) is kept"
                 ));
-                let (text, changed) = flags_over(&existing, args)?;
-                other_store = changed;
-                text
+                flags_over(existing, args)?
             }
             None => config_from_flags(args)?,
         }
-    } else if let Some(existing) = existing_config(client).await? {
+    } else if let Some(existing) = &existing {
         console.note(&format!(
             "keeping the storage settings of Secret {NAMESPACE}/{CONFIG_SECRET}"
         ));
-        existing
+        existing.clone()
     } else {
         return Err(user(
             "install needs to know where to store dumps",
@@ -83,13 +81,10 @@ async fn config_text(
             "name your own bucket: --bucket NAME, or S3Bucket in --config FILE",
         ));
     }
-    if args.config.is_some() {
-        // An installed configuration that no longer loads says nothing of its store.
-        let installed = existing_config(client).await?;
-        other_store = installed
-            .and_then(|text| Config::from_yaml(&text).ok())
-            .is_some_and(|installed| installed.storage.protocol != config.storage.protocol);
-    }
+    // An installed configuration that no longer loads says nothing of its store.
+    let other_store = existing
+        .and_then(|text| Config::from_yaml(&text).ok())
+        .is_some_and(|installed| installed.storage.protocol != config.storage.protocol);
     Ok((text, config, other_store))
 }
 
@@ -284,9 +279,8 @@ fn apply_hint(err: &kube::Error, dry_run: DryRun) -> Option<String> {
 }
 
 /// The installed configuration with the storage settings the flags name changed: an upgrade
-/// that moves the bucket keeps the notice channels, keys and tuning it had. Also whether the
-/// protocol changed.
-fn flags_over(existing: &str, args: &InstallArgs) -> anyhow::Result<(String, bool)> {
+/// that moves the bucket keeps the notice channels, keys and tuning it had.
+fn flags_over(existing: &str, args: &InstallArgs) -> anyhow::Result<String> {
     let mut config = Config::from_yaml(existing).map_err(|err| {
         UserError::new(format!(
             "the configuration in Secret {NAMESPACE}/{CONFIG_SECRET} is not valid: {err}"
@@ -349,7 +343,7 @@ fn flags_over(existing: &str, args: &InstallArgs) -> anyhow::Result<(String, boo
             "pass --bucket NAME, or --config FILE",
         ));
     }
-    Ok((config.to_yaml(), other_store))
+    Ok(config.to_yaml())
 }
 
 async fn read_secret(client: &Client, name: &str) -> anyhow::Result<Option<Secret>> {
