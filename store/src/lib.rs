@@ -56,6 +56,14 @@ pub enum StoreError {
         key: String,
         source: ::s3::error::S3Error,
     },
+    /// The endpoint showed a certificate this machine does not trust: no use trying again
+    /// until the CA is trusted (the system's store or `SSL_CERT_FILE`) or the endpoint fixed.
+    #[error("{operation} {key}: the storage endpoint's certificate is not trusted here: {problem}")]
+    UntrustedCertificate {
+        operation: &'static str,
+        key: String,
+        problem: String,
+    },
     #[error("{operation} {path}: {source}")]
     Io {
         operation: &'static str,
@@ -77,7 +85,10 @@ impl StoreError {
         match self {
             Self::S3 { source, .. } => s3::is_transient(source),
             Self::Io { .. } => true,
-            Self::Config(_) | Self::NotFound(_) | Self::Source { .. } => false,
+            Self::Config(_)
+            | Self::UntrustedCertificate { .. }
+            | Self::NotFound(_)
+            | Self::Source { .. } => false,
         }
     }
 
@@ -86,6 +97,7 @@ impl StoreError {
         match self {
             Self::Config(_) => "config",
             Self::S3 { .. } => "s3",
+            Self::UntrustedCertificate { .. } => "tls",
             Self::Io { .. } => "io",
             Self::NotFound(_) => "not_found",
             Self::Source { .. } => "source",

@@ -58,10 +58,23 @@ pub struct S3Store {
 }
 
 fn s3_error<'a>(operation: &'static str, key: &'a str) -> impl FnOnce(S3Error) -> StoreError + 'a {
-    move |source| StoreError::S3 {
-        operation,
-        key: key.to_owned(),
-        source: without_request_details(source),
+    move |source| {
+        let problem = match &source {
+            S3Error::Reqwest(err) => certificate_problem(err).map(ToString::to_string),
+            _ => None,
+        };
+        match problem {
+            Some(problem) => StoreError::UntrustedCertificate {
+                operation,
+                key: key.to_owned(),
+                problem,
+            },
+            None => StoreError::S3 {
+                operation,
+                key: key.to_owned(),
+                source: without_request_details(source),
+            },
+        }
     }
 }
 
@@ -155,8 +168,33 @@ pub(crate) fn is_transient(err: &S3Error) -> bool {
                 || *status == 429
                 || error_code(body).is_some_and(|code| TRANSIENT_CODES.contains(&code))
         }
+        // A certificate this machine does not trust stays untrusted however often it is shown.
+        S3Error::Reqwest(err) => certificate_problem(err).is_none(),
         _ => true,
     }
+}
+
+/// Why the endpoint's certificate was refused (an unknown issuer, an expired certificate,
+/// another host's name), when that is what `err` comes from.
+fn certificate_problem<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::CertificateError> {
+    let mut next = Some(err);
+    while let Some(current) = next {
+        if let Some(rustls::Error::InvalidCertificate(problem)) = current.downcast_ref() {
+            return Some(problem);
+        }
+        // An io::Error's `source` is the source of the error it wraps, not that error itself,
+        // which is where rustls says what it refused.
+        next = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => match io.get_ref() {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => std::error::Error::source(io),
+            },
+            None => current.source(),
+        };
+    }
+    None
 }
 
 /// The `<Code>` of an S3 error document.
@@ -168,6 +206,10 @@ fn error_code(body: &str) -> Option<&str> {
 
 impl S3Store {
     pub fn from_config(storage: &StorageConfig) -> Result<Self, StoreError> {
+        // rust-s3 would otherwise try a failed GET, HEAD or listing once more after a second's
+        // sleep, inside each of this store's own tries: one retry policy, this store's, is
+        // enough, and it is the one that knows a refused certificate from a lost connection.
+        s3::set_retries(0);
         let endpoint = storage
             .endpoint()
             .map_err(|err| StoreError::Config(err.to_string()))?;

@@ -238,6 +238,9 @@ pub fn storage_error(err: StoreError, doing: &str) -> anyhow::Error {
     let text = tidy_s3_message(&err.to_string());
     let hint = match &err {
         StoreError::NotFound(_) => "the object may have been deleted; list again",
+        StoreError::UntrustedCertificate { .. } => {
+            "a store signed by a private CA needs that CA trusted where the plugin runs: in the system's trust store, or in a PEM file named by SSL_CERT_FILE"
+        }
         _ if text.contains("HTTP 403") || text.contains("HTTP 401") => {
             "the storage refused the credentials: check the keys (the config's s3AccesskeyID/s3SecretAccessKey, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or Secret coredog-system/coredog-storage-credentials)"
         }
