@@ -264,8 +264,12 @@ impl S3Store {
         // No timeout on the client as a whole: each request sets its own. (reqwest's read
         // timeout would also run from sending a body until the answer's headers, which S3
         // sends only once it has the whole part.)
+        // Reading the system's trust store takes a few milliseconds of every command; a
+        // plain-HTTP endpoint (a store inside the cluster or on the node) never needs it.
+        let plain_http = endpoint.url.starts_with("http://");
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            .tls_built_in_root_certs(!plain_http)
             .build()
             .map_err(|err| StoreError::Config(format!("HTTP client: {err}")))?;
         Ok(Self {
