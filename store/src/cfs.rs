@@ -15,10 +15,21 @@
 //! the node. So before writing or listing, the mount path's filesystem is checked: a local
 //! disk's (ext4, xfs, btrfs, overlay, tmpfs, ...) is refused, a transient error, unless
 //! `CFSAllowLocalDisk` says that is meant.
+//!
+//! The share is writable by the people who read dumps, and the watcher runs as root: a
+//! symbolic link planted there (`corefiles/ns` → `/etc`) must not take its writes, or its
+//! reads, anywhere else. Every path below the mount path is walked one directory at a time,
+//! each opened relative to the one before with `O_NOFOLLOW` ([`open_dir_beneath`]), and files
+//! are created, renamed and removed relative to their directory's handle.
 
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 use coredog_core::config::StorageConfig;
 use jiff::Timestamp;
@@ -104,6 +115,63 @@ async fn blocking<T: Send + 'static>(
         })?
 }
 
+/// The directory `relative` (plain components only) names below `root`, made where missing
+/// when `create`, reached without following a symbolic link: each component is opened relative
+/// to the one before with `O_NOFOLLOW`. A link, or anything else that is not a directory, in
+/// the way is an error that says so.
+fn open_dir_beneath(root: &Path, relative: &Path, create: bool) -> std::io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut dir = rustix::fs::open(root, flags, Mode::empty())?;
+    let mut reached = root.to_path_buf();
+    for component in relative.components() {
+        let name = component.as_os_str();
+        reached.push(name);
+        if create {
+            match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(DIRECTORY_MODE)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        dir = match rustix::fs::openat(&dir, name, flags | OFlags::NOFOLLOW, Mode::empty()) {
+            Ok(next) => next,
+            Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
+                return Err(not_followed(&reached));
+            }
+            Err(err) => return Err(err.into()),
+        };
+    }
+    Ok(dir)
+}
+
+fn not_followed(path: &Path) -> std::io::Error {
+    std::io::Error::other(format!(
+        "{} is a symbolic link or not a directory, and links on the share are not followed",
+        path.display()
+    ))
+}
+
+/// The stored file `key` names, opened for reading without following a symbolic link on the
+/// way; `Ok(None)` when there is none, or something other than a plain file is in its place.
+fn open_stored(root: &Path, key: &Path) -> std::io::Result<Option<(File, std::fs::Metadata)>> {
+    let (Some(parent), Some(name)) = (key.parent(), key.file_name()) else {
+        return Ok(None);
+    };
+    let dir = match open_dir_beneath(root, parent, false) {
+        Ok(dir) => dir,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    // Not blocking on a FIFO planted under the name; a plain file ignores the flag.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = match rustix::fs::openat(&dir, name, flags, Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::LOOP) => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    let meta = file.metadata()?;
+    Ok(meta.is_file().then_some((file, meta)))
+}
+
 impl CfsStore {
     pub fn from_config(storage: &StorageConfig) -> Result<Self, StoreError> {
         let root = storage
@@ -156,32 +224,34 @@ impl CfsStore {
     /// that grows with every dump (its entries are empty files).
     async fn write(&self, key: &str, mut parts: PartReceiver) -> Result<u64, StoreError> {
         let path = self.path_of(key)?;
-        let sweep = path
-            .parent()
-            .and_then(Path::file_name)
+        let relative = Path::new(key);
+        let (Some(parent), Some(name)) = (relative.parent(), relative.file_name()) else {
+            return Err(StoreError::Config(format!("{key:?} names no file")));
+        };
+        let dir_path = self.root.join(parent);
+        let sweep = parent
+            .file_name()
             .is_none_or(|dir| dir != coredog_core::object_key::ID_INDEX_DIR);
         // The guard is made where the file is: dropped with the upload (a watcher stopping
         // mid-write), even while the file is being created, or after a failure, it takes the
         // file with it.
-        let (file, tmp, mut pending) = {
-            let (path, root, allow_local_disk) =
-                (path.clone(), self.root.clone(), self.allow_local_disk);
+        let (file, dir, tmp, mut pending) = {
+            let (root, allow_local_disk) = (self.root.clone(), self.allow_local_disk);
+            let (parent, name, dir_path) = (parent.to_owned(), name.to_owned(), dir_path.clone());
             blocking(move || {
                 check_shared(&root, allow_local_disk)?;
-                if let Some(dir) = path.parent() {
-                    std::fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(DIRECTORY_MODE)
-                        .create(dir)
-                        .map_err(io_error("create directory", dir))?;
-                }
+                let dir = open_dir_beneath(&root, &parent, true)
+                    .map_err(io_error("create directory", &dir_path))?;
+                let dir = Arc::new(dir);
                 if sweep {
-                    remove_abandoned_temporaries(&path);
+                    remove_abandoned_temporaries(&dir, &dir_path, &name);
                 }
-                create_locked_temporary(&path)
+                let (file, tmp, pending) = create_locked_temporary(&dir, &dir_path, &name)?;
+                Ok((file, dir, tmp, pending))
             })
             .await?
         };
+        let tmp_path = dir_path.join(&tmp);
         let mut file = Some(file);
         let mut size = 0u64;
         let spare = parts.spare_buffers();
@@ -192,10 +262,12 @@ impl CfsStore {
                     key: key.to_owned(),
                     reason: "file handle lost".to_owned(),
                 })?;
-                let (tmp, spare) = (tmp.clone(), spare.clone());
+                let (tmp_path, spare) = (tmp_path.clone(), spare.clone());
                 file = Some(
                     blocking(move || {
-                        handle.write_all(&part).map_err(io_error("write", &tmp))?;
+                        handle
+                            .write_all(&part)
+                            .map_err(io_error("write", &tmp_path))?;
                         spare.put(part);
                         Ok(handle)
                     })
@@ -206,29 +278,28 @@ impl CfsStore {
                 return Err(abandoned(key));
             }
             let handle = file.take();
-            let (tmp, path) = (tmp.clone(), path.clone());
+            let (dir, tmp, name) = (dir.clone(), tmp.clone(), name.to_owned());
+            let (tmp_path, path, dir_path) = (tmp_path.clone(), path.clone(), dir_path.clone());
             blocking(move || {
                 if let Some(handle) = handle {
-                    handle.sync_all().map_err(io_error("fsync", &tmp))?;
+                    handle.sync_all().map_err(io_error("fsync", &tmp_path))?;
                 }
-                std::fs::rename(&tmp, &path).map_err(io_error("rename", &path))?;
-                if let Some(dir) = path.parent() {
-                    std::fs::File::open(dir)
-                        .and_then(|dir_handle| dir_handle.sync_all())
-                        .map_err(io_error("fsync directory", dir))?;
-                }
+                rustix::fs::renameat(&*dir, &tmp, &*dir, &name)
+                    .map_err(|err| io_error("rename", &path)(err.into()))?;
+                rustix::fs::fsync(&*dir)
+                    .map_err(|err| io_error("fsync directory", &dir_path)(err.into()))?;
                 Ok(())
             })
             .await
         }
         .await;
-        let leftover = pending.0.take();
         if written.is_err()
-            && let Some(tmp) = leftover
+            && let Some(tmp) = pending.name.take()
         {
             // Removed before the failure is reported, so that a retry finds the directory clean.
+            let dir = pending.dir.clone();
             blocking(move || {
-                let _ = std::fs::remove_file(tmp);
+                let _ = rustix::fs::unlinkat(&*dir, &tmp, AtFlags::empty());
                 Ok(())
             })
             .await?;
@@ -250,14 +321,14 @@ impl CfsStore {
     pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
         let path = self.path_of(key)?;
         let key = key.to_owned();
-        blocking(move || match std::fs::metadata(&path) {
-            Ok(meta) if meta.is_file() => Ok(Some(ObjectInfo {
+        let root = self.root.clone();
+        blocking(move || match open_stored(&root, Path::new(&key)) {
+            Ok(Some((_, meta))) => Ok(Some(ObjectInfo {
                 key,
                 size: meta.len(),
                 last_modified: modified(&meta),
             })),
-            Ok(_) => Ok(None),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Ok(None) => Ok(None),
             Err(err) => Err(io_error("stat", &path)(err)),
         })
         .await
@@ -282,6 +353,14 @@ impl CfsStore {
             } else {
                 root.join(dir_part)
             };
+            // The walk itself never enters a link; nor does it start in one.
+            match open_dir_beneath(&root, Path::new(dir_part), false) {
+                Ok(_) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(ListPage::default());
+                }
+                Err(err) => return Err(io_error("list", &start)(err)),
+            }
             let mut objects = Vec::new();
             let bounds = Bounds {
                 prefix: &prefix,
@@ -306,12 +385,17 @@ impl CfsStore {
     pub async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.path_of(key)?;
         let key = key.to_owned();
-        blocking(move || match std::fs::read(&path) {
-            Ok(bytes) => Ok(bytes),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                Err(StoreError::NotFound(key))
-            }
-            Err(err) => Err(io_error("read", &path)(err)),
+        let root = self.root.clone();
+        blocking(move || {
+            let Some((mut file, meta)) =
+                open_stored(&root, Path::new(&key)).map_err(io_error("open", &path))?
+            else {
+                return Err(StoreError::NotFound(key));
+            };
+            let mut bytes = Vec::with_capacity(meta.len() as usize);
+            file.read_to_end(&mut bytes)
+                .map_err(io_error("read", &path))?;
+            Ok(bytes)
         })
         .await
     }
@@ -323,14 +407,13 @@ impl CfsStore {
         end_inclusive: u64,
     ) -> Result<bytes::Bytes, StoreError> {
         let path = self.path_of(key)?;
+        let root = self.root.clone();
         let key = key.to_owned();
         blocking(move || {
-            let mut file = match std::fs::File::open(&path) {
-                Ok(file) => file,
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(StoreError::NotFound(key));
-                }
-                Err(err) => return Err(io_error("open", &path)(err)),
+            let Some((mut file, _)) =
+                open_stored(&root, Path::new(&key)).map_err(io_error("open", &path))?
+            else {
+                return Err(StoreError::NotFound(key));
             };
             file.seek(SeekFrom::Start(start))
                 .map_err(io_error("seek", &path))?;
@@ -355,14 +438,13 @@ impl CfsStore {
         use std::os::unix::fs::FileExt as _;
         const PIECE: u64 = 1024 * 1024;
         let path = self.path_of(key)?;
+        let root = self.root.clone();
         let (key, to) = (key.to_owned(), to.clone());
         blocking(move || {
-            let file = match std::fs::File::open(&path) {
-                Ok(file) => file,
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(StoreError::NotFound(key));
-                }
-                Err(err) => return Err(io_error("open", &path)(err)),
+            let Some((file, _)) =
+                open_stored(&root, Path::new(&key)).map_err(io_error("open", &path))?
+            else {
+                return Err(StoreError::NotFound(key));
             };
             let mut at = start;
             while at <= end_inclusive {
@@ -392,16 +474,12 @@ impl CfsStore {
     }
 }
 
-/// How the names of the temporary files of writes of `path` begin.
-fn temporary_prefix(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    format!(".{name}.tmp-")
+/// How the names of the temporary files of writes of the file `name` begin.
+fn temporary_prefix(name: &OsStr) -> String {
+    format!(".{}.tmp-", name.to_string_lossy())
 }
 
-fn temporary_name(path: &Path) -> PathBuf {
+fn temporary_name(name: &OsStr) -> OsString {
     // Every watcher container is process 1: two of them on one node (a rolling update with
     // surge) writing the same key must not share a temporary file, nor two writes of one.
     static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -410,41 +488,47 @@ fn temporary_name(path: &Path) -> PathBuf {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos();
-    path.with_file_name(format!(
+    format!(
         "{}{}-{started:x}-{write}",
-        temporary_prefix(path),
+        temporary_prefix(name),
         std::process::id()
-    ))
+    )
+    .into()
 }
 
 /// Attempts at a temporary file another writer's sweep did not take away meanwhile.
 const CREATE_ATTEMPTS: usize = 3;
 
-/// A new temporary file for `path`, locked for as long as it is open (the kernel lets the lock
-/// go when the writer dies), and still under its name once locked: another writer's sweep may
-/// take a file away in the instant between its creation and its lock.
+/// A new temporary file in `dir` for the file `name`, locked for as long as it is open (the
+/// kernel lets the lock go when the writer dies), and still under its name once locked:
+/// another writer's sweep may take a file away in the instant between its creation and its
+/// lock. `dir_path` names the directory in errors.
 fn create_locked_temporary(
-    path: &Path,
-) -> Result<(std::fs::File, PathBuf, PendingTemporary), StoreError> {
-    use std::os::unix::fs::MetadataExt as _;
+    dir: &Arc<OwnedFd>,
+    dir_path: &Path,
+    name: &OsStr,
+) -> Result<(File, OsString, PendingTemporary), StoreError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let tmp = temporary_name(path);
+        let tmp = temporary_name(name);
+        let tmp_path = dir_path.join(&tmp);
         // A new file only: a name someone else made on the share (a link planted there) is
         // never opened.
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&tmp)
-            .map_err(io_error("create", &tmp))?;
-        let pending = PendingTemporary(Some(tmp.clone()));
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
+        let file = rustix::fs::openat(&**dir, &tmp, flags, Mode::from_raw_mode(FILE_MODE))
+            .map(File::from)
+            .map_err(|err| io_error("create", &tmp_path)(err.into()))?;
+        let pending = PendingTemporary {
+            dir: dir.clone(),
+            name: Some(tmp.clone()),
+        };
         // A share without locks leaves abandoned files to the age rule alone.
         let _ = file.try_lock();
-        let created = file.metadata().map_err(io_error("create", &tmp))?;
-        let still_there = std::fs::metadata(&tmp)
-            .is_ok_and(|now| (now.dev(), now.ino()) == (created.dev(), created.ino()));
+        let created =
+            rustix::fs::fstat(&file).map_err(|err| io_error("create", &tmp_path)(err.into()))?;
+        let still_there = rustix::fs::statat(&**dir, &tmp, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|now| (now.st_dev, now.st_ino) == (created.st_dev, created.st_ino));
         if still_there || attempt == CREATE_ATTEMPTS {
             return Ok((file, tmp, pending));
         }
@@ -452,22 +536,25 @@ fn create_locked_temporary(
 }
 
 /// A temporary file not yet renamed into place, removed when dropped.
-struct PendingTemporary(Option<PathBuf>);
+struct PendingTemporary {
+    dir: Arc<OwnedFd>,
+    name: Option<OsString>,
+}
 
 impl Drop for PendingTemporary {
     fn drop(&mut self) {
-        let Some(path) = self.0.take() else { return };
+        let Some(name) = self.name.take() else { return };
+        let dir = self.dir.clone();
+        let remove = move || {
+            let _ = rustix::fs::unlinkat(&*dir, &name, AtFlags::empty());
+        };
         // An unlink on a share that stops answering blocks for as long as the mount's timeout:
         // never on a thread that runs async tasks.
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn_blocking(move || {
-                    let _ = std::fs::remove_file(path);
-                });
+                runtime.spawn_blocking(remove);
             }
-            Err(_) => {
-                let _ = std::fs::remove_file(path);
-            }
+            Err(_) => remove(),
         }
     }
 }
@@ -477,18 +564,18 @@ impl Drop for PendingTemporary {
 /// rolling update with surge) may write one key at once.
 const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Whether the write of the temporary file at `path` is over: nobody holds its lock (the lock
-/// taken here goes when the handle does), or, where locks cannot tell, it was left untouched
-/// for [`ABANDONED_AFTER`].
-fn write_is_over(path: &Path) -> bool {
+/// Whether the write of the temporary file `name` in `dir` is over: nobody holds its lock (the
+/// lock taken here goes when the handle does), or, where locks cannot tell, it was left
+/// untouched for [`ABANDONED_AFTER`]. A link or a FIFO under the name is not opened.
+fn write_is_over(dir: &OwnedFd, name: &OsStr) -> bool {
     // Written to: NFS takes an exclusive lock as a POSIX one, which needs a writable handle.
-    let Ok(file) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-    else {
+    let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let Ok(file) = rustix::fs::openat(dir, name, flags, Mode::empty()).map(File::from) else {
         return false;
     };
+    if !file.metadata().is_ok_and(|meta| meta.is_file()) {
+        return false;
+    }
     match file.try_lock() {
         Ok(()) => true,
         Err(std::fs::TryLockError::WouldBlock) => false,
@@ -501,21 +588,20 @@ fn write_is_over(path: &Path) -> bool {
     }
 }
 
-/// Removes the temporary files of earlier writes of `path` whose [write is over](write_is_over). Best
-/// effort: what cannot be read or removed stays for the next write.
-fn remove_abandoned_temporaries(path: &Path) {
-    let Some(dir) = path.parent() else {
-        return;
-    };
-    let prefix = temporary_prefix(path);
-    let Ok(entries) = std::fs::read_dir(dir) else {
+/// Removes from `dir` the temporary files of earlier writes of the file `name` whose [write is
+/// over](write_is_over). Best effort: what cannot be read or removed stays for the next write.
+fn remove_abandoned_temporaries(dir: &OwnedFd, dir_path: &Path, name: &OsStr) {
+    use std::os::unix::ffi::OsStrExt as _;
+    let prefix = temporary_prefix(name);
+    let Ok(entries) = rustix::fs::Dir::read_from(dir) else {
         return;
     };
     for entry in entries.flatten() {
-        let done = entry.file_name().to_string_lossy().starts_with(&prefix)
-            && write_is_over(&entry.path());
-        if done && std::fs::remove_file(entry.path()).is_ok() {
-            tracing::info!(path = %entry.path().display(), "removed the temporary file of an abandoned write");
+        let entry_name = OsStr::from_bytes(entry.file_name().to_bytes());
+        let done =
+            entry_name.as_bytes().starts_with(prefix.as_bytes()) && write_is_over(dir, entry_name);
+        if done && rustix::fs::unlinkat(dir, entry_name, AtFlags::empty()).is_ok() {
+            tracing::info!(path = %dir_path.join(entry_name).display(), "removed the temporary file of an abandoned write");
         }
     }
 }
@@ -633,12 +719,12 @@ mod tests {
 
     #[test]
     fn every_write_has_a_temporary_file_of_its_own() {
-        let path = Path::new("/cfs/corefiles/ns/pod/a.core");
-        let (first, second) = (temporary_name(path), temporary_name(path));
+        let name = OsStr::new("a.core");
+        let (first, second) = (temporary_name(name), temporary_name(name));
         assert_ne!(first, second);
         for temporary in [first, second] {
-            assert_eq!(temporary.parent(), path.parent());
-            assert!(is_temporary(&temporary.to_string_lossy()), "{temporary:?}");
+            let key = format!("corefiles/ns/pod/{}", temporary.to_string_lossy());
+            assert!(is_temporary(&key), "{key}");
         }
     }
 
@@ -716,6 +802,88 @@ mod tests {
                 mode(&made)
             );
         }
+    }
+
+    #[tokio::test]
+    async fn links_planted_on_the_share_are_not_followed() {
+        use std::os::unix::fs::symlink;
+        let share = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join("a.core"), b"not a dump").unwrap();
+        let store = CfsStore::on_local_disk(share.path());
+        // A reader of the share points a namespace's directory somewhere else on the node...
+        std::fs::create_dir(share.path().join("corefiles")).unwrap();
+        symlink(elsewhere.path(), share.path().join("corefiles/ns")).unwrap();
+
+        let err = store
+            .put_bytes("corefiles/ns/pod/a.core", b"core")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("links on the share are not followed"),
+            "{err}"
+        );
+        assert_eq!(names_in(elsewhere.path()), ["a.core"]);
+        assert!(store.head("corefiles/ns/a.core").await.is_err());
+        assert!(store.get_bytes("corefiles/ns/a.core").await.is_err());
+        let (to, _pieces) = tokio::sync::mpsc::channel(4);
+        assert!(
+            store
+                .read_range("corefiles/ns/a.core", 0, 3, &to)
+                .await
+                .is_err()
+        );
+        assert!(store.list_page("corefiles/ns/", None).await.is_err());
+        assert!(
+            store
+                .list_page("corefiles/", None)
+                .await
+                .unwrap()
+                .objects
+                .is_empty()
+        );
+
+        // ... or a file's name at a file elsewhere: not read, and not written through.
+        std::fs::create_dir_all(share.path().join("corefiles/other/pod")).unwrap();
+        let planted = share.path().join("corefiles/other/pod/a.core");
+        symlink(elsewhere.path().join("a.core"), &planted).unwrap();
+        assert_eq!(
+            store.head("corefiles/other/pod/a.core").await.unwrap(),
+            None
+        );
+        assert!(matches!(
+            store.get_bytes("corefiles/other/pod/a.core").await,
+            Err(StoreError::NotFound(_))
+        ));
+        store
+            .put_bytes("corefiles/other/pod/a.core", b"core")
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(elsewhere.path().join("a.core")).unwrap(),
+            b"not a dump"
+        );
+        assert!(!std::fs::symlink_metadata(&planted).unwrap().is_symlink());
+        assert_eq!(std::fs::read(&planted).unwrap(), b"core");
+
+        // A temporary file's name planted as a link to a file elsewhere is neither opened nor
+        // removed by the sweep of abandoned writes.
+        let pod = share.path().join("corefiles/other/pod");
+        symlink(
+            elsewhere.path().join("a.core"),
+            pod.join(".a.core.tmp-1-abc-0"),
+        )
+        .unwrap();
+        store
+            .put_bytes("corefiles/other/pod/a.core", b"core 2")
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(elsewhere.path().join("a.core")).unwrap(),
+            b"not a dump"
+        );
+        assert_eq!(names_in(&pod), [".a.core.tmp-1-abc-0", "a.core"]);
     }
 
     #[tokio::test]
