@@ -572,7 +572,7 @@ async fn coredog_under_other_names_is_named_not_installed_again() {
         "\
 ✘ CoreDog is installed under other names than the plugin reads (MutatingWebhookConfiguration coredog-webhook in namespace coredog-system): it cannot check it
     obs-coredog-webhook (release obs, namespace observability)
-    fix: doctor, status, list and fetch read the default names: install the chart as release coredog in namespace coredog-system; do not also run `kubectl coredog install`, which adds a second CoreDog
+    fix: doctor reads the default names (status, list, info and fetch find the release through its watcher): install the chart as release coredog in namespace coredog-system to have it checked; do not also run `kubectl coredog install`, which adds a second CoreDog
 
 1 problem found.
 "

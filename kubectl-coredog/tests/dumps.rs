@@ -14,6 +14,7 @@ use kubectl_coredog::dumps::{FetchScopes, fetch_command, info_command, list_comm
 use kubectl_coredog::fetch::FetchOptions;
 use kubectl_coredog::kube_client::Scope;
 use kubectl_coredog::storage::memory::MemoryStorage;
+use serde_json::{Value, json};
 use stored::{STORE_DIR, Stored, dump, put};
 use support::Captured;
 
@@ -903,4 +904,128 @@ async fn key_files_named_by_the_cluster_configuration_are_not_read_locally() {
         .unwrap();
     assert_eq!(storage.access_key_id_file, None);
     assert_eq!(storage.secret_access_key_file, None);
+}
+
+/// A watcher DaemonSet as a Helm release renders it, with the configuration Secret and the key
+/// Secret (and its keys) its values name.
+fn release_watcher(namespace: &str, name: &str, config_secret: &str, keys: &str) -> Value {
+    let key = |variable: &str, key: &str| json!({"name": variable, "valueFrom": {"secretKeyRef": {"name": keys, "key": key}}});
+    json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": name, "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "coredog", "app.kubernetes.io/component": "watcher"}},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/component": "watcher"}},
+            "template": {"spec": {
+                "containers": [{"name": "watcher", "env": [
+                    {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                    key("AWS_ACCESS_KEY_ID", "ak"),
+                    key("AWS_SECRET_ACCESS_KEY", "sk"),
+                ]}],
+                "volumes": [
+                    {"name": "corefile", "hostPath": {"path": "/data/coredog-system/dumps"}},
+                    {"name": "config", "secret": {"secretName": config_secret}}
+                ]
+            }}
+        }
+    })
+}
+
+/// A Helm release under another name and namespace (and a configuration Secret of the user's
+/// own, `config.existingSecret`) is found through its watcher: the Secrets it mounts are read.
+#[tokio::test]
+async fn a_release_under_other_names_is_found_through_its_watcher() {
+    let encoded = |text: &str| {
+        serde_json::to_value(k8s_openapi::ByteString(text.as_bytes().to_vec())).unwrap()
+    };
+    let config = "StorageConfig:\n  protocol: s3\n  S3Bucket: team-dumps\n  S3Endpoint: http://127.0.0.1:9\n";
+    let (client, server) = support::api_server(move |request| match request.path.as_str() {
+        "/apis/apps/v1/daemonsets" => support::list(
+            "DaemonSet",
+            vec![release_watcher(
+                "monitoring",
+                "dumps-coredog-watcher",
+                "dumps-settings",
+                "s3-keys",
+            )],
+        ),
+        "/api/v1/namespaces/monitoring/secrets/dumps-settings" => support::ok(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "dumps-settings", "namespace": "monitoring"},
+            "data": {"config.yaml": encoded(config)}
+        })),
+        "/api/v1/namespaces/monitoring/secrets/s3-keys" => support::ok(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s3-keys", "namespace": "monitoring"},
+            "data": {"ak": encoded("AKIDOFTHERELEASE"), "sk": encoded("secret")}
+        })),
+        _ => support::not_found("object"),
+    });
+    let storage = kubectl_coredog::storage::storage_config(None, Some(&client))
+        .await
+        .unwrap();
+    drop(client);
+    assert_eq!(storage.bucket(), Some("team-dumps"));
+    let requests = server.await.unwrap();
+    let lines: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        assert_eq!(storage.access_key_id.as_deref(), Some("AKIDOFTHERELEASE"));
+        assert_eq!(
+            lines,
+            [
+                "GET /api/v1/namespaces/coredog-system/secrets/coredog-config",
+                "GET /apis/apps/v1/daemonsets",
+                "GET /api/v1/namespaces/monitoring/secrets/dumps-settings",
+                "GET /api/v1/namespaces/monitoring/secrets/s3-keys",
+            ]
+        );
+    }
+    assert_eq!(
+        requests[1].query.get("labelSelector").map(String::as_str),
+        Some("app.kubernetes.io/part-of=coredog,app.kubernetes.io/component=watcher")
+    );
+}
+
+/// No CoreDog under install's names and none (or several) elsewhere: the error says which.
+#[tokio::test]
+async fn no_release_or_several_are_named_as_such() {
+    let error_with = |watchers: Vec<Value>, listing_allowed: bool| async move {
+        let (client, _server) =
+            support::api_server(
+                move |request| match (request.path.as_str(), listing_allowed) {
+                    ("/apis/apps/v1/daemonsets", true) => {
+                        support::list("DaemonSet", watchers.clone())
+                    }
+                    ("/apis/apps/v1/daemonsets", false) => {
+                        support::status(403, "Forbidden", "daemonsets is forbidden")
+                    }
+                    _ => support::not_found("object"),
+                },
+            );
+        let err = kubectl_coredog::storage::storage_config(None, Some(&client))
+            .await
+            .unwrap_err();
+        format!("{err:#}")
+    };
+    let none = error_with(Vec::new(), true).await;
+    assert!(
+        none.contains("Secret coredog-system/coredog-config) is not in this cluster"),
+        "{none}"
+    );
+    let not_allowed = error_with(Vec::new(), false).await;
+    assert_eq!(not_allowed, none);
+    let several = error_with(
+        vec![
+            release_watcher("a", "a-coredog-watcher", "a-coredog-config", "a-keys"),
+            release_watcher("b", "coredog-watcher", "b-config", "b-keys"),
+        ],
+        true,
+    )
+    .await;
+    assert!(
+        several.contains(
+            "CoreDog runs 2 times in this cluster (watchers a/a-coredog-watcher, b/coredog-watcher)"
+        ),
+        "{several}"
+    );
 }

@@ -15,13 +15,16 @@ use std::path::Path;
 use anyhow::Context as _;
 use coredog_core::config::{Config, StorageConfig};
 use coredog_store::{ListPage, ObjectInfo, Piece, Store, StoreError};
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::Secret;
+use kube::api::ListParams;
 use kube::{Api, Client};
 use tracing::debug;
 
-use crate::error::{UserError, is_forbidden, is_not_found};
+use crate::error::{UserError, is_forbidden};
 use crate::install::manifests::{
-    ACCESS_KEY_ID, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, NAMESPACE, SECRET_ACCESS_KEY,
+    ACCESS_KEY_ID, CONFIG_KEY, CONFIG_SECRET, CONFIG_VOLUME, CREDENTIALS_SECRET, NAMESPACE,
+    SECRET_ACCESS_KEY, WATCHER_SELECTOR,
 };
 
 /// The reads `list`, `info`, `fetch` and `status` make.
@@ -115,47 +118,23 @@ pub async fn storage_config(
             .hint("pass --config FILE, or reach a cluster where CoreDog is installed")
             .into());
     };
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
-    let secret = match secrets.get(CONFIG_SECRET).await {
-        Ok(secret) => secret,
-        Err(err) if is_not_found(&err) => {
-            return Err(UserError::new(format!(
-                "CoreDog's configuration (Secret {NAMESPACE}/{CONFIG_SECRET}) is not in this cluster"
-            ))
-            .hint("install CoreDog with `kubectl coredog install`, pick another --context, or pass --config FILE")
-            .into());
-        }
-        Err(err) if is_forbidden(&err) => {
-            return Err(UserError::new(format!(
-                "you may not read Secret {NAMESPACE}/{CONFIG_SECRET}, which says where dumps are stored"
-            ))
-            .hint(format!(
-                "ask for `get secrets` in namespace {NAMESPACE}, or pass --config FILE with the storage settings"
-            ))
-            .into());
-        }
-        Err(err) => {
-            return Err(anyhow::Error::new(err)
-                .context(format!("cannot read Secret {NAMESPACE}/{CONFIG_SECRET}")));
-        }
-    };
+    let (source, secret) = config_secret(client).await?;
     let text = secret
         .data
         .as_ref()
         .and_then(|data| data.get(CONFIG_KEY))
         .and_then(|bytes| String::from_utf8(bytes.0.clone()).ok())
         .ok_or_else(|| {
-            UserError::new(format!(
-                "Secret {NAMESPACE}/{CONFIG_SECRET} has no {CONFIG_KEY}"
-            ))
-            .hint("re-run `kubectl coredog install`, or pass --config FILE")
+            UserError::new(format!("Secret {} has no {CONFIG_KEY}", source.config))
+                .hint("re-run `kubectl coredog install` (or `helm upgrade`), or pass --config FILE")
         })?;
     let mut storage = Config::from_yaml(&text)
         .map_err(|err| {
             UserError::new(format!(
-                "the configuration in Secret {NAMESPACE}/{CONFIG_SECRET} is not valid: {err}"
+                "the configuration in Secret {} is not valid: {err}",
+                source.config
             ))
-            .hint("fix it with `kubectl coredog install --config FILE`")
+            .hint("fix it with `kubectl coredog install --config FILE` (or the chart's values)")
         })?
         .storage;
     // Key files the configuration names are paths in the watcher's pod, not on this machine.
@@ -169,17 +148,207 @@ pub async fn storage_config(
         .ok()
         .flatten()
         .is_some();
-    if !has_keys {
-        add_cluster_credentials(client, &mut storage).await;
+    if !has_keys && let Some(credentials) = &source.credentials {
+        add_cluster_credentials(client, credentials, &mut storage).await;
     }
     Ok(storage)
 }
 
+/// A Secret, by namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SecretName {
+    namespace: String,
+    name: String,
+}
+
+impl std::fmt::Display for SecretName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The watcher's storage keys in a Secret: its name and the keys of the two values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CredentialsSecret {
+    secret: SecretName,
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+/// Where CoreDog keeps its configuration in the cluster, and the watcher's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ConfigSource {
+    config: SecretName,
+    credentials: Option<CredentialsSecret>,
+}
+
+impl ConfigSource {
+    /// The names `kubectl coredog install` (and a Helm release `coredog` in `coredog-system`)
+    /// gives them.
+    fn installed() -> Self {
+        Self {
+            config: SecretName {
+                namespace: NAMESPACE.to_owned(),
+                name: CONFIG_SECRET.to_owned(),
+            },
+            credentials: Some(CredentialsSecret {
+                secret: SecretName {
+                    namespace: NAMESPACE.to_owned(),
+                    name: CREDENTIALS_SECRET.to_owned(),
+                },
+                access_key_id: ACCESS_KEY_ID.to_owned(),
+                secret_access_key: SECRET_ACCESS_KEY.to_owned(),
+            }),
+        }
+    }
+
+    /// What the watcher DaemonSet of a release reads: the Secret its `config` volume mounts,
+    /// and the Secret and keys its storage key variables come from.
+    fn of_watcher(daemon_set: &DaemonSet) -> Option<Self> {
+        let namespace = daemon_set.metadata.namespace.clone()?;
+        let spec = daemon_set.spec.as_ref()?.template.spec.as_ref()?;
+        let config = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|volume| volume.name == CONFIG_VOLUME)?
+            .secret
+            .as_ref()?
+            .secret_name
+            .clone()?;
+        let env_secret = |variable: &str| {
+            spec.containers
+                .iter()
+                .flat_map(|container| container.env.iter().flatten())
+                .find(|env| env.name == variable)?
+                .value_from
+                .as_ref()?
+                .secret_key_ref
+                .as_ref()
+                .map(|reference| (reference.name.clone(), reference.key.clone()))
+        };
+        let credentials = match (env_secret(ACCESS_KEY_ID), env_secret(SECRET_ACCESS_KEY)) {
+            (Some((name, access_key_id)), Some((other, secret_access_key))) if name == other => {
+                Some(CredentialsSecret {
+                    secret: SecretName {
+                        namespace: namespace.clone(),
+                        name,
+                    },
+                    access_key_id,
+                    secret_access_key,
+                })
+            }
+            _ => None,
+        };
+        Some(Self {
+            config: SecretName {
+                namespace,
+                name: config,
+            },
+            credentials,
+        })
+    }
+}
+
+/// The configuration Secret: under the names install gives it, else (a Helm release under
+/// another name or namespace) the one the cluster's only CoreDog watcher mounts.
+async fn config_secret(client: &Client) -> anyhow::Result<(ConfigSource, Secret)> {
+    let installed = ConfigSource::installed();
+    let source = match read_config_secret(client, &installed.config).await? {
+        Some(secret) => return Ok((installed, secret)),
+        None => match release_elsewhere(client).await? {
+            Some(source) => source,
+            None => {
+                return Err(UserError::new(format!(
+                    "CoreDog's configuration (Secret {}) is not in this cluster",
+                    installed.config
+                ))
+                .hint("install CoreDog with `kubectl coredog install`, pick another --context, or pass --config FILE")
+                .into());
+            }
+        },
+    };
+    debug!(config = %source.config, "configuration of a release under other names");
+    match read_config_secret(client, &source.config).await? {
+        Some(secret) => Ok((source, secret)),
+        None => Err(UserError::new(format!(
+            "the CoreDog watcher mounts Secret {}, which does not exist",
+            source.config
+        ))
+        .hint("create it (the chart's config.existingSecret), or pass --config FILE")
+        .into()),
+    }
+}
+
+/// The Secret `name`, `None` when it does not exist.
+async fn read_config_secret(client: &Client, name: &SecretName) -> anyhow::Result<Option<Secret>> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &name.namespace);
+    match secrets.get_opt(&name.name).await {
+        Ok(secret) => Ok(secret),
+        Err(err) if is_forbidden(&err) => Err(UserError::new(format!(
+            "you may not read Secret {name}, which says where dumps are stored"
+        ))
+        .hint(format!(
+            "ask for `get secrets` in namespace {}, or pass --config FILE with the storage settings",
+            name.namespace
+        ))
+        .into()),
+        Err(err) => Err(anyhow::Error::new(err).context(format!("cannot read Secret {name}"))),
+    }
+}
+
+/// The configuration of the one CoreDog release whose watcher runs in this cluster under
+/// names other than install's; `None` when there is none, or it may not be looked for.
+async fn release_elsewhere(client: &Client) -> anyhow::Result<Option<ConfigSource>> {
+    let daemon_sets: Api<DaemonSet> = Api::all(client.clone());
+    let watchers = ListParams::default().labels(WATCHER_SELECTOR);
+    let listed = match daemon_sets.list(&watchers).await {
+        Ok(listed) => listed.items,
+        Err(err) if is_forbidden(&err) => {
+            debug!(error = %err, "may not list DaemonSets to find a CoreDog release");
+            return Ok(None);
+        }
+        Err(err) => {
+            return Err(
+                anyhow::Error::new(err).context("cannot list DaemonSets to find CoreDog's watcher")
+            );
+        }
+    };
+    let found: Vec<ConfigSource> = listed.iter().filter_map(ConfigSource::of_watcher).collect();
+    match found.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        several => {
+            let names: Vec<String> = listed
+                .iter()
+                .map(|daemon_set| {
+                    format!(
+                        "{}/{}",
+                        daemon_set.metadata.namespace.as_deref().unwrap_or_default(),
+                        daemon_set.metadata.name.as_deref().unwrap_or_default()
+                    )
+                })
+                .collect();
+            Err(UserError::new(format!(
+                "CoreDog runs {} times in this cluster (watchers {})",
+                several.len(),
+                names.join(", ")
+            ))
+            .hint("pass --config FILE with the storage settings of the one you mean")
+            .into())
+        }
+    }
+}
+
 /// The keys install keeps for the watcher, when this user may read them; otherwise the store
 /// falls back to the provider chain.
-async fn add_cluster_credentials(client: &Client, storage: &mut StorageConfig) {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
-    let secret = match secrets.get_opt(CREDENTIALS_SECRET).await {
+async fn add_cluster_credentials(
+    client: &Client,
+    credentials: &CredentialsSecret,
+    storage: &mut StorageConfig,
+) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &credentials.secret.namespace);
+    let secret = match secrets.get_opt(&credentials.secret.name).await {
         Ok(Some(secret)) => secret,
         Ok(None) => return,
         Err(err) => {
@@ -194,7 +363,10 @@ async fn add_cluster_credentials(client: &Client, storage: &mut StorageConfig) {
             .and_then(|data| data.get(key))
             .and_then(|bytes| String::from_utf8(bytes.0.clone()).ok())
     };
-    if let (Some(access), Some(secret)) = (value(ACCESS_KEY_ID), value(SECRET_ACCESS_KEY)) {
+    if let (Some(access), Some(secret)) = (
+        value(&credentials.access_key_id),
+        value(&credentials.secret_access_key),
+    ) {
         storage.access_key_id = Some(access);
         storage.secret_access_key = Some(secret);
     }

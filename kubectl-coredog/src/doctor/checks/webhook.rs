@@ -33,7 +33,7 @@ pub(super) fn installed_elsewhere(snapshot: &ClusterSnapshot) -> Option<Check> {
                 "CoreDog is installed under other names than the plugin reads (MutatingWebhookConfiguration {WEBHOOK} in namespace {NAMESPACE}): it cannot check it"
             ),
             format!(
-                "doctor, status, list and fetch read the default names: install the chart as release coredog in namespace {NAMESPACE}; do not also run `kubectl coredog install`, which adds a second CoreDog"
+                "doctor reads the default names (status, list, info and fetch find the release through its watcher): install the chart as release coredog in namespace {NAMESPACE} to have it checked; do not also run `kubectl coredog install`, which adds a second CoreDog"
             ),
         )
         .details(snapshot.installed_elsewhere.clone()),

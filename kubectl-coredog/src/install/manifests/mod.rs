@@ -54,6 +54,11 @@ pub const IMAGE_REPOSITORY: &str = "ghcr.io/coredog-io/coredog";
 pub const MANAGED_BY: &str = "kubectl-coredog";
 const STATE_HOST_DIR: &str = "/var/lib/coredog";
 
+/// The watcher's volume of its configuration Secret (the chart's too).
+pub const CONFIG_VOLUME: &str = "config";
+/// The labels of CoreDog's watcher DaemonSet, whoever installed it (install or the chart).
+pub const WATCHER_SELECTOR: &str =
+    "app.kubernetes.io/part-of=coredog,app.kubernetes.io/component=watcher";
 /// The watcher's volume (and mount) of a CFS share.
 pub const CFS_VOLUME: &str = "cfs";
 /// The watcher's volume of the node's dump directory (`--host-dir`).

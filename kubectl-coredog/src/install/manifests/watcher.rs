@@ -19,9 +19,9 @@ use super::parts::{
     runtime_default, secret_env, sha256_hex, strings, volume_mount,
 };
 use super::{
-    ACCESS_KEY_ID, CFS_VOLUME, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, CfsShare,
-    HOST_DUMPS_VOLUME, LOG_FORMAT, Labels, SECRET_ACCESS_KEY, STATE_HOST_DIR, Settings, WATCHER,
-    WATCHER_CONTAINER, linux_nodes, selector_labels,
+    ACCESS_KEY_ID, CFS_VOLUME, CONFIG_KEY, CONFIG_SECRET, CONFIG_VOLUME, CREDENTIALS_SECRET,
+    CfsShare, HOST_DUMPS_VOLUME, LOG_FORMAT, Labels, SECRET_ACCESS_KEY, STATE_HOST_DIR, Settings,
+    WATCHER, WATCHER_CONTAINER, linux_nodes, selector_labels,
 };
 
 /// How long a stopping watcher pod has: uploads in flight finish within it.
@@ -173,13 +173,13 @@ pub(super) fn watcher_daemon_set(
 
     let mut volume_mounts = vec![
         volume_mount(HOST_DUMPS_VOLUME, "/corefile", false),
-        volume_mount("config", "/etc/coredog", true),
+        volume_mount(CONFIG_VOLUME, "/etc/coredog", true),
         volume_mount("tmp", "/tmp", false),
     ];
     let mut volumes = vec![
         host_path_volume(HOST_DUMPS_VOLUME, host_dir),
         Volume {
-            name: "config".into(),
+            name: CONFIG_VOLUME.into(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(CONFIG_SECRET.into()),
                 default_mode: Some(0o400),
