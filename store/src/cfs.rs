@@ -118,21 +118,31 @@ async fn blocking<T: Send + 'static>(
 /// The directory `relative` (plain components only) names below `root`, made where missing
 /// when `create`, reached without following a symbolic link: each component is opened relative
 /// to the one before with `O_NOFOLLOW`. A link, or anything else that is not a directory, in
-/// the way is an error that says so.
+/// the way is an error that says so. The handle is an `O_PATH` one, which needs no more than
+/// the search permission `stat` and `open` by path needed; [`readable`] opens it for listing
+/// and `fsync`.
 fn open_dir_beneath(root: &Path, relative: &Path, create: bool) -> std::io::Result<OwnedFd> {
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let mut dir = rustix::fs::open(root, flags, Mode::empty())?;
     let mut reached = root.to_path_buf();
     for component in relative.components() {
         let name = component.as_os_str();
         reached.push(name);
-        if create {
-            match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(DIRECTORY_MODE)) {
-                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                Err(err) => return Err(err.into()),
+        let open =
+            |dir: &OwnedFd| rustix::fs::openat(dir, name, flags | OFlags::NOFOLLOW, Mode::empty());
+        let opened = match open(&dir) {
+            // Made only when missing: on NFS a mkdir of a directory that exists, in a parent
+            // the watcher may not write to, fails with EACCES or EROFS rather than EEXIST.
+            Err(rustix::io::Errno::NOENT) if create => {
+                match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(DIRECTORY_MODE)) {
+                    // Another writer may have made it meanwhile.
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => open(&dir),
+                    Err(err) => Err(err),
+                }
             }
-        }
-        dir = match rustix::fs::openat(&dir, name, flags | OFlags::NOFOLLOW, Mode::empty()) {
+            opened => opened,
+        };
+        dir = match opened {
             Ok(next) => next,
             Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
                 return Err(not_followed(&reached));
@@ -143,11 +153,48 @@ fn open_dir_beneath(root: &Path, relative: &Path, create: bool) -> std::io::Resu
     Ok(dir)
 }
 
+/// The directory `dir` (a handle of [`open_dir_beneath`]) opened for reading: to list it or
+/// `fsync` it.
+fn readable(dir: &OwnedFd) -> std::io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    Ok(rustix::fs::openat(dir, ".", flags, Mode::empty())?)
+}
+
 fn not_followed(path: &Path) -> std::io::Error {
     std::io::Error::other(format!(
         "{} is a symbolic link or not a directory, and links on the share are not followed",
         path.display()
     ))
+}
+
+/// The plain file `name` in `dir`, opened with `access`: `Ok(None)` when there is none, or a
+/// link, a FIFO, a device or anything else but a plain file is in its place (which is never
+/// opened, for opening a device can do things).
+fn open_plain_file(
+    dir: &OwnedFd,
+    name: &OsStr,
+    access: OFlags,
+) -> std::io::Result<Option<(File, std::fs::Metadata)>> {
+    let seen = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(seen) => seen,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    if !rustix::fs::FileType::from_raw_mode(seen.st_mode).is_file() {
+        return Ok(None);
+    }
+    // Should the name be swapped for something else after the look, NOFOLLOW keeps a link shut,
+    // NONBLOCK a FIFO, NOCTTY a terminal, and the identity check below tells.
+    let flags = access | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let file = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::LOOP) => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    let meta = file.metadata()?;
+    use std::os::unix::fs::MetadataExt as _;
+    let same = meta.is_file() && (meta.dev(), meta.ino()) == (seen.st_dev, seen.st_ino);
+    Ok(same.then_some((file, meta)))
 }
 
 /// The stored file `key` names, opened for reading without following a symbolic link on the
@@ -161,15 +208,7 @@ fn open_stored(root: &Path, key: &Path) -> std::io::Result<Option<(File, std::fs
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(err),
     };
-    // Not blocking on a FIFO planted under the name; a plain file ignores the flag.
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let file = match rustix::fs::openat(&dir, name, flags, Mode::empty()) {
-        Ok(fd) => File::from(fd),
-        Err(rustix::io::Errno::NOENT | rustix::io::Errno::LOOP) => return Ok(None),
-        Err(err) => return Err(err.into()),
-    };
-    let meta = file.metadata()?;
-    Ok(meta.is_file().then_some((file, meta)))
+    open_plain_file(&dir, name, OFlags::RDONLY)
 }
 
 impl CfsStore {
@@ -286,15 +325,18 @@ impl CfsStore {
                 }
                 rustix::fs::renameat(&*dir, &tmp, &*dir, &name)
                     .map_err(|err| io_error("rename", &path)(err.into()))?;
-                rustix::fs::fsync(&*dir)
-                    .map_err(|err| io_error("fsync directory", &dir_path)(err.into()))?;
+                readable(&dir)
+                    .and_then(|listed| Ok(rustix::fs::fsync(listed)?))
+                    .map_err(io_error("fsync directory", &dir_path))?;
                 Ok(())
             })
             .await
         }
         .await;
+        // Renamed into place or not, the guard's work is done here.
+        let leftover = pending.name.take();
         if written.is_err()
-            && let Some(tmp) = pending.name.take()
+            && let Some(tmp) = leftover
         {
             // Removed before the failure is reported, so that a retry finds the directory clean.
             let dir = pending.dir.clone();
@@ -566,16 +608,12 @@ const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600
 
 /// Whether the write of the temporary file `name` in `dir` is over: nobody holds its lock (the
 /// lock taken here goes when the handle does), or, where locks cannot tell, it was left
-/// untouched for [`ABANDONED_AFTER`]. A link or a FIFO under the name is not opened.
+/// untouched for [`ABANDONED_AFTER`]. Anything but a plain file under the name is not opened.
 fn write_is_over(dir: &OwnedFd, name: &OsStr) -> bool {
     // Written to: NFS takes an exclusive lock as a POSIX one, which needs a writable handle.
-    let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let Ok(file) = rustix::fs::openat(dir, name, flags, Mode::empty()).map(File::from) else {
+    let Ok(Some((file, _))) = open_plain_file(dir, name, OFlags::RDWR) else {
         return false;
     };
-    if !file.metadata().is_ok_and(|meta| meta.is_file()) {
-        return false;
-    }
     match file.try_lock() {
         Ok(()) => true,
         Err(std::fs::TryLockError::WouldBlock) => false,
@@ -593,7 +631,8 @@ fn write_is_over(dir: &OwnedFd, name: &OsStr) -> bool {
 fn remove_abandoned_temporaries(dir: &OwnedFd, dir_path: &Path, name: &OsStr) {
     use std::os::unix::ffi::OsStrExt as _;
     let prefix = temporary_prefix(name);
-    let Ok(entries) = rustix::fs::Dir::read_from(dir) else {
+    let Ok(entries) = readable(dir).and_then(|listed| Ok(rustix::fs::Dir::read_from(listed)?))
+    else {
         return;
     };
     for entry in entries.flatten() {
@@ -884,6 +923,35 @@ mod tests {
             b"not a dump"
         );
         assert_eq!(names_in(&pod), [".a.core.tmp-1-abc-0", "a.core"]);
+
+        // Nor is a FIFO opened, under a dump's name or a temporary one.
+        for name in ["b.core", ".a.core.tmp-2-abc-0"] {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                pod.join(name),
+                rustix::fs::FileType::Fifo,
+                Mode::from_raw_mode(0o600),
+                0,
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            store.head("corefiles/other/pod/b.core").await.unwrap(),
+            None
+        );
+        store
+            .put_bytes("corefiles/other/pod/a.core", b"core 3")
+            .await
+            .unwrap();
+        assert_eq!(
+            names_in(&pod),
+            [
+                ".a.core.tmp-1-abc-0",
+                ".a.core.tmp-2-abc-0",
+                "a.core",
+                "b.core"
+            ]
+        );
     }
 
     #[tokio::test]
