@@ -63,6 +63,9 @@ pub enum StoreError {
         operation: &'static str,
         key: String,
         problem: String,
+        /// Signed by a CA this machine does not know (rather than expired, or for another
+        /// name): trusting that CA would mend it.
+        unknown_issuer: bool,
     },
     #[error("{operation} {path}: {source}")]
     Io {
@@ -90,6 +93,18 @@ impl StoreError {
             | Self::NotFound(_)
             | Self::Source { .. } => false,
         }
+    }
+
+    /// The store answered but refused to tell or to do it: the credentials lack the
+    /// permission (HTTP 401 or 403).
+    pub fn is_refused(&self) -> bool {
+        matches!(
+            self,
+            Self::S3 {
+                source: ::s3::error::S3Error::HttpFailWithBody(401 | 403, _),
+                ..
+            }
+        )
     }
 
     /// A short label for metrics (`failures_total{reason}`).

@@ -60,14 +60,18 @@ pub struct S3Store {
 fn s3_error<'a>(operation: &'static str, key: &'a str) -> impl FnOnce(S3Error) -> StoreError + 'a {
     move |source| {
         let problem = match &source {
-            S3Error::Reqwest(err) => certificate_problem(err).map(ToString::to_string),
+            S3Error::Reqwest(err) => certificate_problem(err).map(|problem| {
+                let unknown_issuer = matches!(problem, rustls::CertificateError::UnknownIssuer);
+                (problem.to_string(), unknown_issuer)
+            }),
             _ => None,
         };
         match problem {
-            Some(problem) => StoreError::UntrustedCertificate {
+            Some((problem, unknown_issuer)) => StoreError::UntrustedCertificate {
                 operation,
                 key: key.to_owned(),
                 problem,
+                unknown_issuer,
             },
             None => StoreError::S3 {
                 operation,
@@ -265,8 +269,12 @@ impl S3Store {
         // timeout would also run from sending a body until the answer's headers, which S3
         // sends only once it has the whole part.)
         // Reading the system's trust store takes a few milliseconds of every command; a
-        // plain-HTTP endpoint (a store inside the cluster or on the node) never needs it.
-        let plain_http = endpoint.url.starts_with("http://");
+        // plain-HTTP endpoint (a store inside the cluster or on the node) never needs it,
+        // unless the way to it is a proxy, which may be reached over TLS.
+        let through_proxy = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+            .iter()
+            .any(|variable| std::env::var_os(variable).is_some_and(|value| !value.is_empty()));
+        let plain_http = endpoint.url.starts_with("http://") && !through_proxy;
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .tls_built_in_root_certs(!plain_http)

@@ -54,7 +54,13 @@ async fn an_endpoint_signed_by_a_private_ca_in_ssl_cert_file_is_trusted() {
         .await;
     let refused = untrusted.err().unwrap();
     assert!(
-        matches!(refused, StoreError::UntrustedCertificate { .. }),
+        matches!(
+            refused,
+            StoreError::UntrustedCertificate {
+                unknown_issuer: true,
+                ..
+            }
+        ),
         "{refused:?}"
     );
     assert!(!refused.is_transient());

@@ -508,17 +508,17 @@ impl Shipper {
         .map_err(|err| ShipError::Failed(format!("removing task failed: {err}")))?
     }
 
-    /// The record stored under `record_key`, if any. A store that cannot tell for now is a
-    /// failure: taken for "not stored", it would have the dump uploaded and announced again.
-    /// One that refuses to tell (credentials that may write but not read) is taken for "not
-    /// stored", and the dump is stored as a new one.
+    /// The record stored under `record_key`, if any. A store that cannot tell (unreachable,
+    /// failing, not trusted) is a failure: taken for "not stored", it would have the dump
+    /// uploaded and announced again. One that refuses to tell (credentials that may write but
+    /// not read) is taken for "not stored", and the dump is stored as a new one.
     async fn stored_record(&self, record_key: &str) -> Result<Option<DumpRecord>, ShipError> {
         let cannot_tell = |err: StoreError| {
-            if err.is_transient() {
-                Err(ShipError::Failed(format!("reading the record: {err}")))
-            } else {
+            if err.is_refused() || matches!(err, StoreError::NotFound(_)) {
                 debug!(error = %err, "cannot read the record; storing the dump");
                 Ok(None)
+            } else {
+                Err(ShipError::Failed(format!("reading the record: {err}")))
             }
         };
         match self.store.head(record_key).await {
