@@ -24,7 +24,7 @@ use tracing::debug;
 use crate::error::{UserError, is_forbidden};
 use crate::install::manifests::{
     ACCESS_KEY_ID, CONFIG_KEY, CONFIG_SECRET, CONFIG_VOLUME, CREDENTIALS_SECRET, NAMESPACE,
-    SECRET_ACCESS_KEY, WATCHER_SELECTOR,
+    SECRET_ACCESS_KEY, WATCHER, WATCHER_SELECTOR,
 };
 
 /// The reads `list`, `info`, `fetch` and `status` make.
@@ -178,6 +178,8 @@ struct CredentialsSecret {
 /// Where CoreDog keeps its configuration in the cluster, and the watcher's keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ConfigSource {
+    /// The watcher DaemonSet that reads them, `namespace/name`.
+    watcher: String,
     config: SecretName,
     credentials: Option<CredentialsSecret>,
 }
@@ -187,6 +189,7 @@ impl ConfigSource {
     /// gives them.
     fn installed() -> Self {
         Self {
+            watcher: format!("{NAMESPACE}/{WATCHER}"),
             config: SecretName {
                 namespace: NAMESPACE.to_owned(),
                 name: CONFIG_SECRET.to_owned(),
@@ -241,6 +244,10 @@ impl ConfigSource {
             _ => None,
         };
         Some(Self {
+            watcher: format!(
+                "{namespace}/{}",
+                daemon_set.metadata.name.as_deref().unwrap_or_default()
+            ),
             config: SecretName {
                 namespace,
                 name: config,
@@ -254,59 +261,93 @@ impl ConfigSource {
 /// another name or namespace) the one the cluster's only CoreDog watcher mounts.
 async fn config_secret(client: &Client) -> anyhow::Result<(ConfigSource, Secret)> {
     let installed = ConfigSource::installed();
-    let source = match read_config_secret(client, &installed.config).await? {
-        Some(secret) => return Ok((installed, secret)),
-        None => match release_elsewhere(client).await? {
-            Some(source) => source,
-            None => {
-                return Err(UserError::new(format!(
+    // Why install's Secret is not the answer, should no release be found elsewhere either.
+    let not_installed = match read_config_secret(client, &installed.config).await? {
+        SecretRead::Found(secret) => return Ok((installed, *secret)),
+        SecretRead::Missing => None,
+        SecretRead::Forbidden(refused) => Some(refused),
+    };
+    let source = match release_elsewhere(client).await? {
+        Elsewhere::One(source) => source,
+        Elsewhere::None => {
+            return Err(not_installed.unwrap_or_else(|| {
+                UserError::new(format!(
                     "CoreDog's configuration (Secret {}) is not in this cluster",
                     installed.config
                 ))
                 .hint("install CoreDog with `kubectl coredog install`, pick another --context, or pass --config FILE")
-                .into());
-            }
-        },
+                .into()
+            }));
+        }
+        Elsewhere::MayNotLook => {
+            return Err(not_installed.unwrap_or_else(|| {
+                UserError::new(format!(
+                    "CoreDog's configuration is not under the names install gives it (Secret {}), and you may not list DaemonSets to find a Helm release elsewhere",
+                    installed.config
+                ))
+                .hint("pass --config FILE with the storage settings, or ask for `list daemonsets` in all namespaces")
+                .into()
+            }));
+        }
     };
-    debug!(config = %source.config, "configuration of a release under other names");
+    debug!(config = %source.config, watcher = %source.watcher, "configuration of a release under other names");
     match read_config_secret(client, &source.config).await? {
-        Some(secret) => Ok((source, secret)),
-        None => Err(UserError::new(format!(
-            "the CoreDog watcher mounts Secret {}, which does not exist",
-            source.config
+        SecretRead::Found(secret) => Ok((source, *secret)),
+        SecretRead::Missing => Err(UserError::new(format!(
+            "the CoreDog watcher {} mounts Secret {}, which does not exist",
+            source.watcher, source.config
         ))
         .hint("create it (the chart's config.existingSecret), or pass --config FILE")
         .into()),
+        SecretRead::Forbidden(refused) => Err(refused),
     }
 }
 
-/// The Secret `name`, `None` when it does not exist.
-async fn read_config_secret(client: &Client, name: &SecretName) -> anyhow::Result<Option<Secret>> {
+/// What reading a configuration Secret found.
+enum SecretRead {
+    Found(Box<Secret>),
+    Missing,
+    /// The user may not read it: the error that says so.
+    Forbidden(anyhow::Error),
+}
+
+async fn read_config_secret(client: &Client, name: &SecretName) -> anyhow::Result<SecretRead> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &name.namespace);
     match secrets.get_opt(&name.name).await {
-        Ok(secret) => Ok(secret),
-        Err(err) if is_forbidden(&err) => Err(UserError::new(format!(
-            "you may not read Secret {name}, which says where dumps are stored"
-        ))
-        .hint(format!(
-            "ask for `get secrets` in namespace {}, or pass --config FILE with the storage settings",
-            name.namespace
-        ))
-        .into()),
+        Ok(Some(secret)) => Ok(SecretRead::Found(Box::new(secret))),
+        Ok(None) => Ok(SecretRead::Missing),
+        Err(err) if is_forbidden(&err) => Ok(SecretRead::Forbidden(
+            UserError::new(format!(
+                "you may not read Secret {name}, which says where dumps are stored"
+            ))
+            .hint(format!(
+                "ask for `get secrets` in namespace {}, or pass --config FILE with the storage settings",
+                name.namespace
+            ))
+            .into(),
+        )),
         Err(err) => Err(anyhow::Error::new(err).context(format!("cannot read Secret {name}"))),
     }
 }
 
-/// The configuration of the one CoreDog release whose watcher runs in this cluster under
-/// names other than install's; `None` when there is none, or it may not be looked for.
-async fn release_elsewhere(client: &Client) -> anyhow::Result<Option<ConfigSource>> {
+/// What the search for a release under other names found.
+enum Elsewhere {
+    One(ConfigSource),
+    None,
+    /// The user may not list DaemonSets in all namespaces.
+    MayNotLook,
+}
+
+/// The configuration of the one CoreDog release whose watcher runs in this cluster; several
+/// are an error that names them.
+async fn release_elsewhere(client: &Client) -> anyhow::Result<Elsewhere> {
     let daemon_sets: Api<DaemonSet> = Api::all(client.clone());
     let watchers = ListParams::default().labels(WATCHER_SELECTOR);
     let listed = match daemon_sets.list(&watchers).await {
         Ok(listed) => listed.items,
         Err(err) if is_forbidden(&err) => {
             debug!(error = %err, "may not list DaemonSets to find a CoreDog release");
-            return Ok(None);
+            return Ok(Elsewhere::MayNotLook);
         }
         Err(err) => {
             return Err(
@@ -314,24 +355,14 @@ async fn release_elsewhere(client: &Client) -> anyhow::Result<Option<ConfigSourc
             );
         }
     };
-    let found: Vec<ConfigSource> = listed.iter().filter_map(ConfigSource::of_watcher).collect();
-    match found.as_slice() {
-        [] => Ok(None),
-        [one] => Ok(Some(one.clone())),
+    let mut found: Vec<ConfigSource> = listed.iter().filter_map(ConfigSource::of_watcher).collect();
+    match found.len() {
+        0 => Ok(Elsewhere::None),
+        1 => Ok(found.pop().map_or(Elsewhere::None, Elsewhere::One)),
         several => {
-            let names: Vec<String> = listed
-                .iter()
-                .map(|daemon_set| {
-                    format!(
-                        "{}/{}",
-                        daemon_set.metadata.namespace.as_deref().unwrap_or_default(),
-                        daemon_set.metadata.name.as_deref().unwrap_or_default()
-                    )
-                })
-                .collect();
+            let names: Vec<&str> = found.iter().map(|source| source.watcher.as_str()).collect();
             Err(UserError::new(format!(
-                "CoreDog runs {} times in this cluster (watchers {})",
-                several.len(),
+                "CoreDog runs {several} times in this cluster (watchers {})",
                 names.join(", ")
             ))
             .hint("pass --config FILE with the storage settings of the one you mean")
@@ -410,11 +441,17 @@ pub fn storage_error(err: StoreError, doing: &str) -> anyhow::Error {
     let text = tidy_s3_message(&err.to_string());
     let hint = match &err {
         StoreError::NotFound(_) => "the object may have been deleted; list again",
-        StoreError::UntrustedCertificate { .. } => {
+        StoreError::UntrustedCertificate {
+            unknown_issuer: true,
+            ..
+        } => {
             "a store signed by a private CA needs that CA trusted where the plugin runs: in the system's trust store, or in a PEM file named by SSL_CERT_FILE"
         }
+        StoreError::UntrustedCertificate { .. } => {
+            "check that S3Endpoint is the name the store's certificate was made for, and this machine's clock"
+        }
         _ if text.contains("HTTP 403") || text.contains("HTTP 401") => {
-            "the storage refused the credentials: check the keys (the config's s3AccesskeyID/s3SecretAccessKey, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or Secret coredog-system/coredog-storage-credentials)"
+            "the storage refused the credentials: check the keys (the config's s3AccesskeyID/s3SecretAccessKey, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or the watcher's key Secret, coredog-system/coredog-storage-credentials as install makes it)"
         }
         _ => "check that the storage is reachable from here and that the credentials allow reading",
     };
