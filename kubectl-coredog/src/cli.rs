@@ -223,6 +223,11 @@ pub struct InstallArgs {
     /// (default: each node's own CFSMountPath, where the share must be mounted).
     #[arg(long, value_name = "SERVER:/EXPORT")]
     pub cfs_nfs: Option<String>,
+    /// PEM file of the CAs that sign an https storage endpoint's certificate (an on-premises
+    /// MinIO or Ceph): the watchers trust them besides the public ones. An upgrade keeps the
+    /// installed ones; --storage-ca= (empty) removes them.
+    #[arg(long, value_name = "FILE")]
+    pub storage_ca: Option<String>,
     /// Let the watcher set kernel.core_pattern on every node (runs the watcher privileged). An
     /// upgrade keeps what the last install chose; --node-setup=false turns it off.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]

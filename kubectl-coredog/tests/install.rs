@@ -405,6 +405,8 @@ async fn upgrade(running: Vec<Value>, args: &[&str]) -> (Vec<Recorded>, String) 
     let (client, server) = api_server(move |request| {
         let kind = if request.path.ends_with("/daemonsets/coredog-watcher") {
             "DaemonSet"
+        } else if request.path.ends_with("/configmaps/coredog-storage-ca") {
+            "ConfigMap"
         } else if request
             .path
             .ends_with("/mutatingwebhookconfigurations/coredog-webhook")
@@ -669,6 +671,7 @@ async fn uninstall_deletes_everything_webhook_configuration_first() {
             "DELETE /api/v1/namespaces/coredog-system/secrets/coredog-webhook-tls",
             "DELETE /api/v1/namespaces/coredog-system/secrets/coredog-storage-credentials",
             "DELETE /api/v1/namespaces/coredog-system/secrets/coredog-config",
+            "DELETE /api/v1/namespaces/coredog-system/configmaps/coredog-storage-ca",
             "DELETE /api/v1/namespaces/coredog-system/serviceaccounts/coredog-webhook",
             "DELETE /api/v1/namespaces/coredog-system/serviceaccounts/coredog-watcher",
             "DELETE /api/v1/namespaces/coredog-system",
@@ -705,7 +708,7 @@ async fn uninstall_dry_runs() {
         log.iter().all(|r| r.method == "GET"),
         "a client dry run deletes nothing"
     );
-    assert_eq!(log.len(), 18);
+    assert_eq!(log.len(), 19);
     let stdout = captured.stdout();
     assert!(stdout.contains("deployment.apps/coredog-webhook deleted (dry run)\n"));
     assert!(!stdout.contains("coredog-webhook-tls"));
@@ -975,4 +978,116 @@ async fn upgrade_with_stored_keys(flags: &[&str]) -> (Vec<Recorded>, String) {
     .unwrap();
     drop(client);
     (server.await.unwrap(), captured.stderr())
+}
+
+/// A PEM file of one CA certificate, in a directory that goes with it.
+fn ca_file() -> (tempfile::TempDir, String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let pem = params.self_signed(&key).unwrap().pem();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca.pem");
+    std::fs::write(&path, &pem).unwrap();
+    (dir, path.display().to_string(), pem)
+}
+
+/// The watcher container's SSL_CERT_FILE and the paths its volumes are mounted at.
+fn trust_of(watcher: &Value) -> (Value, Vec<String>) {
+    let container = &watcher["spec"]["template"]["spec"]["containers"][0];
+    let cert_file = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|env| env["name"] == "SSL_CERT_FILE")
+        .map_or(Value::Null, |env| env["value"].clone());
+    let mounts = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|mount| mount["mountPath"].as_str().unwrap().to_owned())
+        .collect();
+    (cert_file, mounts)
+}
+
+#[tokio::test]
+async fn the_storage_cas_are_given_to_the_watchers_kept_on_upgrades_and_removed_on_request() {
+    let (_dir, path, pem) = ca_file();
+    let running = installed_with(&["--bucket", "dumps", "--storage-ca", &path]).await;
+    let config_map = running
+        .iter()
+        .find(|object| object["kind"] == "ConfigMap")
+        .unwrap();
+    assert_eq!(config_map["metadata"]["name"], "coredog-storage-ca");
+    assert_eq!(config_map["data"]["ca.crt"], pem.as_str());
+    let watcher = running
+        .iter()
+        .find(|object| object["kind"] == "DaemonSet")
+        .unwrap();
+    let (cert_file, mounts) = trust_of(watcher);
+    assert_eq!(cert_file, "/etc/coredog/storage-ca/ca.crt");
+    assert!(
+        mounts.contains(&"/etc/coredog/storage-ca".to_owned()),
+        "{mounts:?}"
+    );
+
+    // An upgrade without the flag applies them again, as they are.
+    let (log, stderr) = upgrade(running.clone(), &["--bucket", "dumps"]).await;
+    assert!(
+        stderr.contains("keeping the storage CAs of ConfigMap coredog-system/coredog-storage-ca"),
+        "{stderr}"
+    );
+    assert_eq!(
+        applied(&log, "/configmaps/coredog-storage-ca")["data"]["ca.crt"],
+        pem.as_str()
+    );
+    let (cert_file, _) = trust_of(applied(&log, "/daemonsets/coredog-watcher"));
+    assert_eq!(cert_file, "/etc/coredog/storage-ca/ca.crt");
+
+    // An empty --storage-ca= takes them away.
+    let (log, _) = upgrade(running, &["--bucket", "dumps", "--storage-ca="]).await;
+    let (cert_file, mounts) = trust_of(applied(&log, "/daemonsets/coredog-watcher"));
+    assert_eq!(cert_file, Value::Null);
+    assert!(
+        !mounts.contains(&"/etc/coredog/storage-ca".to_owned()),
+        "{mounts:?}"
+    );
+    assert!(
+        !log.iter()
+            .any(|r| r.method == "PATCH" && r.path.ends_with("/configmaps/coredog-storage-ca"))
+    );
+    assert!(
+        log.iter().any(|r| r.method == "DELETE"
+            && r.path == "/api/v1/namespaces/coredog-system/configmaps/coredog-storage-ca"),
+        "{:?}",
+        log.iter().map(Recorded::line).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_storage_ca_file_holds_certificates_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let (_ca_dir, _, ca_pem) = ca_file();
+    for (name, text, expected) in [
+        ("empty.pem", String::new(), "holds no certificate"),
+        (
+            "with-key.pem",
+            format!("{ca_pem}{}", key.serialize_pem()),
+            "holds a PRIVATE KEY, where only certificates belong",
+        ),
+        (
+            "garbage.pem",
+            "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
+                .to_owned(),
+            "certificate 1 does not parse",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let err = settings_of(&["--bucket", "dumps", "--storage-ca", path.to_str().unwrap()])
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains(expected), "{name}: {err:#}");
+    }
 }

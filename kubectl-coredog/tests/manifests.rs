@@ -40,8 +40,12 @@ fn helm(sets: &[&str]) -> String {
         .env("HELM_CACHE_HOME", scratch.join("cache"))
         .env("HELM_CONFIG_HOME", scratch.join("config"))
         .env("HELM_DATA_HOME", scratch.join("data"));
+    // `file:KEY=PATH` sets a value from a file, as `--set-file` does.
     for set in sets {
-        command.args(["--set", set]);
+        match set.strip_prefix("file:") {
+            Some(from_file) => command.args(["--set-file", from_file]),
+            None => command.args(["--set", set]),
+        };
     }
     let output = command.output().expect("helm runs");
     assert!(
@@ -319,6 +323,33 @@ fn node_setup_credentials_and_failure_policy_are_the_chart_too() {
     let container = &find(&pair.plugin, "DaemonSet", "coredog-watcher")["spec"]["template"]["spec"]
         ["containers"][0];
     assert_eq!(container["securityContext"]["privileged"], true);
+}
+
+#[test]
+fn storage_cas_are_the_chart_too() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let pem = params.self_signed(&key).unwrap().pem();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pem).unwrap();
+    let ca = ca.display().to_string();
+    let pair = render_both(
+        &[&format!("file:watcher.storageCA={ca}")],
+        &["--storage-ca", &ca],
+        &[],
+    );
+    assert_same_objects(&pair);
+    let config_map = find(&pair.plugin, "ConfigMap", "coredog-storage-ca");
+    assert_eq!(config_map["data"]["ca.crt"], pem.as_str());
+    let file = dir.path().join("storage-ca.yaml");
+    std::fs::write(&file, &pair.plugin_text).unwrap();
+    for version in ["1.28.0", "1.33.0"] {
+        if let Err(report) = kubernetes_validate(version, std::slice::from_ref(&file)) {
+            panic!("not valid for Kubernetes {version}:\n{report}");
+        }
+    }
 }
 
 #[test]

@@ -1261,3 +1261,49 @@ fn the_notes_say_what_to_do_next() {
     assert!(!text.contains("sysctl -w"), "{text}");
     assert!(text.contains("--enable-certificate-owner-ref"), "{text}");
 }
+
+#[test]
+fn storage_cas_go_to_a_configmap_the_watchers_trust_and_keys_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificate =
+        "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n";
+    let values = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        let values = serde_json::json!({ "watcher": { "storageCA": pem } });
+        std::fs::write(&path, serde_yaml::to_string(&values).unwrap()).unwrap();
+        path
+    };
+    let with_ca = render(Some(&values("ca.yaml", certificate)), &[]);
+    let config_map = with_ca.get("ConfigMap", "coredog-storage-ca");
+    assert_eq!(config_map["data"]["ca.crt"], certificate);
+    let watcher = with_ca.watcher_container();
+    assert_eq!(
+        env(watcher, "SSL_CERT_FILE").unwrap()["value"],
+        "/etc/coredog/storage-ca/ca.crt"
+    );
+    assert_eq!(
+        mount(watcher, "storage-ca").unwrap()["mountPath"],
+        "/etc/coredog/storage-ca"
+    );
+    assert_eq!(
+        volume(with_ca.watcher(), "storage-ca")["configMap"]["name"],
+        "coredog-storage-ca"
+    );
+
+    let with_key = format!(
+        "{certificate}-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA\n-----END PRIVATE KEY-----\n"
+    );
+    let err = template(RELEASE, Some(&values("key.yaml", &with_key)), &[]).unwrap_err();
+    assert!(err.contains("storageCA"), "{err}");
+    let err = template(
+        RELEASE,
+        Some(&values("text.yaml", "not a certificate")),
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.contains("storageCA"), "{err}");
+    // Without it, nothing of it.
+    let plain = render(None, &[]);
+    assert!(plain.find("ConfigMap", "coredog-storage-ca").is_none());
+    assert!(env(plain.watcher_container(), "SSL_CERT_FILE").is_none());
+}

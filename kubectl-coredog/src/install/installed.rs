@@ -6,10 +6,12 @@ use anyhow::Context as _;
 use coredog_core::node_status::core_pattern_argument;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, Client};
 
 use super::manifests::{
-    CFS_VOLUME, HOST_DUMPS_VOLUME, NAMESPACE, WATCHER, WATCHER_CONTAINER, WEBHOOK, WEBHOOK_NAME,
+    CFS_VOLUME, HOST_DUMPS_VOLUME, NAMESPACE, STORAGE_CA_CONFIG_MAP, STORAGE_CA_KEY,
+    STORAGE_CA_VOLUME, WATCHER, WATCHER_CONTAINER, WEBHOOK, WEBHOOK_NAME,
 };
 use crate::cli::FailurePolicy;
 
@@ -23,6 +25,8 @@ pub struct Installed {
     /// The `kernel.core_pattern` the watchers set (node setup is on).
     pub core_pattern: Option<String>,
     pub failure_policy: Option<FailurePolicy>,
+    /// The CA certificates the watchers trust for the storage endpoint (`--storage-ca`).
+    pub storage_ca: Option<String>,
 }
 
 impl Installed {
@@ -41,6 +45,17 @@ impl Installed {
             .with_context(|| format!("cannot read MutatingWebhookConfiguration {WEBHOOK}"))?;
         let mut installed = watcher.as_ref().map(Self::of_watcher).unwrap_or_default();
         installed.failure_policy = webhook.as_ref().and_then(failure_policy_of);
+        if watcher.as_ref().is_some_and(mounts_storage_ca) {
+            let config_map = Api::<ConfigMap>::namespaced(client.clone(), NAMESPACE)
+                .get_opt(STORAGE_CA_CONFIG_MAP)
+                .await
+                .with_context(|| {
+                    format!("cannot read ConfigMap {NAMESPACE}/{STORAGE_CA_CONFIG_MAP}")
+                })?;
+            installed.storage_ca = config_map
+                .and_then(|config_map| config_map.data)
+                .and_then(|mut data| data.remove(STORAGE_CA_KEY));
+        }
         Ok(installed)
     }
 
@@ -67,8 +82,27 @@ impl Installed {
             core_pattern: core_pattern_argument(command_line.map(String::as_str))
                 .map(str::to_owned),
             failure_policy: None,
+            storage_ca: None,
         }
     }
+}
+
+/// Whether the watcher DaemonSet mounts the storage CA ConfigMap.
+fn mounts_storage_ca(daemon_set: &DaemonSet) -> bool {
+    daemon_set
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref())
+        .and_then(|pod| pod.volumes.as_ref())
+        .is_some_and(|volumes| {
+            volumes.iter().any(|volume| {
+                volume.name == STORAGE_CA_VOLUME
+                    && volume
+                        .config_map
+                        .as_ref()
+                        .is_some_and(|source| source.name == STORAGE_CA_CONFIG_MAP)
+            })
+        })
 }
 
 fn failure_policy_of(configuration: &MutatingWebhookConfiguration) -> Option<FailurePolicy> {
@@ -100,6 +134,8 @@ mod tests {
             credentials: None,
             cfs_share: Some(manifests::CfsShare::new("/mnt/cfs", Some("10.0.0.9:/dumps")).unwrap()),
             stale_credentials: false,
+            storage_ca: None,
+            stale_storage_ca: false,
         }
     }
 
@@ -126,8 +162,21 @@ mod tests {
                 host_dir: Some("/srv/dumps".into()),
                 core_pattern: Some("/corefile/core.%p".into()),
                 failure_policy: Some(FailurePolicy::Fail),
+                storage_ca: None,
             }
         );
+        assert!(!mounts_storage_ca(&watcher));
+        let with_ca = Settings {
+            storage_ca: Some("-----BEGIN CERTIFICATE-----\n".into()),
+            ..settings()
+        };
+        let objects = manifests::build(&with_ca).unwrap();
+        let watcher = objects
+            .iter()
+            .find(|manifest| manifest.object["kind"] == "DaemonSet")
+            .map(|manifest| serde_json::from_value(manifest.object.clone()).unwrap())
+            .unwrap();
+        assert!(mounts_storage_ca(&watcher));
 
         let plain = Settings {
             core_pattern: None,

@@ -8,7 +8,7 @@ pub mod wait;
 use anyhow::Context as _;
 use coredog_core::config::{Config, PLACEHOLDER_BUCKET, Protocol};
 use coredog_core::layout::DEFAULT_HOST_DIR;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
 use serde_json::Value;
 
@@ -20,7 +20,7 @@ use crate::output::{Console, to_json, to_yaml_stream};
 use installed::Installed;
 use manifests::{
     ACCESS_KEY_ID, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, CfsShare, Credentials,
-    DEFAULT_CORE_PATTERN, NAMESPACE, SECRET_ACCESS_KEY, Settings,
+    DEFAULT_CORE_PATTERN, NAMESPACE, SECRET_ACCESS_KEY, STORAGE_CA_CONFIG_MAP, Settings,
 };
 
 /// Looks up an environment variable (the process environment, or a test's).
@@ -452,6 +452,7 @@ pub async fn settings(
     let installed = Installed::read(client).await?;
     let cfs_share = cfs_share(args, &config, &installed, console)?;
     let (credentials, stale_credentials) = credentials(env, client, !other_store, console).await?;
+    let (storage_ca, stale_storage_ca) = storage_ca(args, &installed, console)?;
     let inline_keys = [
         &config.storage.access_key_id,
         &config.storage.access_key_id_file,
@@ -474,7 +475,71 @@ pub async fn settings(
         credentials,
         cfs_share,
         stale_credentials,
+        storage_ca,
+        stale_storage_ca,
     })
+}
+
+/// The storage CAs: `--storage-ca FILE`, else the installed ones; `--storage-ca=` removes them.
+/// Returns them and whether an installed ConfigMap of them is to go.
+fn storage_ca(
+    args: &InstallArgs,
+    installed: &Installed,
+    console: &mut Console<'_>,
+) -> anyhow::Result<(Option<String>, bool)> {
+    match args.storage_ca.as_deref() {
+        None => {
+            if installed.storage_ca.is_some() {
+                console.note(&format!(
+                    "keeping the storage CAs of ConfigMap {NAMESPACE}/{STORAGE_CA_CONFIG_MAP} (--storage-ca FILE changes them, --storage-ca= removes them)"
+                ));
+            }
+            Ok((installed.storage_ca.clone(), false))
+        }
+        Some("") => Ok((None, installed.storage_ca.is_some())),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|err| {
+                UserError::new(format!("cannot read --storage-ca {path}"))
+                    .hint("pass a PEM file of the CA certificates that sign the storage endpoint's certificate")
+                    .cause(err)
+            })?;
+            let count = ca_certificates(&text).map_err(|problem| {
+                user(
+                    format!("--storage-ca {path}: {problem}"),
+                    "pass a PEM file of CA certificates (-----BEGIN CERTIFICATE-----) and nothing else",
+                )
+            })?;
+            console.note(&format!(
+                "the watchers trust the {count} CA certificate{} of --storage-ca for the storage endpoint, besides the public CAs",
+                if count == 1 { "" } else { "s" }
+            ));
+            Ok((Some(text), false))
+        }
+    }
+}
+
+/// How many certificates a PEM bundle of CAs holds; an error for anything else in it (a
+/// private key has no place in a ConfigMap) or for none.
+fn ca_certificates(pem: &str) -> Result<usize, String> {
+    use x509_parser::pem::Pem;
+    use x509_parser::prelude::{FromDer as _, X509Certificate};
+    let mut count = 0;
+    for block in Pem::iter_from_buffer(pem.as_bytes()) {
+        let block = block.map_err(|err| format!("not PEM: {err}"))?;
+        if block.label != "CERTIFICATE" {
+            return Err(format!(
+                "holds a {}, where only certificates belong",
+                block.label
+            ));
+        }
+        X509Certificate::from_der(&block.contents)
+            .map_err(|err| format!("certificate {} does not parse: {err}", count + 1))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err("holds no certificate".to_owned());
+    }
+    Ok(count)
 }
 
 fn print_objects(
@@ -548,22 +613,27 @@ pub async fn install(
         }
         applied.push(object);
     }
-    if settings.stale_credentials {
-        let secret = kube::core::ApiResource::erase::<Secret>(&());
-        apply::delete(
-            client,
-            &secret,
-            Some(NAMESPACE),
+    // What an earlier install made and this one no longer wants.
+    let stale = [
+        (
+            settings.stale_storage_ca,
+            kube::core::ApiResource::erase::<ConfigMap>(&()),
+            STORAGE_CA_CONFIG_MAP,
+            "the storage CAs in ConfigMap",
+        ),
+        (
+            settings.stale_credentials,
+            kube::core::ApiResource::erase::<Secret>(&()),
             CREDENTIALS_SECRET,
-            dry_run,
-        )
-        .await
-        .map_err(|err| {
-            UserError::new(format!(
-                "cannot remove the old store's keys in Secret {NAMESPACE}/{CREDENTIALS_SECRET}"
-            ))
-            .cause(err)
-        })?;
+            "the old store's keys in Secret",
+        ),
+    ];
+    for (_, resource, name, what) in stale.iter().filter(|(stale, ..)| *stale) {
+        apply::delete(client, resource, Some(NAMESPACE), name, dry_run)
+            .await
+            .map_err(|err| {
+                UserError::new(format!("cannot remove {what} {NAMESPACE}/{name}")).cause(err)
+            })?;
     }
     if let Some(format) = args.output {
         print_objects(&applied, format, console)?;

@@ -15,7 +15,7 @@ use std::fmt;
 use coredog_core::mount_path::is_at_or_under;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::ApiResource;
@@ -27,7 +27,7 @@ use crate::cli::FailurePolicy;
 
 use parts::{
     cluster_role_binding, config_secret, credentials_secret, namespace, role_binding,
-    service_account,
+    service_account, storage_ca_config_map,
 };
 use watcher::{watcher_cluster_role, watcher_daemon_set, watcher_role};
 use webhook::{
@@ -59,6 +59,12 @@ pub const CONFIG_VOLUME: &str = "config";
 /// The labels of CoreDog's watcher DaemonSet, whoever installed it (install or the chart).
 pub const WATCHER_SELECTOR: &str =
     "app.kubernetes.io/part-of=coredog,app.kubernetes.io/component=watcher";
+/// The CAs the watcher trusts for an https storage endpoint (`--storage-ca`): a ConfigMap, as
+/// certificates are no secret, mounted where `SSL_CERT_FILE` points.
+pub const STORAGE_CA_CONFIG_MAP: &str = "coredog-storage-ca";
+pub const STORAGE_CA_KEY: &str = "ca.crt";
+pub const STORAGE_CA_VOLUME: &str = "storage-ca";
+const STORAGE_CA_DIR: &str = "/etc/coredog/storage-ca";
 /// The watcher's volume (and mount) of a CFS share.
 pub const CFS_VOLUME: &str = "cfs";
 /// The watcher's volume of the node's dump directory (`--host-dir`).
@@ -96,6 +102,12 @@ pub struct Settings {
     pub cfs_share: Option<CfsShare>,
     /// The credentials Secret holds another kind of store's keys: removed once applied.
     pub stale_credentials: bool,
+    /// PEM certificates of the CAs the storage endpoint's certificate may chain to, besides the
+    /// public ones.
+    pub storage_ca: Option<String>,
+    /// A storage CA ConfigMap left from an earlier install that no longer wants one: removed
+    /// once applied.
+    pub stale_storage_ca: bool,
 }
 
 /// Where a watcher of protocol `cfs` finds the share it writes to, at the config's
@@ -235,6 +247,12 @@ pub fn build(settings: &Settings) -> Result<Vec<Manifest>, ManifestError> {
     if let Some(credentials) = &settings.credentials {
         manifests.push(Manifest::new(&credentials_secret(&labels, credentials))?);
     }
+    if let Some(certificates) = &settings.storage_ca {
+        manifests.push(Manifest::new(&storage_ca_config_map(
+            &labels,
+            certificates,
+        ))?);
+    }
     manifests.extend([
         Manifest::new(&webhook_cluster_role(&labels))?,
         Manifest::new(&watcher_cluster_role(&labels))?,
@@ -287,6 +305,11 @@ pub fn removal_order(
             CREDENTIALS_SECRET,
         ),
         (ApiResource::erase::<Secret>(&()), namespaced, CONFIG_SECRET),
+        (
+            ApiResource::erase::<ConfigMap>(&()),
+            namespaced,
+            STORAGE_CA_CONFIG_MAP,
+        ),
         (
             ApiResource::erase::<ServiceAccount>(&()),
             namespaced,
@@ -392,6 +415,8 @@ mod tests {
             credentials: None,
             cfs_share: None,
             stale_credentials: false,
+            storage_ca: None,
+            stale_storage_ca: false,
         }
     }
 

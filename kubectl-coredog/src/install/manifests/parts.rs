@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource, Namespace,
-    ObjectFieldSelector, Probe, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector,
-    ServiceAccount, Volume, VolumeMount,
+    ConfigMap, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource,
+    Namespace, ObjectFieldSelector, Probe, ResourceRequirements, SeccompProfile, Secret,
+    SecretKeySelector, ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, PolicyRule, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     ACCESS_KEY_ID, CONFIG_KEY, CONFIG_SECRET, CREDENTIALS_SECRET, Credentials, Labels, MANAGED_BY,
-    NAMESPACE, SECRET_ACCESS_KEY,
+    NAMESPACE, SECRET_ACCESS_KEY, STORAGE_CA_CONFIG_MAP, STORAGE_CA_KEY,
 };
 
 pub(super) fn meta(name: &str, namespaced: bool, labels: BTreeMap<String, String>) -> ObjectMeta {
@@ -79,6 +79,17 @@ pub(super) fn config_secret(labels: &Labels, config_text: &str) -> Secret {
             ByteString(config_text.as_bytes().to_vec()),
         )])),
         ..Secret::default()
+    }
+}
+
+pub(super) fn storage_ca_config_map(labels: &Labels, certificates: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: meta(STORAGE_CA_CONFIG_MAP, true, labels.watcher()),
+        data: Some(BTreeMap::from([(
+            STORAGE_CA_KEY.to_owned(),
+            certificates.to_owned(),
+        )])),
+        ..ConfigMap::default()
     }
 }
 

@@ -6,9 +6,9 @@ use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, HostPathVolumeSource, KeyToPath, NFSVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, SecretVolumeSource, SecurityContext, Toleration,
-    Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HostPathVolumeSource,
+    KeyToPath, NFSVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, SecretVolumeSource,
+    SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -20,8 +20,9 @@ use super::parts::{
 };
 use super::{
     ACCESS_KEY_ID, CFS_VOLUME, CONFIG_KEY, CONFIG_SECRET, CONFIG_VOLUME, CREDENTIALS_SECRET,
-    CfsShare, HOST_DUMPS_VOLUME, LOG_FORMAT, Labels, SECRET_ACCESS_KEY, STATE_HOST_DIR, Settings,
-    WATCHER, WATCHER_CONTAINER, linux_nodes, selector_labels,
+    CfsShare, HOST_DUMPS_VOLUME, LOG_FORMAT, Labels, SECRET_ACCESS_KEY, STATE_HOST_DIR,
+    STORAGE_CA_CONFIG_MAP, STORAGE_CA_DIR, STORAGE_CA_KEY, STORAGE_CA_VOLUME, Settings, WATCHER,
+    WATCHER_CONTAINER, linux_nodes, selector_labels,
 };
 
 /// How long a stopping watcher pod has: uploads in flight finish within it.
@@ -137,6 +138,15 @@ pub(super) fn watcher_daemon_set(
         );
     }
 
+    if let Some(certificates) = &settings.storage_ca {
+        env.push(EnvVar {
+            name: "SSL_CERT_FILE".into(),
+            value: Some(format!("{STORAGE_CA_DIR}/{STORAGE_CA_KEY}")),
+            ..EnvVar::default()
+        });
+        annotations.insert("checksum/storage-ca".to_owned(), sha256_hex(certificates));
+    }
+
     let privileged = settings.core_pattern.is_some();
     let security_context = if privileged {
         // Writing kernel.core_pattern needs a writable /proc/sys.
@@ -194,6 +204,22 @@ pub(super) fn watcher_daemon_set(
         },
         empty_dir_volume("tmp", "64Mi"),
     ];
+    if settings.storage_ca.is_some() {
+        volume_mounts.push(volume_mount(STORAGE_CA_VOLUME, STORAGE_CA_DIR, true));
+        volumes.push(Volume {
+            name: STORAGE_CA_VOLUME.into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: STORAGE_CA_CONFIG_MAP.into(),
+                items: Some(vec![KeyToPath {
+                    key: STORAGE_CA_KEY.into(),
+                    path: STORAGE_CA_KEY.into(),
+                    mode: None,
+                }]),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
     if privileged {
         volume_mounts.push(volume_mount("state", STATE_HOST_DIR, false));
         volumes.push(host_path_volume("state", STATE_HOST_DIR));
