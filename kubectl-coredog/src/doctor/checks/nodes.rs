@@ -512,15 +512,23 @@ pub(super) fn node_statuses(snapshot: &ClusterSnapshot) -> Vec<Check> {
         );
     }
     for (reason, nodes) in &storage_failures {
+        // The store's words for a certificate signed by a CA the watchers do not know.
+        let fix = if reason.contains("certificate is not trusted here")
+            && reason.contains("UnknownIssuer")
+        {
+            "give the watchers the CA that signs the endpoint's certificate: `kubectl coredog install --storage-ca ca.pem` (the chart: --set-file watcher.storageCA=ca.pem)".to_owned()
+        } else {
+            format!(
+                "check the StorageConfig (`kubectl coredog install --config FILE`), the keys, and that those nodes reach the endpoint; `kubectl -n {NAMESPACE} logs daemonset/{WATCHER}` has the details"
+            )
+        };
         checks.push(Check::fail(
             format!(
                 "storage is unreachable from node{} {}: {reason}",
                 if nodes.len() == 1 { "" } else { "s" },
                 names(nodes)
             ),
-            format!(
-                "check the StorageConfig (`kubectl coredog install --config FILE`), the keys, and that those nodes reach the endpoint; `kubectl -n {NAMESPACE} logs daemonset/{WATCHER}` has the details"
-            ),
+            fix,
         ));
     }
     if storage_ok > 0 && storage_failures.is_empty() {
@@ -658,6 +666,32 @@ mod tests {
             status.to_string(),
         )]));
         pod
+    }
+
+    /// A store whose certificate a CA the watchers do not know signed: the fix is that CA.
+    #[test]
+    fn an_untrusted_store_certificate_is_mended_with_its_ca() {
+        let fix_for = |storage: &str| {
+            let mut pod = reporting("node-1", "/corefile/core.%p", "2026-06-01T00:00:00Z");
+            let status = serde_json::json!({"node": "node-1", "corePattern": "/corefile/core.%p", "corefileDir": "/corefile", "storage": storage, "backlogFiles": 0, "backlogBytes": 0, "updatedAt": "2026-06-01T00:00:00Z"});
+            pod.metadata.annotations = Some(BTreeMap::from([(
+                NODE_STATUS_ANNOTATION.to_owned(),
+                status.to_string(),
+            )]));
+            let snapshot = snapshot(&[], vec![node("node-1", &[])], vec![pod]);
+            let checks = node_statuses(&snapshot);
+            let failed = checks
+                .iter()
+                .find(|check| check.title.starts_with("storage is unreachable"))
+                .unwrap();
+            failed.fix.clone().unwrap_or_default()
+        };
+        let untrusted = fix_for(
+            "list objects corefiles/: the storage endpoint's certificate is not trusted here: invalid peer certificate: UnknownIssuer",
+        );
+        assert!(untrusted.contains("--storage-ca"), "{untrusted}");
+        let refused = fix_for("list objects corefiles/: Got HTTP 403: AccessDenied");
+        assert!(refused.contains("check the StorageConfig"), "{refused}");
     }
 
     /// Absolute patterns the kernel follows, but into no directory a pod can mount there.
